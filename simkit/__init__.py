@@ -1,0 +1,15 @@
+"""simkit: differentiable scientific simulation on JAX.
+
+Subpackages: `simkit.ode` (ODE problems and ensemble solves on diffrax), `simkit.run` (the
+resumable run driver), `simkit.io` (HDF5 stores), `simkit.ensemble` (sharded batched calls),
+`simkit.fit` (parameter fitting on optimistix).
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from ._checks import SimkitInputError as SimkitInputError
+
+try:
+    __version__ = _version("simkit")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,232 @@
+"""Single and ensemble ODE solves on diffrax, with simkit's defaults and input checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree
+
+from .._checks import SimkitInputError, require_finite, require_positive
+from ._problem import ODEProblem, validate_problem
+
+
+def default_solver(stiff: bool) -> diffrax.AbstractSolver:
+    """Tsit5 for non-stiff problems (5th order, FSAL, good error estimate); Kvaerno5 for stiff ones
+    (L-stable 5th-order ESDIRK, the diffrax recommendation for stiff problems at tight tolerance)."""
+    return diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
+
+
+def _saveat(problem: ODEProblem, ts, dense: bool) -> diffrax.SaveAt:
+    if ts is None:
+        return diffrax.SaveAt(t1=True, dense=dense)
+    ts = jnp.asarray(ts)
+    if ts.ndim != 1:
+        raise SimkitInputError(f"saveat times must be 1-D, got shape {tuple(ts.shape)}.")
+    lo, hi = float(jnp.min(ts)), float(jnp.max(ts))
+    if lo < problem.t0 or hi > problem.t1:
+        raise SimkitInputError(
+            f"saveat times must lie inside [t0, t1] = [{problem.t0}, {problem.t1}], got "
+            f"min {lo}, max {hi}."
+        )
+    if ts.shape[0] > 1 and not bool(jnp.all(jnp.diff(ts) >= 0)):
+        raise SimkitInputError("saveat times must be non-decreasing.")
+    return diffrax.SaveAt(ts=ts, dense=dense)
+
+
+def solve(
+    problem: ODEProblem,
+    *,
+    solver: diffrax.AbstractSolver | None = None,
+    stiff: bool = False,
+    dt0: float | None = None,
+    fixed_step: bool = False,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    saveat: Float[Array, " n_save"] | None = None,
+    dense: bool = False,
+    event: diffrax.Event | None = None,
+    max_steps: int = 100_000,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    throw: bool = True,
+    validate: bool = True,
+) -> diffrax.Solution:
+    """Solve one ODE problem with diffrax.
+
+    Args:
+        problem: the `ODEProblem` (one member).
+        solver: any diffrax solver; default `Tsit5()` or, if `stiff`, `Kvaerno5()`.
+        dt0: initial (or, with `fixed_step`, constant) step in model time units; must be > 0.
+            Default: chosen by diffrax's step-size controller.
+        fixed_step: constant steps of `dt0` (no error control).
+        rtol, atol: relative/absolute tolerance of the PID step-size controller.
+        saveat: times at which to save, shape `(n_save,)`, inside `[t0, t1]`; default `t1` only.
+        dense: also return dense output (`sol.evaluate(t)`).
+        event: a `diffrax.Event` to stop the solve at a root / condition.
+        max_steps: step limit; reaching it raises an error that suggests a stiff solver.
+        adjoint: diffrax adjoint for reverse-mode gradients (default `RecursiveCheckpointAdjoint`).
+        throw: raise on solver failure (default) rather than returning `sol.result`.
+        validate: run host-side input checks (turn off only inside your own `jit`).
+
+    Returns:
+        `diffrax.Solution` with `ts` `(n_save,)` and `ys` `(n_save, dim)`.
+    """
+    if validate:
+        validate_problem(problem)
+        if dt0 is not None:
+            require_positive("dt0", dt0)
+        require_positive("max_steps", max_steps, integer=True)
+        if fixed_step and dt0 is None:
+            raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+    solver = default_solver(stiff) if solver is None else solver
+    if fixed_step:
+        controller = diffrax.ConstantStepSize()
+    else:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    sol = diffeqsolve_problem(
+        problem.vector_field, problem.y0, problem.params, problem.t0, problem.t1,
+        solver=solver, controller=controller, dt0=dt0, saveat=_saveat(problem, saveat, dense),
+        event=event, max_steps=max_steps, adjoint=adjoint, throw=False,
+    )
+    if throw:
+        _raise_on_failure(sol.result, solver, max_steps)
+    return sol
+
+
+def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller, dt0, saveat,
+                        event=None, max_steps=100_000, adjoint=None, throw=False):
+    """Thin jittable call to `diffrax.diffeqsolve` (no host checks); used by `solve` and ensembles."""
+    kwargs: dict[str, Any] = {}
+    if adjoint is not None:
+        kwargs["adjoint"] = adjoint
+    if event is not None:
+        kwargs["event"] = event
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, args: vector_field(t, y, args)), solver, t0, t1, dt0, y0,
+        args=params, saveat=saveat, stepsize_controller=controller, max_steps=max_steps,
+        throw=throw, **kwargs,
+    )
+
+
+def _raise_on_failure(result, solver, max_steps: int) -> None:
+    """Raise a `RuntimeError` if any (possibly batched) diffrax result is not successful."""
+    failed = result != diffrax.RESULTS.successful
+    if isinstance(failed, jax.core.Tracer) or not bool(jnp.any(failed)):
+        return
+    n_failed = int(jnp.sum(failed))
+    if bool(jnp.any(result == diffrax.RESULTS.max_steps_reached)):
+        hint = ""
+        if not isinstance(solver, diffrax.AbstractImplicitSolver):
+            hint = (f" {type(solver).__name__} is explicit; if the problem is stiff use a stiff "
+                    "solver (stiff=True, e.g. Kvaerno5) instead of raising max_steps.")
+        raise RuntimeError(
+            f"ODE solve reached max_steps={max_steps} before t1 in {n_failed} solve(s).{hint}"
+        )
+    raise RuntimeError(f"ODE solve failed in {n_failed} solve(s) (diffrax result {result}).")
+
+
+def broadcast_ensemble(problem: ODEProblem, y0: Array | None, params: PyTree | None):
+    """Leading-axis batch of (y0, params) for an ensemble; validates shapes and agreement.
+
+    Returns:
+        (y0s `(n, dim)`, params with every leaf batched `(n, ...)`, n)
+    """
+    base_y0 = jnp.asarray(problem.y0)
+    dim = base_y0.shape[-1]
+    sizes: dict[str, int] = {}
+    if y0 is not None:
+        y0 = jnp.asarray(y0)
+        if y0.ndim != 2 or y0.shape[1] != dim:
+            raise SimkitInputError(
+                f"ensemble y0 must have shape (n_members, {dim}), got {tuple(y0.shape)}."
+            )
+        sizes["y0"] = y0.shape[0]
+        require_finite("ensemble y0", y0)
+    if params is not None:
+        leaves = jax.tree_util.tree_leaves(params)
+        base_leaves = jax.tree_util.tree_leaves(problem.params)
+        if len(leaves) != len(base_leaves):
+            raise SimkitInputError("ensemble params must have the same structure as problem.params.")
+        for leaf, base in zip(leaves, base_leaves):
+            leaf = jnp.asarray(leaf)
+            if leaf.ndim != jnp.ndim(base) + 1:
+                raise SimkitInputError(
+                    f"ensemble params leaves need one leading ensemble axis: got shape "
+                    f"{tuple(leaf.shape)} for a parameter of shape {tuple(jnp.shape(base))}."
+                )
+            sizes.setdefault("params", leaf.shape[0])
+            if leaf.shape[0] != sizes["params"]:
+                raise SimkitInputError("ensemble params leaves disagree on the ensemble size.")
+        require_finite("ensemble params", params)
+    if not sizes:
+        raise SimkitInputError("solve_ensemble needs batched y0 and/or params.")
+    ns = set(sizes.values())
+    if len(ns) > 1:
+        raise SimkitInputError(f"ensemble inputs disagree on the number of members: {sizes}.")
+    n = ns.pop()
+    if n == 0:
+        raise SimkitInputError("ensemble size must be >= 1, got 0 members.")
+    y0s = y0 if y0 is not None else jnp.broadcast_to(base_y0, (n, dim))
+    if params is None:
+        params = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p, (n, *jnp.shape(p))),
+                                        problem.params)
+    return y0s, params, n
+
+
+def solve_ensemble(
+    problem: ODEProblem,
+    *,
+    y0: Float[Array, "n dim"] | None = None,
+    params: PyTree | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    stiff: bool = False,
+    dt0: float | None = None,
+    fixed_step: bool = False,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    saveat: Float[Array, " n_save"] | None = None,
+    max_steps: int = 100_000,
+    shard: bool = True,
+    throw: bool = True,
+) -> tuple[Float[Array, " n_save"], Float[Array, "n n_save dim"]]:
+    """Solve many members of `problem` at once (vmap of diffrax, sharded over local devices).
+
+    Args:
+        problem: the `ODEProblem` describing one member (unbatched `y0`, `params`).
+        y0: batched initial states `(n_members, dim)`; default: `problem.y0` for every member.
+        params: pytree like `problem.params` with a leading `(n_members, ...)` axis on every leaf.
+        shard: spread members over all local devices with `simkit.ensemble` (padding handled).
+        Other arguments as in `solve`.
+
+    Returns:
+        (ts `(n_save,)`, ys `(n_members, n_save, dim)`).
+    """
+    validate_problem(problem)
+    y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
+    if dt0 is not None:
+        require_positive("dt0", dt0)
+    if fixed_step and dt0 is None:
+        raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+    solver = default_solver(stiff) if solver is None else solver
+    controller = diffrax.ConstantStepSize() if fixed_step else diffrax.PIDController(rtol=rtol, atol=atol)
+    save = _saveat(problem, saveat, False)
+
+    def one(y0_i, p_i):
+        sol = diffeqsolve_problem(problem.vector_field, y0_i, p_i, problem.t0, problem.t1,
+                                  solver=solver, controller=controller, dt0=dt0, saveat=save,
+                                  max_steps=max_steps)
+        return sol.ts, sol.ys, sol.result
+
+    batched = jax.vmap(one)
+    if shard:
+        from ..ensemble import sharded_call
+
+        ts, ys, res = sharded_call(batched, y0s, batched_params)
+    else:
+        ts, ys, res = eqx.filter_jit(batched)(y0s, batched_params)
+    if throw:
+        _raise_on_failure(res, solver, max_steps)
+    return ts[0], ys

@@ -1,0 +1,20 @@
+"""Test configuration: 8 CPU devices (so sharding is exercised on every run), float64 enabled,
+rank promotion raises (catches silent broadcasting bugs)."""
+
+import os
+
+# Must happen before jax initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "")
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tmp_h5(tmp_path):
+    """A path for an HDF5 file that does not exist yet."""
+    return tmp_path / "out.h5"
