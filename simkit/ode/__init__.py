@@ -6,3 +6,4 @@ from ._solve import (
     solve as solve,
     solve_ensemble as solve_ensemble,
 )
+from ._stepper import ODEState as ODEState, ODEStepper as ODEStepper

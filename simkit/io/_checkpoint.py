@@ -1,0 +1,100 @@
+"""Checkpoints: a run's full state, step and configuration fingerprint, written atomically.
+
+A checkpoint file sits beside the run's output (`<out>.ckpt`). It is written to a temporary file
+and renamed over the previous one, so a kill at any moment leaves either the old or the new
+checkpoint, never a torn one. State leaves are stored bit for bit (PRNG keys as their raw key
+data), so a resumed run continues exactly where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import jax
+import numpy as np
+
+from .._checks import SimkitInputError
+from ._store import StoreError
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where the checkpoint of output file `out` lives."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+def _is_key(leaf) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int, n_frames: int,
+                    fingerprint: str, extra: dict[str, Any] | None = None) -> None:
+    """Write `state` (any pytree of arrays) with its step, frame count and config fingerprint."""
+    path = Path(path)
+    leaves = jax.tree_util.tree_leaves(state)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as h5:
+        for i, leaf in enumerate(leaves):
+            if _is_key(leaf):
+                ds = h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(jax.random.key_data(leaf)))
+                ds.attrs["prng_impl"] = str(jax.random.key_impl(leaf))
+            else:
+                h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(leaf))
+        h5.attrs["n_leaves"] = len(leaves)
+        h5.attrs["step"] = int(step)
+        h5.attrs["n_frames"] = int(n_frames)
+        h5.attrs["fingerprint"] = fingerprint
+        for k, v in (extra or {}).items():
+            h5.attrs[k] = v
+        h5.flush()
+        os.fsync(h5.id.get_vfd_handle())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> tuple[Any, int, int]:
+    """Read a checkpoint into the structure of `like` (a template state of the same run).
+
+    Returns:
+        (state, step, n_frames)
+
+    Raises:
+        SimkitInputError: no checkpoint exists.
+        StoreError: unreadable, from another configuration, or not matching the template.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SimkitInputError(
+            f"cannot resume: no checkpoint {str(path)!r} (the run never finished a chunk, or the "
+            "file was moved). Start a new run with --overwrite.")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"cannot resume: checkpoint {str(path)!r} is unreadable: {exc}") from None
+    with h5:
+        if h5.attrs.get("fingerprint") != fingerprint:
+            raise StoreError(
+                f"cannot resume: checkpoint {str(path)!r} belongs to a different configuration "
+                f"(fingerprint {h5.attrs.get('fingerprint')!r}, this run {fingerprint!r}).")
+        template, treedef = jax.tree_util.tree_flatten(like)
+        if int(h5.attrs["n_leaves"]) != len(template):
+            raise StoreError(f"cannot resume: checkpoint {str(path)!r} holds "
+                             f"{int(h5.attrs['n_leaves'])} arrays, the run's state has {len(template)}.")
+        leaves = []
+        for i, ref in enumerate(template):
+            ds = h5[f"leaf_{i:04d}"]
+            data = ds[()]
+            if _is_key(ref):
+                leaves.append(jax.random.wrap_key_data(data, impl=jax.random.key_impl(ref)))
+                continue
+            ref_arr = np.asarray(ref)
+            if data.shape != ref_arr.shape or data.dtype != ref_arr.dtype:
+                raise StoreError(
+                    f"cannot resume: checkpoint array {i} has shape {data.shape} {data.dtype}, the "
+                    f"run's state expects {ref_arr.shape} {ref_arr.dtype}.")
+            sharding = getattr(ref, "sharding", None)
+            leaves.append(jax.device_put(data, sharding) if sharding is not None else jax.numpy.asarray(data))
+        return (jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]),
+                int(h5.attrs["n_frames"]))

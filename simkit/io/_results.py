@@ -1,0 +1,141 @@
+"""One-shot result files (fits, sweeps) and summaries of any simkit HDF5 file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .._checks import SimkitInputError
+from ._attrs import write_attrs
+from ._store import _check_new_path, simkit_version
+
+
+def save_results(
+    path: str | os.PathLike,
+    data_vars: dict[str, tuple[tuple[str, ...], Any, str]],
+    *,
+    coords: dict[str, tuple[Any, str]] | None = None,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write named arrays with named dimensions to a new HDF5 file that xarray opens.
+
+    Args:
+        path: file to create (its folder must exist; an existing file is refused unless
+            `overwrite`). Written to a temporary name and renamed, so a failure never leaves a
+            half-written file or destroys the old one.
+        data_vars: `{name: (dims, array, units)}`; `len(dims) == array.ndim`.
+        coords: `{dim: (values, units)}` for dimensions that have coordinate values (others get
+            0..n-1).
+        attrs: file attributes (parameters, solver settings, problem name...). Nested values are
+            stored as JSON text.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> save_results("fit.h5", {"y": (("time",), y, "1")}, coords={"time": (t, "s")})
+    """
+    path = Path(path)
+    _check_new_path(path, overwrite)
+    coords = dict(coords or {})
+    sizes: dict[str, int] = {}
+    arrays = {}
+    for name, spec in data_vars.items():
+        if len(spec) != 3:
+            raise SimkitInputError(f"data_vars[{name!r}] must be (dims, array, units).")
+        dims, arr, units = spec
+        arr = np.asarray(arr)
+        if len(dims) != arr.ndim:
+            raise SimkitInputError(
+                f"data_vars[{name!r}] has {arr.ndim} axes but dims {tuple(dims)}.")
+        for d, n in zip(dims, arr.shape):
+            if sizes.setdefault(d, n) != n:
+                raise SimkitInputError(f"dimension {d!r} has sizes {sizes[d]} and {n}.")
+        arrays[name] = (tuple(dims), arr, units)
+    for d, (values, _) in coords.items():
+        n = np.shape(values)[0]
+        if sizes.setdefault(d, n) != n:
+            raise SimkitInputError(f"coordinate {d!r} has {n} values, data uses {sizes[d]}.")
+    tmp = path.with_name(path.name + ".writing")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for d, n in sizes.items():
+                values, units = coords.get(d, (np.arange(n), ""))
+                values = np.asarray(values)
+                if values.dtype.kind == "U":
+                    ds = h5.create_dataset(d, data=values.astype(object), dtype=h5py.string_dtype())
+                else:
+                    ds = h5.create_dataset(d, data=values)
+                ds.make_scale(d)
+                if units:
+                    ds.attrs["units"] = units
+            for name, (dims, arr, units) in arrays.items():
+                if name in sizes:
+                    raise SimkitInputError(f"variable {name!r} has the name of a dimension.")
+                ds = h5.create_dataset(name, data=arr)
+                for i, d in enumerate(dims):
+                    ds.dims[i].attach_scale(h5[d])
+                ds.attrs["units"] = units
+            write_attrs(h5, attrs or {})
+            h5.attrs["simkit_version"] = simkit_version()
+            h5.attrs["status"] = "finished"
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def summarize(path: str | os.PathLike) -> dict[str, Any]:
+    """Describe a simkit HDF5 file: datasets (shape, dtype, units), attributes, run progress.
+
+    Raises:
+        SimkitInputError: the file does not exist or is not readable HDF5 (names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SimkitInputError(f"{str(path)!r} does not exist.")
+    try:
+        h5 = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise SimkitInputError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from None
+    with h5:
+        datasets = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                datasets[name] = {"shape": tuple(obj.shape), "dtype": str(obj.dtype),
+                                  "units": _text(obj.attrs.get("units", ""))}
+
+        h5.visititems(visit)
+        attrs = {k: _text(v) for k, v in h5.attrs.items()}
+        for key, value in attrs.items():  # nested settings are stored as JSON text
+            if isinstance(value, str) and value[:1] in "{[":
+                try:
+                    attrs[key] = json.loads(value)
+                except ValueError:
+                    pass
+        progress = {}
+        if "time" in h5 and "step" in h5 and h5["time"].ndim == 1:
+            n = h5["time"].shape[0]
+            progress["frames"] = n
+            if n:
+                progress["last_step"] = int(h5["step"][n - 1])
+                progress["last_time"] = float(h5["time"][n - 1])
+    return {"path": str(path), "datasets": datasets, "attrs": attrs, "progress": progress}
+
+
+def _text(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

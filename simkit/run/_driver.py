@@ -1,0 +1,348 @@
+"""The run driver: a host loop over jitted chunks with HDF5 output, checks and checkpoints.
+
+One chunk = `chunk_steps` steps computed on device by `lax.scan` (`scan_frames`). After each chunk
+the host checks the chunk's flags (finite state at every frame, capacity overflow), appends the
+frames to the HDF5 store and flushes it, and writes a checkpoint. The next chunk is dispatched
+before the frames of the previous one are written, so file output overlaps computation.
+
+Guarantees:
+- Nothing wrong is written: an overflowing chunk is recomputed with a larger capacity from the
+  last good state; a chunk that produced NaN/inf writes only the frames before the first bad one
+  and raises `SimulationBlowUp` naming the first bad step.
+- A killed run resumes (`resume=True`) from its last checkpoint and reaches a final state bitwise
+  equal to an uninterrupted run (same chunking, same compiled chunk).
+- Ctrl-C closes the file cleanly with every finished chunk flushed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import sys
+import time as _time
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+from jaxtyping import PyTree
+
+from .._checks import SimkitInputError, require_finite, require_positive
+from ..io import FrameStore, checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
+from ._simulate import scan_frames
+from ._stepper import AbstractStepper
+
+log = logging.getLogger("simkit.run")
+
+
+class SimulationBlowUp(RuntimeError):
+    """The state became NaN/inf. `step` and `time` name the first bad step; frames before it are
+    on disk."""
+
+    def __init__(self, message: str, step: int, time: float, path: Path | None):
+        super().__init__(message)
+        self.step, self.time, self.path = step, time, path
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `run` returns.
+
+    Attributes:
+        state: final state pytree (on device).
+        stepper: the stepper at the end (capacities may have grown).
+        steps_done: steps completed.
+        n_frames: frames in the output file (including the initial frame).
+        path: output file, or None when running without output.
+        frames: when `out is None`, the frames kept in memory `{name: (n_frames, ...)}`.
+        wall_s: wall-clock seconds of this call.
+        chunks_recomputed: chunks recomputed after a capacity overflow.
+    """
+
+    state: PyTree
+    stepper: AbstractStepper
+    steps_done: int
+    n_frames: int
+    path: Path | None
+    frames: dict[str, np.ndarray] | None
+    wall_s: float
+    chunks_recomputed: int = 0
+
+
+@eqx.filter_jit
+def _chunk(stepper, state, params, n_frames, save_every):
+    return scan_frames(stepper, state, params, n_frames, save_every)
+
+
+@eqx.filter_jit
+def _one_step(stepper, state, params):
+    return stepper.step(state, params)
+
+
+def describe_stepper(stepper: AbstractStepper) -> dict[str, Any]:
+    """A stable, JSON-able description of a stepper's static configuration (for fingerprints).
+
+    Callables are named by module and qualified name, never by memory address, so the same
+    configuration gives the same fingerprint in a new process.
+    """
+    out: dict[str, Any] = {"type": f"{type(stepper).__module__}.{type(stepper).__qualname__}"}
+    for f in dataclasses.fields(stepper):
+        v = getattr(stepper, f.name)
+        if callable(v) and not isinstance(v, eqx.Module):
+            out[f.name] = f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', repr(v))}"
+        elif isinstance(v, eqx.Module):
+            out[f.name] = type(v).__qualname__
+        elif isinstance(v, (int, float, str, bool, tuple)) or v is None:
+            out[f.name] = v
+        else:
+            out[f.name] = _digest(v)
+    return out
+
+
+def _digest(tree: PyTree) -> str:
+    """Hash of every array leaf's bytes, shape and dtype: identifies initial states/params."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        arr = np.asarray(leaf)
+        h.update(str((arr.shape, arr.dtype.str)).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run(
+    stepper: AbstractStepper,
+    state: PyTree,
+    params: PyTree,
+    *,
+    n_steps: int,
+    save_every: int,
+    chunk_steps: int | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+    checkpoint_every: int = 1,
+    max_grow: int = 8,
+) -> RunResult:
+    """Run `stepper` for `n_steps` steps in jitted chunks, saving a frame every `save_every`.
+
+    Args:
+        stepper: the solver (see `AbstractStepper`).
+        state: initial state pytree (ignored values but used as template on `resume`).
+        params: parameter pytree.
+        n_steps: total steps, a positive multiple of `save_every`.
+        save_every: steps between saved frames (> 0).
+        chunk_steps: steps per jitted chunk, a multiple of `save_every` and <= n_steps. Default:
+            about 1/20 of the run, at least one frame. Larger chunks mean less host overhead,
+            smaller ones more frequent flushes and checkpoints.
+        out: HDF5 output path (its folder must exist), or None to keep frames in memory.
+        overwrite: replace an existing `out`.
+        resume: continue the run in `out` from its checkpoint (`out.ckpt`); the configuration
+            must be the one the file was written with.
+        config: settings identifying the run (problem name, options); stored in the file and
+            compared on resume, together with the stepper, chunking and a hash of the initial
+            state and params.
+        attrs: extra file attributes (units, parameter values for humans, ...).
+        progress: show a progress bar (steps, steps/s, ETA) on stderr.
+        checkpoint_every: write a checkpoint every this many chunks (and always at the end).
+        max_grow: how many times a chunk may be recomputed with a grown capacity.
+
+    Returns:
+        `RunResult`.
+
+    Raises:
+        SimkitInputError: invalid arguments (before any compute).
+        StoreError: `resume` into a corrupt/truncated/foreign file or a changed configuration.
+        SimulationBlowUp: NaN/inf appeared; frames before the first bad step are on disk.
+    """
+    t_start = _time.perf_counter()
+    require_positive("n_steps", n_steps, integer=True)
+    require_positive("save_every", save_every, integer=True)
+    require_positive("checkpoint_every", checkpoint_every, integer=True)
+    if n_steps % save_every:
+        raise SimkitInputError(
+            f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
+    n_frames_total = n_steps // save_every
+    if chunk_steps is None:
+        chunk_steps = save_every * max(1, math.ceil(n_frames_total / 20))
+    require_positive("chunk_steps", chunk_steps, integer=True)
+    if chunk_steps > n_steps:
+        raise SimkitInputError(
+            f"chunk_steps ({chunk_steps}) is larger than the run (n_steps={n_steps}); use "
+            f"chunk_steps <= {n_steps}.")
+    if chunk_steps % save_every:
+        raise SimkitInputError(
+            f"chunk_steps ({chunk_steps}) must be a multiple of save_every ({save_every}).")
+    if resume and overwrite:
+        raise SimkitInputError("resume and overwrite exclude each other: choose one.")
+    if resume and out is None:
+        raise SimkitInputError("resume needs the output file to continue (out=...).")
+    require_finite("initial state", state)
+    require_finite("params", params)
+
+    run_config = {
+        **(config or {}),
+        "stepper": describe_stepper(stepper),
+        "save_every": save_every,
+        "chunk_steps": chunk_steps,
+        "initial_state": _digest(state),
+        "params": _digest(params),
+    }
+    fp = fingerprint(run_config)
+
+    store: FrameStore | None = None
+    mem_frames: list[dict[str, np.ndarray]] = []
+    step = 0
+    if out is not None:
+        out = Path(out)
+        ckpt = checkpoint_path(out)
+        if resume:
+            store = FrameStore.open_resume(out, config=run_config)
+            try:
+                state, step, n_ck = load_checkpoint(ckpt, state, fingerprint=fp)
+                store.truncate(n_ck)
+            except BaseException:
+                store.close()
+                raise
+            log.info("resuming %s at step %d (%d frames kept)", out, step, n_ck)
+        else:
+            store = FrameStore.create(
+                out, stepper.variables(state, params), config=run_config,
+                coords=stepper.coords(state, params), attrs={**(attrs or {}), "n_steps": n_steps},
+                time_units=stepper.time_units(), overwrite=overwrite)
+            ckpt.unlink(missing_ok=True)
+    if step == 0:
+        first = {k: np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
+        if store is not None:
+            store.append(np.array([0]), np.array([float(stepper.time(state))]), first)
+            save_checkpoint(ckpt, state, step=0, n_frames=store.n_frames, fingerprint=fp)
+        else:
+            mem_frames.append(first)
+
+    bar = _progress_bar(n_steps, step, progress)
+    recomputed = 0
+    chunks_since_ckpt = 0
+    try:
+        pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, save_every)
+        while pending is not None:
+            chunk_start_state, k, (new_state, frames, times, finite, overflow) = pending
+            overflow_h = np.asarray(overflow)
+            if overflow_h.any():
+                stepper, state, pending, recomputed = _regrow(
+                    stepper, chunk_start_state, params, step, n_steps, chunk_steps, save_every,
+                    recomputed, max_grow)
+                continue
+            finite_h = np.asarray(finite)
+            frames_h = {name: np.asarray(v) for name, v in frames.items()}
+            if not finite_h.all():
+                _blow_up(stepper, chunk_start_state, params, step, save_every, finite_h,
+                         frames_h, np.asarray(times), store, mem_frames, bar)
+            # Good chunk: start the next one on device before writing this one to disk.
+            state = new_state
+            done = step + k * save_every
+            pending = _dispatch(stepper, state, params, done, n_steps, chunk_steps, save_every)
+            steps_h = step + save_every * np.arange(1, k + 1)
+            times_h = np.asarray(times)
+            if store is not None:
+                store.append(steps_h, times_h, frames_h)
+                chunks_since_ckpt += 1
+                if chunks_since_ckpt >= checkpoint_every or done == n_steps:
+                    save_checkpoint(ckpt, state, step=done, n_frames=store.n_frames, fingerprint=fp)
+                    chunks_since_ckpt = 0
+            else:
+                mem_frames.append(frames_h)
+            step = done
+            bar.update(k * save_every)
+        if store is not None:
+            store.set_attrs(status="finished", steps_done=step)
+    except KeyboardInterrupt:
+        if store is not None:
+            store.set_attrs(status="interrupted", steps_done=step)
+            log.warning("interrupted at step %d; %s is closed and can be resumed", step, out)
+        raise
+    except SimulationBlowUp:
+        raise
+    except BaseException as exc:
+        if store is not None:
+            store.set_attrs(status=f"failed: {type(exc).__name__}: {exc}"[:500], steps_done=step)
+        raise
+    finally:
+        bar.close()
+        if store is not None:
+            store.close()
+    frames_mem = None
+    if store is None:
+        frames_mem = {name: np.concatenate([f[name] for f in mem_frames]) for name in mem_frames[0]}
+    n_frames = store.n_frames if store is not None else len(frames_mem[next(iter(frames_mem))])
+    return RunResult(state=state, stepper=stepper, steps_done=step, n_frames=n_frames,
+                     path=out, frames=frames_mem, wall_s=_time.perf_counter() - t_start,
+                     chunks_recomputed=recomputed)
+
+
+def _dispatch(stepper, state, params, step, n_steps, chunk_steps, save_every):
+    """Start the next chunk on device (asynchronously); None when the run is complete."""
+    if step >= n_steps:
+        return None
+    k = min(chunk_steps, n_steps - step) // save_every
+    return state, k, _chunk(stepper, state, params, k, save_every)
+
+
+def _regrow(stepper, chunk_start_state, params, step, n_steps, chunk_steps, save_every,
+            recomputed, max_grow):
+    if recomputed >= max_grow:
+        raise RuntimeError(
+            f"capacity overflow persisted after growing {max_grow} times (chunk starting at "
+            f"step {step}); the system may be unphysical (e.g. particles collapsing).")
+    stepper, state = stepper.grow(chunk_start_state)
+    log.info("capacity overflow in chunk at step %d: grown, recomputing the chunk", step)
+    pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, save_every)
+    return stepper, state, pending, recomputed + 1
+
+
+def _blow_up(stepper, chunk_start_state, params, step, save_every, finite_h, frames_h, times_h,
+             store, mem_frames, bar):
+    """Write the good frames of a failed chunk, find the first non-finite step, raise."""
+    j = int(np.argmin(finite_h))  # first bad frame of the chunk
+    good = {name: v[:j] for name, v in frames_h.items()}
+    steps_h = step + save_every * np.arange(1, j + 1)
+    # Locate the exact step by replaying the chunk one step at a time from its start state.
+    s = chunk_start_state
+    bad_step = step + (j + 1) * save_every
+    bad_time = float("nan")
+    for i in range(1, (j + 1) * save_every + 1):
+        s = _one_step(stepper, s, params)
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(s)
+                  if jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact)]
+        if not all(np.isfinite(x).all() for x in leaves):
+            bad_step, bad_time = step + i, float(stepper.time(s))
+            break
+    path = None
+    if store is not None:
+        store.append(steps_h, times_h[:j], good)
+        store.set_attrs(status=f"failed: non-finite state at step {bad_step}",
+                        steps_done=int(steps_h[-1]) if j else step, first_bad_step=bad_step)
+        path = store.path
+    else:
+        mem_frames.append(good)
+    bar.close()
+    raise SimulationBlowUp(
+        f"state became NaN/inf at step {bad_step} (t = {bad_time:.6g}); frames up to step "
+        f"{int(steps_h[-1]) if j else step} are kept"
+        + (f" in {str(path)!r}" if path else "")
+        + ". Reduce the time step or check the parameters.",
+        step=bad_step, time=bad_time, path=path)
+
+
+def _progress_bar(total, initial, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)

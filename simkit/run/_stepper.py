@@ -1,0 +1,56 @@
+"""The solver contract every simkit solver family follows, so one driver runs them all."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, PyTree
+
+from ..io import Variable
+
+
+class AbstractStepper(eqx.Module):
+    """A solver as a pure step function of (state, params), plus what to save per frame.
+
+    Subclasses hold only static configuration (time step, solver choice, capacities) and must
+    implement `step`, `observe`, `time` and `variables`. State and params are pytrees of arrays.
+
+    Optional hooks for fixed-capacity buffers (neighbor lists and the like): `overflowed` reports
+    that a buffer was too small during a step; `grow` returns a stepper and state with larger
+    capacity. The driver then recomputes the chunk from its last good state, so a result computed
+    with an overflowing buffer is never written.
+    """
+
+    @abc.abstractmethod
+    def step(self, state: PyTree, params: PyTree) -> PyTree:
+        """Advance `state` by one step. Pure and jittable."""
+
+    @abc.abstractmethod
+    def observe(self, state: PyTree, params: PyTree) -> dict[str, Array]:
+        """The quantities saved in a frame, by name (arrays of fixed shape)."""
+
+    @abc.abstractmethod
+    def time(self, state: PyTree) -> Array:
+        """Model time of `state` (scalar)."""
+
+    @abc.abstractmethod
+    def variables(self, state: PyTree, params: PyTree) -> dict[str, Variable]:
+        """Metadata (dims, units) of each observed quantity; shapes match `observe`."""
+
+    def overflowed(self, state: PyTree) -> Bool[Array, ""]:
+        """True if a fixed-capacity buffer overflowed while producing `state`."""
+        return jnp.asarray(False)
+
+    def grow(self, state: PyTree) -> tuple["AbstractStepper", PyTree]:
+        """Return (stepper, state) with larger capacity; called by the driver after overflow."""
+        raise RuntimeError(f"{type(self).__name__} reported an overflow but cannot grow its capacity.")
+
+    def coords(self, state: PyTree, params: PyTree) -> dict[str, tuple[Any, str]]:
+        """Coordinate values and units of non-time dimensions (default: indices)."""
+        return {}
+
+    def time_units(self) -> str:
+        return ""
