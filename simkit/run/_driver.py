@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time as _time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ def run(
     progress: bool = True,
     checkpoint_every: int = 1,
     max_grow: int = 8,
+    callback: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Run `stepper` for `n_steps` steps in jitted chunks, saving a frame every `save_every`.
 
@@ -154,6 +156,8 @@ def run(
         progress: show a progress bar (steps, steps/s, ETA) on stderr.
         checkpoint_every: write a checkpoint every this many chunks (and always at the end).
         max_grow: how many times a chunk may be recomputed with a grown capacity.
+        callback: called on the host as `callback(steps_done, n_frames)` after each chunk is
+            safely on disk (live monitoring, tests).
 
     Returns:
         `RunResult`.
@@ -261,6 +265,8 @@ def run(
                 mem_frames.append(frames_h)
             step = done
             bar.update(k * save_every)
+            if callback is not None:
+                callback(step, store.n_frames if store is not None else None)
         if store is not None:
             store.set_attrs(status="finished", steps_done=step)
     except KeyboardInterrupt:
