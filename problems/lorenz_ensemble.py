@@ -138,9 +138,14 @@ def _argv_without_output(argv: list[str]) -> list[str]:
 
 def _log_to_stderr() -> None:
     """Show simkit's own INFO messages (resume, recomputation) without other libraries' noise."""
+    class _CurrentStderr(logging.StreamHandler):
+        def emit(self, record):  # follow sys.stderr if it is replaced (tests, notebooks)
+            self.stream = sys.stderr
+            super().emit(record)
+
     logger = logging.getLogger("simkit")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("[simkit] %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

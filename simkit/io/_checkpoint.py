@@ -94,7 +94,12 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> 
                 raise StoreError(
                     f"cannot resume: checkpoint array {i} has shape {data.shape} {data.dtype}, the "
                     f"run's state expects {ref_arr.shape} {ref_arr.dtype}.")
+            # Restore multi-device placement (sharded ensembles); single-device leaves stay
+            # uncommitted so jit may co-locate them with sharded ones, as in the original run.
             sharding = getattr(ref, "sharding", None)
-            leaves.append(jax.device_put(data, sharding) if sharding is not None else jax.numpy.asarray(data))
+            if sharding is not None and len(sharding.device_set) > 1:
+                leaves.append(jax.device_put(data, sharding))
+            else:
+                leaves.append(jax.numpy.asarray(data))
         return (jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]),
                 int(h5.attrs["n_frames"]))
