@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=10.0)
     p.add_argument("--rho", type=float, default=28.0)
     p.add_argument("--beta", type=float, default=8.0 / 3.0)
-    p.add_argument("--spread", type=float, default=1e-6,
+    p.add_argument("--spread", type=float, default=1e-10,
                    help="std of the initial perturbation around the base point")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float32", action="store_true", help="single precision (default float64)")
@@ -177,15 +177,20 @@ def _report(out: Path, result, wall: float, args) -> None:
     print(f"{'t':>8} {'ensemble spread':>16}")
     for i in np.linspace(0, len(t) - 1, min(len(t), 9)).astype(int):
         print(f"{t[i]:8.2f} {spread[i]:16.4e}")
-    # Largest Lyapunov exponent from the exponential growth phase of the spread (between 1e3x
-    # the initial spread and 1e-2 of the attractor size, where growth is linearised).
+    # Largest Lyapunov exponent: slope of the member-averaged log distance to the ensemble mean
+    # while perturbations are still small (< 1e-2 of the attractor size ~ 20), past the first
+    # time unit (alignment with the unstable direction). A finite-time estimate: expect it within
+    # ~10% of the long-time value.
     if args.spread > 0:
-        lo, hi = args.spread * 1e2, 1.0
-        mask = (spread > lo) & (spread < hi) & (t > 1.0)
+        with h5py.File(out, "r", locking=False) as f:
+            y = f["y"][:]
+        dist = np.linalg.norm(y - y.mean(axis=1, keepdims=True), axis=2)
+        mean_log = np.log(np.maximum(dist, np.finfo(dist.dtype).tiny)).mean(axis=1)
+        mask = (t > 1.0) & (mean_log < np.log(1e-2)) & np.isfinite(mean_log)
         if mask.sum() >= 3:
-            slope = np.polyfit(t[mask], np.log(spread[mask]), 1)[0]
-            print(f"largest Lyapunov exponent from spread growth: {slope:.3f} "
-                  f"(published {LYAPUNOV_REFERENCE}; a finite-ensemble estimate, ~10% agreement)")
+            slope = np.polyfit(t[mask], mean_log[mask], 1)[0]
+            print(f"largest Lyapunov exponent from the ensemble's divergence: {slope:.3f} "
+                  f"(published {LYAPUNOV_REFERENCE}; finite-time estimate, ~10% expected)")
 
 
 if __name__ == "__main__":

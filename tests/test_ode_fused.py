@@ -1,0 +1,428 @@
+"""Fused ensemble Runge-Kutta kernels (simkit/ode/_fused.py, _tableau.py).
+
+Validation sources:
+- closed forms: y' = -k y (y = y0 exp(-k t)); harmonic oscillator x'' = -w^2 x
+  (x = x0 cos(w t) + v0/w sin(w t)); y' = y cos t (y = y0 exp(sin t)).
+- Runge-Kutta order conditions (Butcher trees up to order 5): Hairer, Norsett & Wanner,
+  "Solving ODEs I", 2nd ed., Table II.2.2.
+- diffrax 0.7.2 (same method, ConstantStepSize / PIDController) and SciPy's DOP853 at
+  rtol = atol = 1e-13 as independent references for Lorenz-63 (sigma=10, rho=28, beta=8/3).
+"""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import simkit
+from simkit.ode import ODEProblem, solve_ensemble, solve_ensemble_fused
+from simkit.ode import _fused
+from simkit.ode._tableau import DOPRI5, RK4, TABLEAUS, TSIT5
+
+LORENZ_P = jnp.array([10.0, 28.0, 8.0 / 3.0])
+
+
+def lorenz(t, y, p):
+    return jnp.stack([p[0] * (y[1] - y[0]), y[0] * (p[1] - y[2]) - y[1], y[0] * y[1] - p[2] * y[2]])
+
+
+def decay(t, y, k):
+    return -k * y
+
+
+def oscillator(t, y, w):
+    return jnp.stack([y[1], -(w * w) * y[0]])
+
+
+def cos_growth(t, y, p):
+    return y * jnp.cos(t)
+
+
+def lorenz_members(n, dtype=jnp.float64, seed=0):
+    y0 = 1.0 + 0.5 * jax.random.normal(jax.random.PRNGKey(seed), (n, 3))
+    return y0.astype(dtype), jnp.broadcast_to(LORENZ_P, (n, 3)).astype(dtype)
+
+
+def lorenz_problem(t1=1.0):
+    return ODEProblem(lorenz, jnp.ones(3), LORENZ_P, 0.0, t1)
+
+
+def diffrax_lorenz(y0, p, solver, controller, dt0, ts, t1=1.0):
+    def one(y, pp):
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(lorenz), solver, 0.0, t1, dt0, y, args=pp,
+                                  saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller,
+                                  max_steps=100_000)
+        return sol.ys, sol.stats["num_steps"]
+
+    return jax.jit(jax.vmap(one))(y0, p)
+
+
+# ----------------------------------------------------------------------------- tableaus
+
+
+def _order_conditions(A, b, c):
+    """Residuals of the Runge-Kutta order conditions for orders 1..5 (17 trees)."""
+    e = np.ones_like(c)
+    Ac = A @ c
+    rows = [
+        (1, b @ e, 1), (2, b @ c, 1 / 2),
+        (3, b @ c**2, 1 / 3), (3, b @ Ac, 1 / 6),
+        (4, b @ c**3, 1 / 4), (4, b @ (c * Ac), 1 / 8), (4, b @ (A @ c**2), 1 / 12),
+        (4, b @ (A @ Ac), 1 / 24),
+        (5, b @ c**4, 1 / 5), (5, b @ (c**2 * Ac), 1 / 10), (5, b @ (c * (A @ c**2)), 1 / 15),
+        (5, b @ (c * (A @ Ac)), 1 / 30), (5, b @ Ac**2, 1 / 20), (5, b @ (A @ c**3), 1 / 20),
+        (5, b @ (A @ (c * Ac)), 1 / 40), (5, b @ (A @ (A @ c**2)), 1 / 60),
+        (5, b @ (A @ (A @ Ac)), 1 / 120),
+    ]
+    return [(order, abs(val - want)) for order, val, want in rows]
+
+
+@pytest.mark.parametrize("name", sorted(TABLEAUS))
+def test_tableau_order_conditions(name):
+    tab = TABLEAUS[name]
+    s = tab.stages
+    A = np.zeros((s, s))
+    for i, row in enumerate(tab.a):
+        A[i, : len(row)] = row
+    c = np.asarray(tab.c)
+    np.testing.assert_allclose(A.sum(axis=1), c, atol=1e-15)
+    weights = [(np.asarray(tab.b), tab.order)]
+    if tab.adaptive:
+        weights.append((np.asarray(tab.b) - np.asarray(tab.b_err), tab.embedded_order))
+        if tab.fsal:  # last row of A is b: the last stage is f(t + h, y1)
+            np.testing.assert_array_equal(np.asarray(tab.a[-1] + (0.0,)), np.asarray(tab.b))
+    for b, order in weights:
+        res = _order_conditions(A, b, c)
+        assert max(r for o, r in res if o <= order) < 1e-14
+        # ... and not of higher order (the conditions do constrain the coefficients).
+        if order < 5:
+            assert max(r for o, r in res if o == order + 1) > 1e-4
+
+
+def test_tsit5_dopri5_match_diffrax_tableaus():
+    # Same propagated weights as diffrax's (typed independently from the papers).
+    for tab, theirs in ((TSIT5, diffrax.Tsit5.tableau), (DOPRI5, diffrax.Dopri5.tableau)):
+        np.testing.assert_allclose(tab.b, theirs.b_sol, rtol=1e-15, atol=1e-16)
+        np.testing.assert_allclose(tab.c[1:], theirs.c, rtol=1e-15)
+        for mine, ref in zip(tab.a[1:], theirs.a_lower):
+            np.testing.assert_allclose(mine, ref, rtol=1e-15, atol=1e-17)
+    np.testing.assert_allclose(TSIT5.b_err, diffrax.Tsit5.tableau.b_error, rtol=1e-14,
+                               atol=1e-17)
+
+
+@pytest.mark.parametrize("name", sorted(TABLEAUS))
+def test_convergence_order(name):
+    """y' = y cos t, y(0)=1, exact exp(sin t) on [0, 10]: halving dt divides the error by 2^p.
+
+    Checked on the finest pair before rounding matters (errors 1e-9..1e-12): the observed order
+    is within 0.25 of p (Tsit5 and RK4 approach p from a pre-asymptotic regime).
+    """
+    tab = TABLEAUS[name]
+    y0 = jnp.ones((1, 1))
+    p = jnp.zeros((1,))
+    errs = []
+    for n_steps in (100, 200, 400):
+        ys = _fused.fixed_step_solve(cos_growth, tab, y0, p, t0=0.0, dt=10.0 / n_steps,
+                                     save_steps=(n_steps,))
+        errs.append(abs(float(ys[0, -1, 0]) - np.exp(np.sin(10.0))))
+    orders = np.log2(np.asarray(errs[:-1]) / np.asarray(errs[1:]))
+    assert abs(orders[-1] - tab.order) < 0.25, orders
+    assert np.all(orders > tab.order - 0.7), orders
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+def test_exponential_decay_fixed_and_adaptive():
+    k = jnp.array([0.1, 1.0, 3.0, 10.0])
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 2.0)
+    ts = jnp.array([0.0, 0.5, 1.0, 2.0])
+    exact = np.exp(-np.outer(np.asarray(k), np.asarray(ts)))[:, :, None]
+    # Fixed Tsit5, dt = 1e-3: local error ~ (k dt)^6 -> global error < 1e-12.
+    sol = solve_ensemble_fused(prob, params=k, fixed_step=True, dt0=1e-3, saveat=ts)
+    np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-12)
+    # Adaptive, rtol = atol = 1e-10: global error a small multiple of the tolerance.
+    for solver in ("tsit5", "dopri5"):
+        sol = solve_ensemble_fused(prob, params=k, rtol=1e-10, atol=1e-10, saveat=ts,
+                                   solver=solver)
+        np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-9)
+        assert np.all(np.asarray(sol.success))
+
+
+def test_harmonic_oscillator_fixed_and_adaptive():
+    w = jnp.array([0.5, 1.0, 2.0, 4.0])
+    x0 = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0], [0.3, 2.0]])
+    prob = ODEProblem(oscillator, jnp.zeros(2), jnp.array(1.0), 0.0, 3.0)
+    ts = np.linspace(0.0, 3.0, 7)
+    wn, x0n = np.asarray(w)[:, None], np.asarray(x0)
+    x = x0n[:, :1] * np.cos(wn * ts) + x0n[:, 1:] / wn * np.sin(wn * ts)
+    v = -x0n[:, :1] * wn * np.sin(wn * ts) + x0n[:, 1:] * np.cos(wn * ts)
+    exact = np.stack([x, v], axis=-1)
+    for solver in ("tsit5", "dopri5", "rk4"):
+        sol = solve_ensemble_fused(prob, y0=x0, params=w, solver=solver, fixed_step=True,
+                                   dt0=1e-3, saveat=ts)
+        # RK4 global error ~ (w dt)^4 w t ~ 3e-9 at w=4; the 5th-order pairs far below.
+        np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-8)
+    sol = solve_ensemble_fused(prob, y0=x0, params=w, rtol=1e-10, atol=1e-10, saveat=ts)
+    np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(sol.ts, ts)
+
+
+# ----------------------------------------------------------------------------- vs diffrax
+
+
+@pytest.mark.parametrize("tab,solver", [(TSIT5, diffrax.Tsit5()), (DOPRI5, diffrax.Dopri5())])
+def test_fixed_step_matches_diffrax_to_rounding(tab, solver):
+    y0, p = lorenz_members(6)
+    ts = jnp.array([0.0, 0.25, 1.0])
+    ref, _ = diffrax_lorenz(y0, p, solver, diffrax.ConstantStepSize(), 1e-3, ts)
+    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver=tab.name,
+                               fixed_step=True, dt0=1e-3, saveat=ts)
+    # 1000 steps of a chaotic system to t = 1: rounding differences (order of operations)
+    # grow to ~1e-13 relative; 1e-12 of the state scale is "equal to rounding".
+    scale = float(jnp.max(jnp.abs(ref)))
+    assert float(jnp.max(jnp.abs(sol.ys - ref))) < 1e-12 * scale
+
+
+def test_rk4_fixed_step_matches_textbook_loop():
+    y0, p = lorenz_members(4)
+    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver="rk4",
+                               fixed_step=True, dt0=1e-3)
+    f = jax.jit(jax.vmap(lorenz, in_axes=(None, 0, 0)))
+    y, h = np.asarray(y0), 1e-3
+    for i in range(1000):  # classical RK4, written out independently
+        t = i * h
+        k1 = np.asarray(f(t, y, p))
+        k2 = np.asarray(f(t + h / 2, y + h / 2 * k1, p))
+        k3 = np.asarray(f(t + h / 2, y + h / 2 * k2, p))
+        k4 = np.asarray(f(t + h, y + h * k3, p))
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    assert np.max(np.abs(np.asarray(sol.ys[:, -1]) - y)) < 1e-12 * np.max(np.abs(y))
+
+
+def test_adaptive_tsit5_matches_diffrax_pid_exactly():
+    """Same initial step (dt0 = 0.01) and saves at t1: the same step sequence as diffrax."""
+    y0, p = lorenz_members(16)
+    for ctrl in (diffrax.PIDController(rtol=1e-8, atol=1e-8),
+                 diffrax.PIDController(rtol=1e-6, atol=1e-7, pcoeff=0.3, icoeff=0.4,
+                                       dcoeff=0.1, factormax=5.0)):
+        ref, nsteps = diffrax_lorenz(y0, p, diffrax.Tsit5(), ctrl, 0.01, jnp.array([1.0]))
+        sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, controller=ctrl, dt0=0.01)
+        np.testing.assert_array_equal(sol.num_steps, nsteps)
+        np.testing.assert_allclose(sol.ys, ref, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("tab,solver", [(TSIT5, diffrax.Tsit5()), (DOPRI5, diffrax.Dopri5())])
+def test_adaptive_matches_diffrax_within_tolerance(tab, solver):
+    y0, p = lorenz_members(16)
+    ts = jnp.array([0.0, 0.3, 0.7, 1.0])
+    rtol = 1e-8
+    ref, nsteps = diffrax_lorenz(y0, p, solver, diffrax.PIDController(rtol=rtol, atol=rtol),
+                                 None, ts)
+    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver=tab.name, rtol=rtol,
+                               atol=rtol, saveat=ts)
+    # Two solutions each within ~rtol * (error growth, ~e^(0.9 t) with amplification ~10) of
+    # the truth; 1e3 * rtol * |y| bounds their difference with margin.
+    assert float(jnp.max(jnp.abs(sol.ys - ref))) < 1e3 * rtol * float(jnp.max(jnp.abs(ref)))
+    ratio = np.asarray(sol.num_steps) / np.asarray(nsteps)
+    # Different initial step (diffrax 0.7.2 starts at 0.01), clipped saves, and for Dopri5 a
+    # different embedded pair: step counts within 20%.
+    assert np.all((ratio > 0.8) & (ratio < 1.2)), ratio
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_lorenz_vs_scipy_dop853(fixed):
+    y0, p = lorenz_members(3)
+    t1 = 2.0
+    prob = lorenz_problem(t1)
+    ts = np.array([0.5, 1.0, 2.0])
+    if fixed:
+        sol = solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-3, saveat=ts)
+    else:
+        sol = solve_ensemble_fused(prob, y0=y0, params=p, rtol=1e-10, atol=1e-10, saveat=ts)
+    for i in range(3):
+        ref = solve_ivp(lambda t, y: np.asarray(lorenz(t, jnp.asarray(y), LORENZ_P)),
+                        (0.0, t1), np.asarray(y0[i]), method="DOP853", rtol=1e-13, atol=1e-13,
+                        t_eval=ts)
+        # Tsit5 global error at t=2: fixed dt=1e-3 ~1e-10, adaptive 1e-10 tol ~1e-9, times the
+        # Lorenz error growth over t<=2 (~e^1.8); 1e-6 absolute (|y| ~ 20) leaves margin.
+        np.testing.assert_allclose(np.asarray(sol.ys[i]), ref.y.T, rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- per member
+
+
+def test_per_member_steps_differ_and_are_independent():
+    k = jnp.array([0.1, 1.0, 10.0, 100.0, 1.0, 0.1])
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    sol = solve_ensemble_fused(prob, params=k, rtol=1e-8, atol=1e-8)
+    steps = np.asarray(sol.num_steps)
+    assert steps[3] > 4 * steps[0]  # stiffer members take many more steps
+    assert steps[0] == steps[5] and steps[1] == steps[4]
+    # Global error a few times atol (1e-8) for each member.
+    np.testing.assert_allclose(sol.ys[:, 0, 0], np.exp(-np.asarray(k)), rtol=1e-6, atol=1e-7)
+    # Each member alone takes exactly the steps it took inside the batch.
+    for i in (0, 3):
+        alone = solve_ensemble_fused(prob, params=k[i : i + 1], rtol=1e-8, atol=1e-8)
+        assert int(alone.num_steps[0]) == steps[i]
+        np.testing.assert_array_equal(alone.ys[0], sol.ys[i])
+    np.testing.assert_array_equal(sol.num_steps, sol.num_accepted + sol.num_rejected)
+
+
+def test_regrouping_gives_identical_results(monkeypatch):
+    calls = []
+    take = _fused._take
+
+    def counting_take(*args):
+        calls.append(args[2].shape[0])
+        return take(*args)
+
+    monkeypatch.setattr(_fused, "_take", counting_take)
+    n = 32
+    k = jnp.logspace(-1, 2.5, n)  # step counts spread from ~10 to ~400
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    ts = jnp.array([0.25, 0.5, 1.0])
+    kw = dict(params=k, rtol=1e-9, atol=1e-9, saveat=ts, segment_steps=8)
+    a = solve_ensemble_fused(prob, regroup=False, **kw)
+    assert calls == []
+    b = _fused.adaptive_solve(decay, TSIT5, jnp.ones((n, 1)), k, t0=0.0, t1=1.0,
+                              cfg=_fused.ControllerConfig(1e-9, 1e-9), save_ts=np.asarray(ts),
+                              segment_steps=8, regroup=True, min_bucket=2)
+    assert len(calls) >= 2 and calls == sorted(calls, reverse=True)  # it did shrink the batch
+    np.testing.assert_array_equal(a.ys, b.ys)
+    np.testing.assert_array_equal(a.num_steps, b.num_steps)
+    np.testing.assert_array_equal(a.num_rejected, b.num_rejected)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_gradient_fixed_step_analytic_and_vs_diffrax():
+    # d/dk of sum_i y_i(1) for y' = -k y: -sum_i exp(-k_i).
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    k = jnp.array([0.5, 1.0, 2.0])
+
+    def loss(kk):
+        ts, ys = solve_ensemble(prob, params=kk, fixed_step=True, dt0=0.01, shard=False)
+        return jnp.sum(ys)
+
+    g = jax.grad(loss)(k)
+    np.testing.assert_allclose(g, -np.exp(-np.asarray(k)), rtol=1e-9)
+    # Lorenz: gradient w.r.t. (sigma, rho, beta) equals diffrax's through the same steps.
+    y0, p = lorenz_members(3)
+
+    def mine(pp):
+        return jnp.sum(_fused.fixed_step_solve(lorenz, TSIT5, y0, pp, t0=0.0, dt=1e-2,
+                                               save_steps=(50,)) ** 2)
+
+    def theirs(pp):
+        ys, _ = diffrax_lorenz(y0, pp, diffrax.Tsit5(), diffrax.ConstantStepSize(), 1e-2,
+                               jnp.array([0.5]), t1=0.5)
+        return jnp.sum(ys**2)
+
+    np.testing.assert_allclose(jax.grad(mine)(p), jax.grad(theirs)(p), rtol=1e-9)
+
+
+def test_adaptive_gradient_falls_back_to_diffrax():
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    k = jnp.array([0.5, 2.0])
+
+    def loss(kk):
+        ts, ys = solve_ensemble(prob, params=kk, rtol=1e-10, atol=1e-10, shard=False)
+        return jnp.sum(ys)
+
+    np.testing.assert_allclose(jax.grad(loss)(k), -np.exp(-np.asarray(k)), rtol=1e-6)
+    with pytest.raises(simkit.SimkitInputError, match="method='diffrax'"):
+        jax.grad(lambda kk: jnp.sum(solve_ensemble(prob, params=kk, method="fused")[1]))(k)
+
+
+# ----------------------------------------------------------------------------- dtype, dispatch
+
+
+def test_float32_path():
+    y0, p = lorenz_members(8, jnp.float32)
+    prob = lorenz_problem()
+    ref = solve_ensemble_fused(prob, y0=y0.astype(jnp.float64), params=p.astype(jnp.float64),
+                               fixed_step=True, dt0=1e-3)
+    fixed = solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-3)
+    adapt = solve_ensemble_fused(prob, y0=y0, params=p, rtol=1e-5, atol=1e-5)
+    for sol in (fixed, adapt):
+        assert sol.ys.dtype == jnp.float32 and sol.ts.dtype == jnp.float32
+        # float32 rounding (~1e-7) amplified over t=1 of Lorenz, or tolerance 1e-5: 1e-3 rel.
+        scale = float(jnp.max(jnp.abs(ref.ys)))
+        assert float(jnp.max(jnp.abs(sol.ys - ref.ys))) < 1e-3 * scale
+    with pytest.raises(simkit.SimkitInputError, match="dtype"):
+        solve_ensemble_fused(prob, y0=y0, params=p.astype(jnp.float64), fixed_step=True,
+                             dt0=1e-3)
+
+
+def test_dispatch_and_sharding():
+    y0, p = lorenz_members(13)  # not a multiple of the 8 test devices
+    prob = lorenz_problem()
+    ts = jnp.array([0.5, 1.0])
+    for kw in (dict(fixed_step=True, dt0=1e-3), dict(rtol=1e-7, atol=1e-7)):
+        _, unsharded = solve_ensemble(prob, y0=y0, params=p, saveat=ts, shard=False, **kw)
+        _, sharded = solve_ensemble(prob, y0=y0, params=p, saveat=ts, shard=True, **kw)
+        fused = solve_ensemble_fused(prob, y0=y0, params=p, saveat=ts, **kw)
+        np.testing.assert_allclose(sharded, unsharded, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(unsharded, fused.ys)
+        _, via_diffrax = solve_ensemble(prob, y0=y0, params=p, saveat=ts, shard=False,
+                                        method="diffrax", **kw)
+        np.testing.assert_allclose(unsharded, via_diffrax, rtol=0, atol=1e-4)
+    # Solvers without a fused kernel go to diffrax (Bosh3 is explicit 3rd order).
+    _, ys = solve_ensemble(prob, y0=y0, params=p, solver=diffrax.Bosh3(), rtol=1e-7,
+                           atol=1e-7, shard=False)
+    np.testing.assert_allclose(ys, fused.ys[:, -1:], rtol=0, atol=1e-4)
+
+
+def test_saves_at_t0_and_repeated_times():
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    k = jnp.array([1.0, 3.0])
+    ts = jnp.array([0.0, 0.5, 0.5, 1.0])
+    for kw in (dict(fixed_step=True, dt0=0.01), dict(rtol=1e-9, atol=1e-9)):
+        sol = solve_ensemble_fused(prob, y0=jnp.array([[2.0], [3.0]]), params=k, saveat=ts, **kw)
+        np.testing.assert_array_equal(sol.ys[:, 0, 0], [2.0, 3.0])
+        np.testing.assert_array_equal(sol.ys[:, 1], sol.ys[:, 2])
+        exact = np.array([[2.0], [3.0]]) * np.exp(-np.outer(np.asarray(k), np.asarray(ts)))
+        np.testing.assert_allclose(sol.ys[..., 0], exact, rtol=1e-7)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs():
+    prob = lorenz_problem()
+    y0, p = lorenz_members(4)
+    with pytest.raises(simkit.SimkitInputError, match="disagree on the number of members"):
+        solve_ensemble_fused(prob, y0=y0, params=jnp.broadcast_to(LORENZ_P, (5, 3)))
+    with pytest.raises(simkit.SimkitInputError, match="saveat\\[1\\] = 0.1234"):
+        solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-2,
+                             saveat=jnp.array([0.1, 0.1234]))
+    with pytest.raises(simkit.SimkitInputError, match="whole number of steps"):
+        solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=0.3)
+    with pytest.raises(simkit.SimkitInputError, match="max_steps"):
+        solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-3, max_steps=10)
+    with pytest.raises(simkit.SimkitInputError, match="no embedded error estimate"):
+        solve_ensemble_fused(prob, y0=y0, params=p, solver="rk4")
+    with pytest.raises(simkit.SimkitInputError, match="supports 'tsit5'"):
+        solve_ensemble_fused(prob, y0=y0, params=p, solver=diffrax.Kvaerno5())
+    with pytest.raises(simkit.SimkitInputError, match="method must be"):
+        solve_ensemble(prob, y0=y0, params=p, method="fast")
+    with pytest.raises(simkit.SimkitInputError, match="method='fused' is not possible"):
+        solve_ensemble(prob, y0=y0, params=p, solver=diffrax.Kvaerno5(), method="fused")
+    with pytest.raises(simkit.SimkitInputError, match="solver names"):
+        solve_ensemble(prob, y0=y0, params=p, solver="rk45")
+
+
+def test_max_steps_reached_raises_with_stiff_hint():
+    # y' = -1e6 y with an explicit method: stability limits dt to ~3e-6, so 200 steps fail.
+    prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    k = jnp.array([1.0, 1e6])
+    with pytest.raises(RuntimeError, match="1 ensemble member.*stiff solver"):
+        solve_ensemble(prob, params=k, max_steps=200, shard=False)
+    sol = solve_ensemble_fused(prob, params=k, max_steps=200, throw=False)
+    np.testing.assert_array_equal(sol.success, [True, False])
+    assert int(sol.num_steps[1]) == 200
+    assert not np.isfinite(float(sol.ys[1, 0, 0]))  # unreached save stays inf, as in diffrax
