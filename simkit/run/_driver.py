@@ -133,6 +133,7 @@ def run(
     checkpoint_every: int = 1,
     max_grow: int = 8,
     callback: Callable[[int, int], None] | None = None,
+    store_type: type = FrameStore,
 ) -> RunResult:
     """Run `stepper` for `n_steps` steps in jitted chunks, saving a frame every `save_every`.
 
@@ -158,6 +159,12 @@ def run(
         max_grow: how many times a chunk may be recomputed with a grown capacity.
         callback: called on the host as `callback(steps_done, n_frames)` after each chunk is
             safely on disk (live monitoring, tests).
+        store_type: the file writer: `FrameStore` (netCDF-style, xarray-readable) by default.
+            Another layout (e.g. H5MD for particles, fields with an XDMF sidecar) plugs in by
+            providing the same interface: classmethods `create(path, variables, *, config,
+            coords, attrs, time_units, overwrite)` and `open_resume(path, *, config)`, methods
+            `append(steps, times, frames)`, `truncate(n)`, `set_attrs(**kw)`, `close()`, and the
+            properties `n_frames` and `path`.
 
     Returns:
         `RunResult`.
@@ -209,7 +216,7 @@ def run(
         out = Path(out)
         ckpt = checkpoint_path(out)
         if resume:
-            store = FrameStore.open_resume(out, config=run_config)
+            store = store_type.open_resume(out, config=run_config)
             try:
                 state, step, n_ck = load_checkpoint(ckpt, state, fingerprint=fp)
                 store.truncate(n_ck)
@@ -218,7 +225,7 @@ def run(
                 raise
             log.info("resuming %s at step %d (%d frames kept)", out, step, n_ck)
         else:
-            store = FrameStore.create(
+            store = store_type.create(
                 out, stepper.variables(state, params), config=run_config,
                 coords=stepper.coords(state, params), attrs={**(attrs or {}), "n_steps": n_steps},
                 time_units=stepper.time_units(), overwrite=overwrite)
