@@ -1,0 +1,294 @@
+"""Stiff ODE solves with Rosenbrock methods on diffrax: one problem, or an ensemble.
+
+`solve_stiff` and `solve_stiff_ensemble` run `diffrax.diffeqsolve` with a Rodas solver (`Rodas5`
+by default, or `Rodas5P`; see `_rosenbrock.py`) and diffrax's PID step-size controller, after
+host-side input checks. Compiled code is cached per vector-field object, time span and static
+options, so a second call with new `y0`, `params`, tolerances or save times does not recompile.
+
+Why not Kvaerno5 (diffrax's stiff default)? On Robertson's problem at rtol 1e-8 on CPU, Kvaerno5
+spends its time in per-stage Newton iterations and rejects about half of its steps when the
+Newton iteration fails to converge; a Rosenbrock method needs no iteration at all (one LU per
+step). Numbers: `benchmarks/bench_robertson.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PyTree
+
+from .._checks import SimkitInputError, require_finite, require_positive
+from ._problem import ODEProblem, validate_problem
+from ._rosenbrock import AbstractRodas, Rodas5
+from ._solve import broadcast_ensemble
+
+# A relative tolerance below this many machine epsilons of the state's dtype cannot be met:
+# the step-size controller would shrink steps into round-off and never reach t1.
+_RTOL_MIN_EPS = 100
+
+
+def _check_tolerances(rtol: Any, atol: Any, y0: Array) -> None:
+    require_positive("rtol", rtol)
+    try:
+        atol_arr = np.asarray(atol, dtype=float)
+    except (TypeError, ValueError):
+        msg = f"atol must be a number or an array of numbers, got {atol!r}."
+        raise SimkitInputError(msg) from None
+    if atol_arr.ndim not in (0, 1) or (atol_arr.ndim == 1 and atol_arr.shape != y0.shape):
+        raise SimkitInputError(
+            f"atol must be a number or an array of shape {tuple(y0.shape)} (one per state "
+            f"component), got shape {atol_arr.shape}."
+        )
+    if not np.all(np.isfinite(atol_arr)) or not np.all(atol_arr > 0):
+        raise SimkitInputError(f"atol must be finite and > 0, got {atol!r}.")
+    eps = float(jnp.finfo(y0.dtype).eps)
+    if float(rtol) < _RTOL_MIN_EPS * eps:
+        fix = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass a float64 "
+               "y0, or raise rtol") if y0.dtype != jnp.float64 else "raise rtol"
+        raise SimkitInputError(
+            f"rtol={rtol!r} is below what {y0.dtype} can resolve ({_RTOL_MIN_EPS} x eps = "
+            f"{_RTOL_MIN_EPS * eps:.2g}): {fix}."
+        )
+
+
+def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndarray:
+    """Validated save times `(n_save,)`; default `[t1]`."""
+    if saveat is None:
+        return np.asarray([problem.t1], dtype=dtype)
+    ts = np.asarray(saveat, dtype=float)
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise SimkitInputError(
+            f"saveat must be a non-empty 1-D array of times, got shape {ts.shape}."
+        )
+    require_finite("saveat", ts)
+    if ts.min() < problem.t0 or ts.max() > problem.t1:
+        raise SimkitInputError(
+            f"saveat times must lie inside [t0, t1] = [{problem.t0}, {problem.t1}], got min "
+            f"{ts.min()}, max {ts.max()}; change saveat or the problem's time span."
+        )
+    if np.any(np.diff(ts) < 0):
+        raise SimkitInputError("saveat times must be non-decreasing; sort them first.")
+    return ts.astype(dtype)
+
+
+def _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0):
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field), solver, t0, t1, dt0, y0, args=params,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps, throw=False,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("vector_field", "solver", "t0", "t1", "max_steps"))
+def _solve_jit(y0, params, rtol, atol, ts, dt0, *, vector_field, solver, t0, t1, max_steps):
+    return _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0)
+
+
+_ensemble_fns: dict[tuple, Callable] = {}
+
+
+def _ensemble_fn(vector_field, solver, t0, t1, max_steps, with_dt0: bool) -> Callable:
+    """The batched solve for one static configuration, built once (so jit caches hit)."""
+    key = (vector_field, solver, t0, t1, max_steps, with_dt0)
+    fn = _ensemble_fns.get(key)
+    if fn is None:
+        def one(y0, params, rtol, atol, ts, dt0):
+            sol = _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts,
+                               dt0 if with_dt0 else None)
+            return sol.ys, sol.result
+
+        fn = jax.vmap(one, in_axes=(0, 0, None, None, None, None))
+        if len(_ensemble_fns) > 64:
+            _ensemble_fns.clear()
+        _ensemble_fns[key] = fn
+    return fn
+
+
+_jit_ensemble = jax.jit(lambda fn, *a: fn(*a), static_argnums=0)
+
+
+def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
+    failed = np.asarray(result != diffrax.RESULTS.successful).reshape(-1)
+    if not failed.any():
+        return
+    idx = np.flatnonzero(failed)
+    name = type(solver).__name__
+    which = "" if failed.size == 1 else (
+        f" in {idx.size} of {failed.size} members (first: {idx[:5].tolist()})")
+    hit_max = np.asarray(result == diffrax.RESULTS.max_steps_reached).reshape(-1)
+    if hit_max.any():
+        raise RuntimeError(
+            f"{where}: {name} reached max_steps={max_steps} before t1{which}. {name} is already "
+            "a stiff (L-stable) solver, so stiffness is not the cause: raise max_steps, loosen "
+            "rtol/atol, or check the vector field and parameters for a solution that blows up "
+            "or turns NaN (the step size then shrinks until the step limit)."
+        )
+    raise RuntimeError(f"{where}: {name} failed{which} (diffrax result {result}).")
+
+
+_validated: set[tuple] = set()
+
+
+def _validate(problem: ODEProblem) -> None:
+    """`validate_problem`, with the costly part (tracing the vector field to check its output
+    shape) done once per vector field, time span and input shapes/dtypes; the values of `y0`
+    and `params` are still checked for NaN/inf on every call."""
+    leaves, treedef = jax.tree_util.tree_flatten(problem.params)
+    try:
+        key = (problem.vector_field, problem.t0, problem.t1, jnp.shape(problem.y0),
+               jnp.result_type(problem.y0), treedef,
+               tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+        hash(key)
+    except TypeError:  # unhashable vector field or params structure: validate every time
+        validate_problem(problem)
+        return
+    if key in _validated:
+        require_finite("y0", problem.y0)
+        require_finite("params", problem.params)
+        return
+    validate_problem(problem)
+    if len(_validated) > 256:
+        _validated.clear()
+    _validated.add(key)
+
+
+def _check_common(problem: ODEProblem, solver, rtol, atol, max_steps, dt0, saveat):
+    """Host-side checks shared by both entry points; returns the validated save times."""
+    if not isinstance(solver, AbstractRodas):
+        raise SimkitInputError(
+            f"solver must be a simkit Rosenbrock solver (Rodas5() or Rodas5P()), got "
+            f"{type(solver).__name__}; for other diffrax solvers use simkit.ode.solve."
+        )
+    y0 = jnp.asarray(problem.y0)
+    _check_tolerances(rtol, atol, y0)
+    require_positive("max_steps", max_steps, integer=True)
+    if dt0 is not None:
+        require_positive("dt0", dt0)
+    return _save_times(problem, saveat, y0.dtype)
+
+
+def solve_stiff(
+    problem: ODEProblem,
+    *,
+    solver: AbstractRodas = Rodas5(),
+    rtol: float = 1e-6,
+    atol: float | Float[ArrayLike, " dim"] = 1e-6,
+    saveat: Float[ArrayLike, " n_save"] | None = None,
+    dt0: float | None = None,
+    max_steps: int = 100_000,
+    throw: bool = True,
+) -> diffrax.Solution:
+    """Solve one stiff ODE problem with a Rosenbrock method (diffrax underneath).
+
+    Error control is diffrax's `PIDController`: a step is accepted when the RMS over components
+    of `err / (atol + rtol * max(|y0|, |y1|))` is at most 1. Save times are served by the
+    method's 4th-order dense output, so they do not shorten steps.
+
+    Args:
+        problem: the `ODEProblem`; `y0` of shape `(dim,)`, float64 for tight tolerances.
+        solver: `Rodas5()` (default; most accurate per step on chemical kinetics such as
+            Robertson) or `Rodas5P()` (no order loss on stiff problems driven by a fast
+            time-dependent forcing, e.g. y' = -1000 (y - cos t): there it takes ~10x fewer steps).
+        rtol: relative tolerance, > 100 machine epsilons of `y0`'s dtype.
+        atol: absolute tolerance (units of y), a number or one per component `(dim,)`; pick it
+            below the smallest magnitude you need resolved (e.g. 1e-12 for Robertson's y2).
+        saveat: save times `(n_save,)` inside `[t0, t1]`, non-decreasing; default `[t1]`.
+        dt0: first step (time units); default chosen by diffrax from the vector field.
+        max_steps: step limit (accepted + rejected).
+        throw: raise `RuntimeError` on failure (default); otherwise inspect `sol.result`.
+
+    Returns:
+        `diffrax.Solution` with `ts` `(n_save,)`, `ys` `(n_save, dim)`, `stats`, `result`.
+
+    Raises:
+        SimkitInputError: bad problem, solver, tolerances (e.g. rtol < 0 or below float32
+            resolution), save times, dt0 or max_steps, before anything is compiled.
+        RuntimeError: the solve hit `max_steps` or failed (with `throw=True`).
+
+    Example:
+        >>> prob = ODEProblem(robertson, jnp.array([1.0, 0.0, 0.0]), k, 0.0, 1e5)
+        >>> sol = solve_stiff(prob, rtol=1e-8, atol=1e-12, saveat=jnp.logspace(-5, 5, 11))
+    """
+    _validate(problem)
+    ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
+    y0 = jnp.asarray(problem.y0)
+    sol = _solve_jit(
+        y0, problem.params, np.asarray(rtol, y0.dtype), np.asarray(atol, y0.dtype), ts,
+        None if dt0 is None else np.asarray(dt0, y0.dtype), vector_field=problem.vector_field,
+        solver=solver, t0=problem.t0, t1=problem.t1, max_steps=max_steps,
+    )
+    if throw:
+        _raise_on_failure(sol.result, solver, max_steps, "solve_stiff")
+    return sol
+
+
+def solve_stiff_ensemble(
+    problem: ODEProblem,
+    *,
+    y0: Float[ArrayLike, "n dim"] | None = None,
+    params: PyTree | None = None,
+    solver: AbstractRodas = Rodas5(),
+    rtol: float = 1e-6,
+    atol: float | Float[ArrayLike, " dim"] = 1e-6,
+    saveat: Float[ArrayLike, " n_save"] | None = None,
+    dt0: float | None = None,
+    max_steps: int = 100_000,
+    shard: bool = True,
+    throw: bool = True,
+) -> tuple[Float[Array, " n_save"], Float[Array, "n n_save dim"]]:
+    """Solve many members of a stiff problem at once (vmap of `solve_stiff`, one compile).
+
+    Each member keeps its own step size; members that reach t1 first are masked (they stay at
+    their final state) while the others keep stepping, so the cost is that of the slowest member.
+
+    Args:
+        problem: the `ODEProblem` describing one member (unbatched `y0`, `params`).
+        y0: batched initial states `(n_members, dim)`; default `problem.y0` for every member.
+        params: pytree like `problem.params` with a leading `(n_members, ...)` axis on every
+            leaf (e.g. a sweep over rate constants); default `problem.params` for every member.
+        shard: spread members over all local devices (`simkit.ensemble.sharded_call`). With
+            several devices the step loop runs until the slowest member of all devices is done.
+        solver, rtol, atol, saveat, dt0, max_steps, throw: as in `solve_stiff` (shared by all
+            members).
+
+    Returns:
+        (ts `(n_save,)`, ys `(n_members, n_save, dim)`). With `throw=False`, a member that
+        failed holds `inf` at the save times it did not reach.
+
+    Raises:
+        SimkitInputError: as `solve_stiff`, plus batched inputs of the wrong shape or size.
+        RuntimeError: some member hit `max_steps` or failed (the message lists which).
+
+    Example:
+        >>> ks = jnp.stack([k1_grid, jnp.full(n, 3e7), jnp.full(n, 1e4)], axis=1)
+        >>> ts, ys = solve_stiff_ensemble(prob, params=ks, rtol=1e-8, atol=1e-12)
+    """
+    _validate(problem)
+    y0s, batched_params, _ = broadcast_ensemble(problem, y0, params)
+    dtype = jnp.asarray(problem.y0).dtype
+    if y0s.dtype != dtype:
+        raise SimkitInputError(
+            f"ensemble y0 has dtype {y0s.dtype} but problem.y0 has {dtype}; use one dtype "
+            "(simkit never converts silently)."
+        )
+    ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
+    fn = _ensemble_fn(problem.vector_field, solver, problem.t0, problem.t1, max_steps,
+                      dt0 is not None)
+    shared = (np.asarray(rtol, dtype), np.asarray(atol, dtype), ts,
+              np.asarray(0.0 if dt0 is None else dt0, dtype))
+    if shard and jax.local_device_count() > 1:
+        from ..ensemble import sharded_call
+
+        ys, result = sharded_call(fn, y0s, batched_params, broadcast=shared)
+    else:
+        ys, result = _jit_ensemble(fn, y0s, batched_params, *shared)
+    if throw:
+        _raise_on_failure(result, solver, max_steps, "solve_stiff_ensemble")
+    return ts, ys
