@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.float32:
         jax.config.update("jax_enable_x64", True)
     from simkit import SimkitInputError
-    from simkit._checks import require_positive
+    from simkit import require_positive
+    from simkit.io import output_path
     from simkit.ode import ODEStepper
     from simkit.run import run
 
@@ -91,12 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if n_steps % args.save_every:
         raise SimkitInputError(
             f"the run has {n_steps} steps, not a multiple of --save-every ({args.save_every}).")
-    out = args.out
-    if out is None:
-        if args.resume:
-            raise SimkitInputError("--resume needs --out (the file to continue).")
-        Path("results").mkdir(exist_ok=True)
-        out = Path("results") / f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
+    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
 
     dtype = jnp.float32 if args.float32 else jnp.float64
     params = {k: jnp.asarray(getattr(args, k), dtype) for k in ("sigma", "rho", "beta")}

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # stiff kinetics at rtol 1e-8 needs float64
     from simkit import SimkitInputError
-    from simkit._checks import require_positive
+    from simkit import require_positive
+    from simkit.io import output_path
     from simkit.io import save_results
     from simkit.ode import ODEProblem, Rodas5, Rodas5P, solve_stiff, solve_stiff_ensemble
 
@@ -89,16 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--k1-max ({args.k1_max}) must be >= --k1-min ({args.k1_min}).")
     if args.t1 <= 1e-6:
         raise SimkitInputError(f"--t1 must be > 1e-6 s (the first save time), got {args.t1}.")
-    out = args.out
-    if out is None:
-        Path("results").mkdir(exist_ok=True)
-        out = Path("results") / f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
-    if out.exists() and not args.overwrite:
-        raise SimkitInputError(
-            f"output file {str(out)!r} already exists; pass --overwrite to replace it or choose "
-            "another --out.")
-    if not out.parent.exists():
-        raise SimkitInputError(f"output folder {str(out.parent)!r} does not exist; create it.")
+    out = output_path(args.out, NAME, overwrite=args.overwrite)
 
     solver = Rodas5() if args.solver == "rodas5" else Rodas5P()
     factors = np.geomspace(args.k1_min, args.k1_max, args.members)

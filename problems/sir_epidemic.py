@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from simkit import SimkitInputError
-    from simkit._checks import require_positive
+    from simkit import require_positive
+    from simkit.io import output_path
     from simkit.io import save_results
 
     require_positive("--beta", args.beta)
@@ -140,14 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SimkitInputError(
             f"R0 * S0 = {args.beta / args.gamma * (1 - args.i0):.3g} <= 1: no epidemic peak "
             "(I decreases from the start). Choose beta > gamma / (1 - i0).")
-    out = args.out
-    if out is None:
-        Path("results").mkdir(exist_ok=True)
-        out = Path("results") / f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
-    elif not out.parent.exists():
-        raise SimkitInputError(f"output folder {str(out.parent)!r} does not exist; create it first.")
-    elif out.exists() and not args.overwrite:
-        raise SimkitInputError(f"output file {str(out)!r} already exists; pass --overwrite.")
+    out = output_path(args.out, NAME, overwrite=args.overwrite)
 
     params = {"beta": jnp.asarray(args.beta), "gamma": jnp.asarray(args.gamma)}
     t0 = time.perf_counter()

@@ -7,7 +7,11 @@ resumable run driver), `simkit.io` (HDF5 stores), `simkit.ensemble` (sharded bat
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from ._checks import SimkitInputError as SimkitInputError
+from ._checks import (
+    SimkitInputError as SimkitInputError,
+    require_finite as require_finite,
+    require_positive as require_positive,
+)
 
 try:
     __version__ = _version("simkit")

@@ -12,7 +12,8 @@ import numpy as np
 
 from .._checks import SimkitInputError
 from ._attrs import write_attrs
-from ._store import _check_new_path, simkit_version
+from ._paths import check_new_path
+from ._store import simkit_version, write_coordinate
 
 
 def save_results(
@@ -43,7 +44,7 @@ def save_results(
         >>> save_results("fit.h5", {"y": (("time",), y, "1")}, coords={"time": (t, "s")})
     """
     path = Path(path)
-    _check_new_path(path, overwrite)
+    check_new_path(path, overwrite)
     coords = dict(coords or {})
     sizes: dict[str, int] = {}
     arrays = {}
@@ -67,15 +68,7 @@ def save_results(
     try:
         with h5py.File(tmp, "w") as h5:
             for d, n in sizes.items():
-                values, units = coords.get(d, (np.arange(n), ""))
-                values = np.asarray(values)
-                if values.dtype.kind == "U":
-                    ds = h5.create_dataset(d, data=values.astype(object), dtype=h5py.string_dtype())
-                else:
-                    ds = h5.create_dataset(d, data=values)
-                ds.make_scale(d)
-                if units:
-                    ds.attrs["units"] = units
+                write_coordinate(h5, d, n, coords.get(d))
             for name, (dims, arr, units) in arrays.items():
                 if name in sizes:
                     raise SimkitInputError(f"variable {name!r} has the name of a dimension.")

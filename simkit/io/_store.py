@@ -26,6 +26,7 @@ import numpy as np
 
 from .._checks import SimkitInputError
 from ._attrs import config_difference, fingerprint, write_attrs
+from ._paths import check_new_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,20 +62,6 @@ def simkit_version() -> str:
 
 class StoreError(RuntimeError):
     """An output file cannot be used as asked (corrupt, truncated, or from another config)."""
-
-
-def _check_new_path(path: Path, overwrite: bool) -> None:
-    if not path.parent.exists():
-        raise SimkitInputError(
-            f"output folder {str(path.parent)!r} does not exist; create it first or choose "
-            "another --out path."
-        )
-    if path.exists() and not overwrite:
-        raise SimkitInputError(
-            f"output file {str(path)!r} already exists; pass overwrite=True (--overwrite) to "
-            "replace it, resume=True (--resume / `simkit resume`) to continue it, or choose "
-            "another path."
-        )
 
 
 class FrameStore:
@@ -114,7 +101,7 @@ class FrameStore:
             overwrite: replace an existing file.
         """
         path = Path(path)
-        _check_new_path(path, overwrite)
+        check_new_path(path, overwrite)
         coords = dict(coords or {})
         sizes: dict[str, int] = {}
         for name, var in variables.items():
@@ -136,18 +123,7 @@ class FrameStore:
             step.dims[0].attach_scale(time)
             step.attrs["long_name"] = "integration step of the frame"
             for d, n in sizes.items():
-                values, units = coords.get(d, (np.arange(n), ""))
-                values = np.asarray(values)
-                if values.shape != (n,):
-                    raise SimkitInputError(f"coordinate {d!r} must have shape ({n},), got {values.shape}.")
-                if values.dtype.kind == "U":
-                    values = values.astype(object)
-                    ds = h5.create_dataset(d, data=values, dtype=h5py.string_dtype())
-                else:
-                    ds = h5.create_dataset(d, data=values)
-                ds.make_scale(d)
-                if units:
-                    ds.attrs["units"] = units
+                write_coordinate(h5, d, n, coords.get(d))
             for name, var in variables.items():
                 # One frame per chunk: appends touch whole chunks, readers of one frame read one.
                 ds = h5.create_dataset(name, shape=(0, *var.shape), maxshape=(None, *var.shape),
@@ -289,6 +265,22 @@ class FrameStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def write_coordinate(h5: h5py.Group, dim: str, size: int, spec: tuple | None) -> h5py.Dataset:
+    """Create the dimension-scale dataset of `dim` (values and units, default 0..size-1)."""
+    values, units = spec if spec is not None else (np.arange(size), "")
+    values = np.asarray(values)
+    if values.shape != (size,):
+        raise SimkitInputError(f"coordinate {dim!r} must have shape ({size},), got {values.shape}.")
+    if values.dtype.kind == "U":  # text labels: variable-length UTF-8, read back as str
+        ds = h5.create_dataset(dim, data=values.astype(object), dtype=h5py.string_dtype())
+    else:
+        ds = h5.create_dataset(dim, data=values)
+    ds.make_scale(dim)
+    if units:
+        ds.attrs["units"] = units
+    return ds
 
 
 def _is_time_series(obj) -> bool:

@@ -1,0 +1,52 @@
+"""Output-path rules shared by every problem script and writer."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .._checks import SimkitInputError
+
+
+def check_new_path(path: Path, overwrite: bool) -> None:
+    """Refuse a path whose folder is missing, or an existing file unless `overwrite`."""
+    if not path.parent.exists():
+        raise SimkitInputError(
+            f"output folder {str(path.parent)!r} does not exist; create it first or choose "
+            "another --out path.")
+    if path.exists() and not overwrite:
+        raise SimkitInputError(
+            f"output file {str(path)!r} already exists; pass overwrite=True (--overwrite) to "
+            "replace it, resume=True (--resume / `simkit resume`) to continue it, or choose "
+            "another path.")
+
+
+def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = False,
+                resume: bool = False, default_dir: str | os.PathLike = "results") -> Path:
+    """Where a problem writes its HDF5 output, checked before any compute.
+
+    Args:
+        out: the user's `--out`, or None for `<default_dir>/<name>-<YYYYmmdd-HHMMSS>.h5` (the
+            default folder is created; a user-given folder must exist).
+        name: problem name (default file name).
+        overwrite: an existing `out` may be replaced.
+        resume: `out` must exist (it is continued, not replaced).
+
+    Raises:
+        SimkitInputError: missing folder, existing file without `overwrite`, `resume` without
+            an existing `out`.
+    """
+    if out is None:
+        if resume:
+            raise SimkitInputError("--resume needs --out (the file to continue).")
+        folder = Path(default_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
+    out = Path(out)
+    if resume:
+        if not out.exists():
+            raise SimkitInputError(f"cannot resume: {str(out)!r} does not exist.")
+        return out
+    check_new_path(out, overwrite)
+    return out
