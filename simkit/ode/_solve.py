@@ -113,7 +113,8 @@ def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller,
 
 def _raise_on_failure(result, solver, max_steps: int) -> None:
     """Raise a `RuntimeError` if any (possibly batched) diffrax result is not successful."""
-    failed = result != diffrax.RESULTS.successful
+    # A terminating event is a successful end of the solve, not a failure.
+    failed = ~diffrax.is_okay(result)
     if isinstance(failed, jax.core.Tracer) or not bool(jnp.any(failed)):
         return
     n_failed = int(jnp.sum(failed))
@@ -181,7 +182,7 @@ def solve_ensemble(
     *,
     y0: Float[Array, "n dim"] | None = None,
     params: PyTree | None = None,
-    solver: diffrax.AbstractSolver | None = None,
+    solver: diffrax.AbstractSolver | str | None = None,
     stiff: bool = False,
     dt0: float | None = None,
     fixed_step: bool = False,
@@ -191,27 +192,93 @@ def solve_ensemble(
     max_steps: int = 100_000,
     shard: bool = True,
     throw: bool = True,
+    method: str = "auto",
 ) -> tuple[Float[Array, " n_save"], Float[Array, "n n_save dim"]]:
-    """Solve many members of `problem` at once (vmap of diffrax, sharded over local devices).
+    """Solve many members of `problem` at once, sharded over local devices.
+
+    Two engines:
+
+    - "fused" (`simkit.ode.solve_ensemble_fused`): explicit Runge-Kutta methods (Tsit5, Dopri5,
+      RK4) run as one batched kernel; adaptive solves give every member its own time and step
+      size and regroup the still-running members, so stragglers do not hold the rest.
+      Fixed-step results equal diffrax's to rounding; adaptive ones use diffrax's
+      `PIDController` error control (Tsit5 with saves at `t1` and the same `dt0`: exactly
+      diffrax's steps; saves at other times are reached by clipping steps, not interpolation).
+    - "diffrax": `jax.vmap` of `diffrax.diffeqsolve`, for every other solver (implicit/stiff
+      ones, ...) and for gradients through adaptive solves.
 
     Args:
         problem: the `ODEProblem` describing one member (unbatched `y0`, `params`).
         y0: batched initial states `(n_members, dim)`; default: `problem.y0` for every member.
         params: pytree like `problem.params` with a leading `(n_members, ...)` axis on every leaf.
+        solver: a diffrax solver, or a name: "tsit5", "dopri5", "rk4" (fused only, fixed step).
+            Default `Tsit5()` or, if `stiff`, `Kvaerno5()`.
+        method: "auto" (fused when the solver is Tsit5/Dopri5/RK4 and, for adaptive steps, the
+            inputs are concrete; diffrax otherwise), "fused", or "diffrax". Adaptive fused solves
+            run a host loop, so under `jax.grad`/`jit` "auto" picks diffrax.
         shard: spread members over all local devices with `simkit.ensemble` (padding handled).
-        Other arguments as in `solve`.
+        Other arguments as in `solve` (fixed-step fused solves need `t1 - t0` and the save
+        times to be whole multiples of `dt0`).
 
     Returns:
         (ts `(n_save,)`, ys `(n_members, n_save, dim)`).
+
+    Example:
+        >>> prob = ODEProblem(lambda t, y, p: -p * y, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+        >>> ts, ys = solve_ensemble(prob, params=jnp.linspace(0.5, 2.0, 8))  # fused Tsit5
     """
+    from ._fused import _is_traced, solve_ensemble_fused
+    from ._tableau import TABLEAUS, tableau_for
+
+    if method not in ("auto", "fused", "diffrax"):
+        raise SimkitInputError(
+            f"method must be 'auto', 'fused' or 'diffrax', got {method!r}."
+        )
+    if isinstance(solver, str):
+        if solver.lower() not in TABLEAUS:
+            raise SimkitInputError(
+                f"solver names are {sorted(TABLEAUS)}, got {solver!r}; pass a diffrax solver "
+                "instance for anything else."
+            )
+        if stiff:
+            raise SimkitInputError(
+                f"stiff=True needs an implicit solver, got the explicit {solver!r}; leave solver "
+                "unset (Kvaerno5) or pass e.g. diffrax.Kvaerno5()."
+            )
+    solver = default_solver(stiff) if solver is None else solver
+    tab = tableau_for(solver)
+    traced = _is_traced(y0, params, problem.y0, problem.params)
+    fusable = tab is not None and (fixed_step or (tab.adaptive and not traced))
+    if method == "fused" and not fusable:
+        why = (f"solver {solver!r} has no fused kernel (Tsit5, Dopri5, RK4 only)" if tab is None
+               else f"{tab.name} has no error estimate for adaptive steps" if not tab.adaptive
+               else "adaptive fused solves cannot run under jit/grad (traced inputs)")
+        raise SimkitInputError(f"method='fused' is not possible: {why}; use method='diffrax'.")
+    if fusable and method != "diffrax":
+        sol = solve_ensemble_fused(
+            problem, y0=y0, params=params, solver=solver, dt0=dt0, fixed_step=fixed_step,
+            rtol=rtol, atol=atol, saveat=saveat, max_steps=max_steps, shard=shard, throw=throw,
+        )
+        return sol.ts, sol.ys
+    if isinstance(solver, str):
+        named = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
+        if solver.lower() not in named:
+            raise SimkitInputError(
+                f"{solver!r} runs only in the fused engine (diffrax has no such solver); use "
+                "method='fused' (fixed_step=True) or a diffrax solver."
+            )
+        solver = named[solver.lower()]()
+
     validate_problem(problem)
     y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
     if dt0 is not None:
         require_positive("dt0", dt0)
     if fixed_step and dt0 is None:
         raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
-    solver = default_solver(stiff) if solver is None else solver
-    controller = diffrax.ConstantStepSize() if fixed_step else diffrax.PIDController(rtol=rtol, atol=atol)
+    if fixed_step:
+        controller = diffrax.ConstantStepSize()
+    else:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
     save = _saveat(problem, saveat, False)
 
     def one(y0_i, p_i):
