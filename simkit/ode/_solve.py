@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
@@ -15,9 +15,17 @@ from ._problem import ODEProblem, validate_problem
 
 
 def default_solver(stiff: bool) -> diffrax.AbstractSolver:
-    """Tsit5 for non-stiff problems (5th order, FSAL, good error estimate); Kvaerno5 for stiff ones
-    (L-stable 5th-order ESDIRK, the diffrax recommendation for stiff problems at tight tolerance)."""
-    return diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
+    """Tsit5 for non-stiff problems (5th order, FSAL, good error estimate); Rodas5 for stiff ones.
+
+    Rodas5 (simkit's L-stable 5th-order Rosenbrock method, `simkit.ode.Rodas5`) needs one
+    Jacobian and one LU per step and no Newton iterations; on Robertson at rtol 1e-8 it measured
+    ~100x faster than diffrax's Kvaerno5 (benchmarks/bench_robertson.py). Pass
+    `solver=diffrax.Kvaerno5()` for an ESDIRK method instead (e.g. very large systems, where
+    Kvaerno5's Newton iterations with a reused Jacobian can be cheaper than fresh LUs).
+    """
+    from ._rosenbrock import Rodas5
+
+    return Rodas5() if stiff else diffrax.Tsit5()
 
 
 def _saveat(problem: ODEProblem, ts, dense: bool) -> diffrax.SaveAt:
@@ -105,7 +113,9 @@ def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller,
     if event is not None:
         kwargs["event"] = event
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: vector_field(t, y, args)), solver, t0, t1, dt0, y0,
+        # The user's function itself (not a fresh lambda) goes into the term, so diffeqsolve's
+        # compile cache hits on repeated calls with the same vector field.
+        diffrax.ODETerm(vector_field), solver, t0, t1, dt0, y0,
         args=params, saveat=saveat, stepsize_controller=controller, max_steps=max_steps,
         throw=throw, **kwargs,
     )
@@ -120,9 +130,12 @@ def _raise_on_failure(result, solver, max_steps: int) -> None:
     n_failed = int(jnp.sum(failed))
     if bool(jnp.any(result == diffrax.RESULTS.max_steps_reached)):
         hint = ""
-        if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        from ._rosenbrock import AbstractRodas
+
+        if not isinstance(solver, (diffrax.AbstractImplicitSolver, AbstractRodas)):
             hint = (f" {type(solver).__name__} is explicit; if the problem is stiff use a stiff "
-                    "solver (stiff=True, e.g. Kvaerno5) instead of raising max_steps.")
+                    "solver (stiff=True / solve_stiff, i.e. simkit.ode.Rodas5) instead of "
+                    "raising max_steps.")
         raise RuntimeError(
             f"ODE solve reached max_steps={max_steps} before t1 in {n_failed} solve(s).{hint}"
         )
@@ -275,25 +288,42 @@ def solve_ensemble(
         require_positive("dt0", dt0)
     if fixed_step and dt0 is None:
         raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
-    if fixed_step:
-        controller = diffrax.ConstantStepSize()
-    else:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    save = _saveat(problem, saveat, False)
-
-    def one(y0_i, p_i):
-        sol = diffeqsolve_problem(problem.vector_field, y0_i, p_i, problem.t0, problem.t1,
-                                  solver=solver, controller=controller, dt0=dt0, saveat=save,
-                                  max_steps=max_steps)
-        return sol.ts, sol.ys, sol.result
-
-    batched = jax.vmap(one)
+    save = _saveat(problem, saveat, False)  # validates the save times
+    save_ts = None if saveat is None else jnp.asarray(saveat)
+    batched = _vmapped_diffrax(problem.vector_field, solver, bool(fixed_step), float(rtol),
+                               float(atol), dt0, int(max_steps), problem.t0, problem.t1,
+                               save_ts is not None)
+    extra = () if save_ts is None else (save_ts,)
+    del save
     if shard:
         from ..ensemble import sharded_call
 
-        ts, ys, res = sharded_call(batched, y0s, batched_params)
+        ts, ys, res = sharded_call(batched, y0s, batched_params, broadcast=extra)
     else:
-        ts, ys, res = eqx.filter_jit(batched)(y0s, batched_params)
+        ts, ys, res = _jit(batched)(y0s, batched_params, *extra)
     if throw:
         _raise_on_failure(res, solver, max_steps)
     return ts[0], ys
+
+
+@functools.lru_cache(maxsize=64)
+def _vmapped_diffrax(vector_field, solver, fixed_step, rtol, atol, dt0, max_steps, t0, t1,
+                     with_ts):
+    """`vmap` of one diffrax solve, built once per configuration so jit caches hit on repeated
+    `solve_ensemble` calls (a fresh closure per call would recompile every time)."""
+    controller = (diffrax.ConstantStepSize() if fixed_step
+                  else diffrax.PIDController(rtol=rtol, atol=atol))
+
+    def one(y0_i, p_i, *ts):
+        saveat = diffrax.SaveAt(ts=ts[0]) if with_ts else diffrax.SaveAt(t1=True)
+        sol = diffeqsolve_problem(vector_field, y0_i, p_i, t0, t1, solver=solver,
+                                  controller=controller, dt0=dt0, saveat=saveat,
+                                  max_steps=max_steps)
+        return sol.ts, sol.ys, sol.result
+
+    return jax.vmap(one, in_axes=(0, 0) + ((None,) if with_ts else ()))
+
+
+@functools.lru_cache(maxsize=64)
+def _jit(fn):
+    return jax.jit(fn)
