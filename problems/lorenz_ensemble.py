@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dt", type=float, default=1e-3, help="time step")
     p.add_argument("--save-every", type=int, default=200, help="steps between saved frames")
     p.add_argument("--chunk-steps", type=int, default=None,
-                   help="steps per jitted chunk (default: ~1/20 of the run)")
+                   help="steps per jitted chunk (default: ~1/10 of the run, <= 10 000)")
     p.add_argument("--sigma", type=float, default=10.0)
     p.add_argument("--rho", type=float, default=28.0)
     p.add_argument("--beta", type=float, default=8.0 / 3.0)

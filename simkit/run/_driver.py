@@ -2,8 +2,8 @@
 
 One chunk = `chunk_steps` steps computed on device by `lax.scan` (`scan_frames`). After each chunk
 the host checks the chunk's flags (finite state at every frame, capacity overflow), appends the
-frames to the HDF5 store and flushes it, and writes a checkpoint. The next chunk is dispatched
-before the frames of the previous one are written, so file output overlaps computation.
+frames to the HDF5 store and flushes it, and writes a checkpoint. The next chunk is queued on the
+device before the host waits for the current one, so checks and file output overlap computation.
 
 Guarantees:
 - Nothing wrong is written: an overflowing chunk is recomputed with a larger capacity from the
@@ -74,14 +74,11 @@ class RunResult:
     chunks_recomputed: int = 0
 
 
-@eqx.filter_jit
-def _chunk(stepper, state, params, n_frames, save_every):
-    return scan_frames(stepper, state, params, n_frames, save_every)
-
-
-@eqx.filter_jit
-def _one_step(stepper, state, params):
-    return stepper.step(state, params)
+# Plain `jax.jit` with the stepper static (steppers hold only static configuration): its
+# dispatch is asynchronous, so the host writes chunk i while the device computes chunk i + 1.
+# (`eqx.filter_jit` measured as blocking until the result is ready, which serialised the two.)
+_chunk = jax.jit(scan_frames, static_argnums=(0, 3, 4))
+_one_step = jax.jit(lambda stepper, state, params: stepper.step(state, params), static_argnums=0)
 
 
 def describe_stepper(stepper: AbstractStepper) -> dict[str, Any]:
@@ -130,7 +127,7 @@ def run(
     config: dict[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
-    checkpoint_every: int = 1,
+    checkpoint_interval: float = 60.0,
     max_grow: int = 8,
     callback: Callable[[int, int], None] | None = None,
     store_type: type = FrameStore,
@@ -144,8 +141,8 @@ def run(
         n_steps: total steps, a positive multiple of `save_every`.
         save_every: steps between saved frames (> 0).
         chunk_steps: steps per jitted chunk, a multiple of `save_every` and <= n_steps. Default:
-            about 1/20 of the run, at least one frame. Larger chunks mean less host overhead,
-            smaller ones more frequent flushes and checkpoints.
+            about 1/10 of the run but at most ~10 000 steps, at least one frame. Larger chunks
+            mean less host overhead, smaller ones more frequent flushes and progress updates.
         out: HDF5 output path (its folder must exist), or None to keep frames in memory.
         overwrite: replace an existing `out`.
         resume: continue the run in `out` from its checkpoint (`out.ckpt`); the configuration
@@ -155,7 +152,10 @@ def run(
             state and params.
         attrs: extra file attributes (units, parameter values for humans, ...).
         progress: show a progress bar (steps, steps/s, ETA) on stderr.
-        checkpoint_every: write a checkpoint every this many chunks (and always at the end).
+        checkpoint_interval: write a checkpoint when this many wall-clock seconds have passed
+            since the last one (0: after every chunk), and always at the end and when the run
+            is interrupted (Ctrl-C) or fails after a good chunk. A SIGKILL loses at most this
+            much computation; `resume` recomputes it bit for bit.
         max_grow: how many times a chunk may be recomputed with a grown capacity.
         callback: called on the host as `callback(steps_done, n_frames)` after each chunk is
             safely on disk (live monitoring, tests).
@@ -177,13 +177,18 @@ def run(
     t_start = _time.perf_counter()
     require_positive("n_steps", n_steps, integer=True)
     require_positive("save_every", save_every, integer=True)
-    require_positive("checkpoint_every", checkpoint_every, integer=True)
+    if not checkpoint_interval >= 0:
+        raise SimkitInputError(
+            f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}.")
     if n_steps % save_every:
         raise SimkitInputError(
             f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
     n_frames_total = n_steps // save_every
     if chunk_steps is None:
-        chunk_steps = save_every * max(1, math.ceil(n_frames_total / 20))
+        # ~10 chunks for short runs (per-chunk host work measured ~2 ms: negligible then),
+        # at most ~10 000 steps per chunk for long ones (progress and flushes stay frequent).
+        frames_per_chunk = min(math.ceil(n_frames_total / 10), max(1, 10_000 // save_every))
+        chunk_steps = save_every * max(1, frames_per_chunk)
     require_positive("chunk_steps", chunk_steps, integer=True)
     if chunk_steps > n_steps:
         raise SimkitInputError(
@@ -230,7 +235,7 @@ def run(
                 coords=stepper.coords(state, params), attrs={**(attrs or {}), "n_steps": n_steps},
                 time_units=stepper.time_units(), overwrite=overwrite)
             ckpt.unlink(missing_ok=True)
-    if step == 0:
+    if not resume:
         first = {k: np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
         if store is not None:
             store.append(np.array([0]), np.array([float(stepper.time(state))]), first)
@@ -240,11 +245,16 @@ def run(
 
     bar = _progress_bar(n_steps, step, progress)
     recomputed = 0
-    chunks_since_ckpt = 0
+    last_ckpt, ckpt_step = _time.monotonic(), step
     try:
         pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, save_every)
         while pending is not None:
             chunk_start_state, k, (new_state, frames, times, finite, overflow) = pending
+            done = step + k * save_every
+            # Queue the next chunk before waiting for this one, so the device never idles while
+            # the host checks and writes; it is discarded if this chunk turns out bad.
+            pending = _dispatch(stepper, new_state, params, done, n_steps, chunk_steps,
+                                save_every)
             overflow_h = np.asarray(overflow)
             if overflow_h.any():
                 stepper, state, pending, recomputed = _regrow(
@@ -256,21 +266,17 @@ def run(
             if not finite_h.all():
                 _blow_up(stepper, chunk_start_state, params, step, save_every, finite_h,
                          frames_h, np.asarray(times), store, mem_frames, bar)
-            # Good chunk: start the next one on device before writing this one to disk.
-            state = new_state
-            done = step + k * save_every
-            pending = _dispatch(stepper, state, params, done, n_steps, chunk_steps, save_every)
             steps_h = step + save_every * np.arange(1, k + 1)
             times_h = np.asarray(times)
             if store is not None:
                 store.append(steps_h, times_h, frames_h)
-                chunks_since_ckpt += 1
-                if chunks_since_ckpt >= checkpoint_every or done == n_steps:
-                    save_checkpoint(ckpt, state, step=done, n_frames=store.n_frames, fingerprint=fp)
-                    chunks_since_ckpt = 0
             else:
                 mem_frames.append(frames_h)
-            step = done
+            state, step = new_state, done  # updated together: the last good (state, step)
+            if store is not None and (done == n_steps or checkpoint_interval == 0 or
+                                      _time.monotonic() - last_ckpt >= checkpoint_interval):
+                save_checkpoint(ckpt, state, step=step, n_frames=store.n_frames, fingerprint=fp)
+                last_ckpt, ckpt_step = _time.monotonic(), step
             bar.update(k * save_every)
             if callback is not None:
                 callback(step, store.n_frames if store is not None else None)
@@ -278,6 +284,8 @@ def run(
             store.set_attrs(status="finished", steps_done=step)
     except KeyboardInterrupt:
         if store is not None:
+            if step > ckpt_step:  # keep everything finished: resume continues from here
+                save_checkpoint(ckpt, state, step=step, n_frames=store.n_frames, fingerprint=fp)
             store.set_attrs(status="interrupted", steps_done=step)
             log.warning("interrupted at step %d; %s is closed and can be resumed", step, out)
         raise
@@ -285,6 +293,8 @@ def run(
         raise
     except BaseException as exc:
         if store is not None:
+            if step > ckpt_step:
+                save_checkpoint(ckpt, state, step=step, n_frames=store.n_frames, fingerprint=fp)
             store.set_attrs(status=f"failed: {type(exc).__name__}: {exc}"[:500], steps_done=step)
         raise
     finally:
