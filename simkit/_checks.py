@@ -44,6 +44,8 @@ def require_finite(name: str, tree: Any) -> None:
     for path, leaf in leaves:
         if isinstance(leaf, jax.core.Tracer):
             continue
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            continue  # PRNG keys have no NaN
         if isinstance(leaf, (float, int, np.ndarray, np.generic, jax.Array)):
             arr = np.asarray(leaf)
             if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from simkit.io import Variable
@@ -63,3 +64,24 @@ class Buffer(AbstractStepper):
 
     def variables(self, state, params):
         return {"total": Variable((), (), state["items"].dtype.name)}
+
+
+class RandomWalk(AbstractStepper):
+    """Brownian walkers; the PRNG key (a typed key array) lives in the state."""
+
+    dt: float = eqx.field(static=True, default=0.01)
+
+    def step(self, state, params):
+        key, sub = jax.random.split(state["key"])
+        noise = jax.random.normal(sub, state["x"].shape, state["x"].dtype)
+        return {"key": key, "n": state["n"] + 1,
+                "x": state["x"] + jnp.sqrt(2 * params["D"] * self.dt) * noise}
+
+    def observe(self, state, params):
+        return {"x": state["x"]}
+
+    def time(self, state):
+        return state["n"] * self.dt
+
+    def variables(self, state, params):
+        return {"x": Variable(("walker",), state["x"].shape, state["x"].dtype.name, units="1")}
