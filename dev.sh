@@ -23,7 +23,7 @@ find_python() {
     fi
   done
   # pyenv installs interpreters that are not on PATH by default.
-  local roots=("${PYENV_ROOT:-}" "$HOME/.pyenv" /root/.pyenv /opt/pyenv /usr/local/pyenv)
+  local roots=("${PYENV_ROOT:-}" "$HOME/.pyenv" /opt/pyenv /usr/local/pyenv)
   local r p
   for r in "${roots[@]}"; do
     [ -n "$r" ] && [ -d "$r/versions" ] || continue
@@ -46,7 +46,7 @@ setup() {
   local py
   if ! py="$(find_python)"; then
     cat >&2 <<'MSG'
-simkit needs Python >= 3.12 and none was found (looked at $SIMKIT_PYTHON, python3.13, python3.12,
+simkit needs Python >= 3.12 and none was found (looked at $SIMKIT_PYTHON, python3.12, python3.13,
 python3, python, and pyenv's versions/ folders).
 Get one, then run this command again, for example:
   pyenv install 3.12          (then it is found automatically), or
