@@ -2,19 +2,12 @@
 
 `vmap` of an iterative solver runs every member until the slowest one has converged (the while
 loop's condition becomes "any member still running"), and every iteration costs the full batch.
-Here the batch is advanced by a vectorised Levenberg-Marquardt in bounded *segments* of
-iterations; between segments the host drops the finished members and compacts the rest into a
-smaller batch. Batch sizes are taken from a short ladder (the full size, then 16 * 4^j), and a
-batch is only compacted when that cuts its size at least 4x, so at most a handful of shapes are
-compiled (1000 fits: 1000, 256, 64, 16).
-
-The per-member algorithm is Levenberg-Marquardt with Marquardt's diagonal scaling and Nielsen's
-damping update (H. B. Nielsen, "Damping parameter in Marquardt's method", IMM-REP-1999-05, DTU):
-solve `(J^T J + lam * diag(d)) delta = -J^T r` (Cholesky), accept when the gain ratio
-`rho = (actual decrease) / (predicted decrease) > 1e-4`, then `lam *= max(1/3, 1 - (2 rho - 1)^3)`,
-else `lam *= nu, nu *= 2`. `d` is the running maximum of `diag(J^T J)` (MINPACK's scaling), which
-makes the method invariant to rescaling a parameter. Each member keeps its own damping, step
-count and status; finished members are frozen.
+Here the batch is advanced by a vectorised Levenberg-Marquardt (simkit's, see `_lm`) in
+*segments*; a segment ends as soon as the running members fit a batch a quarter of the current
+size or smaller. They then get a few more iterations in place (a short tail costs no new
+compilation), and whatever still runs is gathered into that smaller batch. Batch sizes come
+from a ladder (the full size, then 16 * 4^j), so at most a handful of shapes are compiled, each
+only when a long tail makes it worth a compilation.
 """
 
 from __future__ import annotations
@@ -26,125 +19,50 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import PyTree
 
 from .._checks import SimkitInputError, require_positive
-from ._least_squares import Jac, _check_jac, _fit_core, finalise, prepare
-from ._problem import Model, weighted_residual
+from ._least_squares import (
+    Jac, _check_jac, _fit_core, finalise_lm, jacobian_x, jacobian_x_from_state,
+    prepare,
+)
+from ._lm import lm_init, lm_step
+from ._problem import Model
 from ._result import FitError, FitResult, FitStatus
 from ._transforms import ParamTransform
 
 _MIN_BUCKET = 16
-_LAM0 = 1e-3
-_LAM_MAX = 1e16
-
-
-class LMState(eqx.Module):
-    """State of one member of the batched Levenberg-Marquardt (leading batch axis when batched)."""
-
-    u: Float[Array, " p"]
-    r: Float[Array, " m"]
-    jac: Float[Array, "m p"]
-    cost: Float[Array, ""]
-    lam: Float[Array, ""]
-    nu: Float[Array, ""]
-    dscale: Float[Array, " p"]
-    n_steps: Int[Array, ""]
-    status: Int[Array, ""]
-
-
-def _res_and_jac(model, has_args, transform, jac: Jac, u, data, inv_sigma, args):
-    def f(u_):
-        r = weighted_residual(model, has_args, transform, u_, data, inv_sigma, args)
-        return r, r
-
-    fn = jax.jacfwd if jac == "fwd" else jax.jacrev
-    J, r = fn(f, has_aux=True)(u)
-    return r, J
-
-
-def _lm_init(model, has_args, transform, jac, u0, data, inv_sigma, args) -> LMState:
-    r, J = _res_and_jac(model, has_args, transform, jac, u0, data, inv_sigma, args)
-    cost = 0.5 * jnp.sum(r * r)
-    finite = jnp.isfinite(cost) & jnp.all(jnp.isfinite(J))
-    dscale = jnp.sum(J * J, axis=0)
-    status = jnp.where(finite, FitStatus.RUNNING, FitStatus.DIVERGED).astype(jnp.int32)
-    one = jnp.ones_like(cost)
-    return LMState(u=u0, r=r, jac=J, cost=cost, lam=_LAM0 * one, nu=2.0 * one, dscale=dscale,
-                   n_steps=jnp.zeros((), jnp.int32), status=status)
-
-
-def _lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s: LMState, data,
-             inv_sigma, args) -> LMState:
-    """One Levenberg-Marquardt iteration of one member (a no-op unless status is RUNNING)."""
-    J, r = s.jac, s.r
-    g = J.T @ r
-    A = J.T @ J
-    d = jnp.maximum(s.dscale, jnp.finfo(A.dtype).tiny)
-    M = A + s.lam * jnp.diag(d)
-    chol = jnp.linalg.cholesky(M)
-    delta = -jax.scipy.linalg.cho_solve((chol, True), g)
-    u_new = s.u + delta
-    r_new, J_new = _res_and_jac(model, has_args, transform, jac, u_new, data, inv_sigma, args)
-    cost_new = 0.5 * jnp.sum(r_new * r_new)
-    predicted = -(g @ delta + 0.5 * delta @ (A @ delta))
-    actual = s.cost - cost_new
-    finite = (jnp.isfinite(cost_new) & jnp.all(jnp.isfinite(J_new)) & jnp.all(jnp.isfinite(u_new))
-              & jnp.all(jnp.isfinite(delta)))
-    rho = jnp.where(finite & (predicted > 0), actual / jnp.where(predicted > 0, predicted, 1.0),
-                    -1.0)
-    accept = finite & (rho > 1e-4)
-    lam = jnp.where(accept, s.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
-                    s.lam * s.nu)
-    nu = jnp.where(accept, 2.0, 2.0 * s.nu)
-    # Convergence: a step that changes every parameter by less than atol + rtol |u| and the cost
-    # by less than atol + rtol cost (accepted), or a rejected step that is already that small
-    # (no representable improvement left), or an exactly zero gradient.
-    small_step = jnp.all(jnp.abs(delta) <= atol + rtol * jnp.abs(s.u)) & finite
-    small_cost = jnp.abs(actual) <= atol + rtol * s.cost
-    converged = (accept & small_step & small_cost) | (~accept & small_step) | jnp.all(g == 0)
-    n_steps = s.n_steps + 1
-    stalled = ~converged & (lam > _LAM_MAX)
-    status = jnp.where(converged, FitStatus.SUCCESS,
-                       jnp.where(stalled, FitStatus.DIVERGED,
-                                 jnp.where(n_steps >= max_steps, FitStatus.MAX_STEPS,
-                                           FitStatus.RUNNING))).astype(jnp.int32)
-    new = LMState(
-        u=jnp.where(accept, u_new, s.u), r=jnp.where(accept, r_new, r),
-        jac=jnp.where(accept, J_new, J), cost=jnp.where(accept, cost_new, s.cost), lam=lam,
-        nu=nu, dscale=jnp.where(accept, jnp.maximum(s.dscale, jnp.sum(J_new * J_new, axis=0)),
-                                s.dscale),
-        n_steps=n_steps, status=status)
-    running = s.status == FitStatus.RUNNING
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, s)
+_COMPACT = 0.25  # compact when the running members fit a batch <= 1/4 of the current
+_GRACE = 4  # iterations run in place first: a short tail never compiles a new shape
 
 
 @eqx.filter_jit
 def _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes):
     def one(x0, b):
         data, inv_sigma, args = _merge(b, shared, axes)
-        return _lm_init(model, has_args, transform, jac, transform.from_flat(x0), data,
+        return lm_init(model, has_args, transform, jac, transform.from_flat(x0), data,
                         inv_sigma, args)
 
     return jax.vmap(one)(x0s, batched)
 
 
 @eqx.filter_jit
-def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_iter, states,
-                   batched, shared, axes):
-    """Advance every running member by up to `n_iter` iterations (stops early if all finish)."""
+def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_iter, n_stop,
+                   states, batched, shared, axes):
+    """Advance every running member by up to `n_iter` iterations; stop early once at most
+    `n_stop` members are still running (0: when all have finished)."""
 
     def step_all(st):
         def one(s, b):
             data, inv_sigma, args = _merge(b, shared, axes)
-            return _lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s, data,
+            return lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s, data,
                             inv_sigma, args)
 
         return jax.vmap(one)(st, batched)
 
     def cond(carry):
         k, st = carry
-        return (k < n_iter) & jnp.any(st.status == FitStatus.RUNNING)
+        return (k < n_iter) & (jnp.sum(st.status == FitStatus.RUNNING) > n_stop)
 
     def body(carry):
         k, st = carry
@@ -157,13 +75,27 @@ def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_ite
 @eqx.filter_jit
 def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched, shared,
                     axes):
-    def one(s, b):
-        data, inv_sigma, args = _merge(b, shared, axes)
-        return finalise(model, has_args, transform, s.u, data, inv_sigma, args,
-                        n_steps=s.n_steps, status=s.status, jac=jac,
-                        absolute_sigma=absolute_sigma, method="simkit batched LevenbergMarquardt")
+    """Covariances from the states' Jacobians (`J_x = J_u / D`); the Jacobians are evaluated
+    afresh for the whole batch only if some member's transform is saturated."""
+    J_fast, usable = jax.vmap(lambda s: jacobian_x_from_state(transform, s))(states)
 
-    return jax.vmap(one)(states, batched)
+    def slow(b):
+        def one(s, bb):
+            data, inv_sigma, args = _merge(bb, shared, axes)
+            return jacobian_x(model, has_args, transform, transform.to_flat(s.u), data,
+                              inv_sigma, args, jac)
+
+        return jax.vmap(one)(states, b)
+
+    J_xs = jax.lax.cond(jnp.all(usable), lambda b: J_fast, slow, batched)
+
+    def one(s, J_x, b):
+        data, inv_sigma, args = _merge(b, shared, axes)
+        return finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
+                           absolute_sigma=absolute_sigma, J_x=J_x,
+                           method="simkit batched LevenbergMarquardt")
+
+    return jax.vmap(one)(states, J_xs, batched)
 
 
 def _merge(b, shared, axes):
@@ -175,10 +107,20 @@ def _merge(b, shared, axes):
 
 
 def _bucket(n_active: int, n_total: int) -> int:
+    """Batch size for `n_active` running members: the next of 16, 64, 256, ... (at most n)."""
     size = _MIN_BUCKET
     while size < n_active:
         size *= 4
     return min(size, n_total)
+
+
+def _stop_below(size: int) -> int:
+    """Running count at which a batch of `size` is worth compacting: the largest bucket of at
+    most `_COMPACT * size` (0 when there is none: run until every member is done)."""
+    b = 0
+    while max(4 * b, _MIN_BUCKET) <= _COMPACT * size:
+        b = max(4 * b, _MIN_BUCKET)
+    return b
 
 
 @eqx.filter_jit
@@ -194,35 +136,47 @@ def _put(tree, idx, part):
 
 def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, jac, rtol, atol,
                    max_steps, segment_steps, absolute_sigma) -> FitResult:
-    """Host driver: segments of `segment_steps` iterations with compaction in between."""
+    """Host driver: segments that end when compacting pays, compaction in between.
+
+    The working batch is either the whole batch in place (`idx` None) or a gathered sub-batch
+    `cur` of the members `idx` (padded to a bucket size by repeating a running member; the
+    copies compute identical values, so the duplicate writes in `_put` agree). Each segment
+    costs one host round trip (the running count).
+    """
     n = int(x0s.shape[0])
     states = _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes)
-    active = np.flatnonzero(np.asarray(states.status) == FitStatus.RUNNING)
     n_iter = jnp.asarray(segment_steps, jnp.int32)
     rtol_a, atol_a = jnp.asarray(rtol), jnp.asarray(atol)
     max_a = jnp.asarray(max_steps, jnp.int32)
     idx = None  # None: the whole batch in place; else the (padded) members being advanced
+    members = np.arange(n)
+    cur, cur_batched = states, batched
     size = n
-    while active.size:
+    running = np.asarray(cur.status) == FitStatus.RUNNING
+    stop = _stop_below(size)
+    while running.any():
+        active = np.unique(members[running])
         k = active.size
-        if _bucket(k, n) * 4 <= size:
-            # Compact the running members into a smaller bucket-sized batch (only when that cuts
-            # the work at least 4x, so each new shape to compile pays for itself). Padding
-            # repeats the last member; its copies compute identical values, so the duplicate
-            # writes in `_put` agree.
+        if _bucket(k, n) <= _COMPACT * size and stop > 0:
+            # Few members left: first give them a few iterations in place (no new shape to
+            # compile if the tail is short), then compact what is still running.
+            stop = 0
+            cur = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a,
+                                 jnp.asarray(_GRACE, jnp.int32), jnp.asarray(0, jnp.int32),
+                                 cur, cur_batched, shared, axes)
+            running = np.asarray(cur.status) == FitStatus.RUNNING
+            continue
+        if _bucket(k, n) <= _COMPACT * size:
+            states = cur if idx is None else _put(states, idx, cur)
             size = _bucket(k, n)
-            idx = jnp.asarray(np.concatenate([active, np.full(size - k, active[-1])]))
-        if idx is None:
-            states = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a,
-                                    n_iter, states, batched, shared, axes)
-            active = np.flatnonzero(np.asarray(states.status) == FitStatus.RUNNING)
-        else:
-            sub_states, sub_batched = _take((states, batched), idx)
-            sub = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a,
-                                 n_iter, sub_states, sub_batched, shared, axes)
-            states = _put(states, idx, sub)
-            still = np.asarray(sub.status) == FitStatus.RUNNING
-            active = np.unique(np.asarray(idx)[still])
+            members = np.concatenate([active, np.full(size - k, active[-1])])
+            idx = jnp.asarray(members)
+            cur, cur_batched = _take((states, batched), idx)
+            stop = _stop_below(size)
+        cur = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a, n_iter,
+                             jnp.asarray(stop, jnp.int32), cur, cur_batched, shared, axes)
+        running = np.asarray(cur.status) == FitStatus.RUNNING
+    states = cur if idx is None else _put(states, idx, cur)
     return _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched,
                            shared, axes)
 
@@ -258,14 +212,14 @@ def fit_batch(
     atol: float = 1e-8,
     max_steps: int = 256,
     jac: Jac = "fwd",
-    segment_steps: int = 8,
+    segment_steps: int = 64,
     throw: bool = True,
 ) -> FitResult:
     """Many independent least-squares fits (e.g. one per experiment) solved as one batch.
 
     Fit `i` minimises `sum(((data[i] - model(params_i[, args[i]])) / sigma[i])^2)`. The batch
-    is advanced in segments of `segment_steps` Levenberg-Marquardt iterations; finished members
-    are dropped between segments, so the cost follows the total work, not `n * slowest`.
+    is advanced in segments of Levenberg-Marquardt iterations; finished members are dropped
+    between segments, so the cost follows the total work, not `n * slowest`.
 
     Args:
         model: as in `fit`, for ONE member.
@@ -279,7 +233,10 @@ def fit_batch(
         solver: None (simkit's batched Levenberg-Marquardt, not lockstep), or an optimistix
             solver, which is then `vmap`ped over the batch (lockstep: every member iterates
             until the slowest converges).
-        segment_steps: iterations between compactions.
+        segment_steps: at most this many iterations between host checks; a segment ends
+            earlier once the running members fit a batch of a quarter of the working batch's
+            size (then, if they still run after a few more iterations, the finished members
+            are dropped).
         throw: raise `FitError` if any member failed (the error carries the whole result).
 
     Returns:
@@ -366,7 +323,7 @@ def fit_multistart(
     atol: float = 1e-8,
     max_steps: int = 256,
     jac: Jac = "fwd",
-    segment_steps: int = 8,
+    segment_steps: int = 64,
     return_all: bool = False,
     throw: bool = True,
 ) -> FitResult | tuple[FitResult, FitResult]:

@@ -1,4 +1,4 @@
-"""Single least-squares fits and general minimisation on optimistix, with uncertainties."""
+"""Single least-squares fits (simkit LM or optimistix) and minimisation, with uncertainties."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
-from .._checks import SimkitInputError, require_positive
+from .._checks import SimkitInputError, require_finite, require_positive
+from ._lm import LMState, lm_solve
 from ._problem import (
     Model, call_model, check_model_output, flat_weighted_residual, inverse_sigma, member_struct,
     require_float_tree, require_x64, weighted_residual,
@@ -20,16 +21,10 @@ from ._problem import (
 from ._result import (
     FitError, FitResult, FitStatus, covariance_from_jacobian, status_from_optimistix,
 )
-from ._transforms import ParamTransform, ravel_host
+from ._transforms import ParamTransform, _is_bound_leaf, check_start, ravel_host
 
 Jac = Literal["fwd", "bwd"]
 OPTIMALITY_TOL = 0.1  # remaining Gauss-Newton step, in standard errors, still called a minimum
-
-
-@functools.lru_cache(maxsize=32)
-def default_solver(rtol: float, atol: float) -> optx.LevenbergMarquardt:
-    """`optimistix.LevenbergMarquardt(rtol, atol)`, cached: repeated fits reuse one compilation."""
-    return optx.LevenbergMarquardt(rtol=rtol, atol=atol)
 
 
 def _check_jac(jac: str) -> None:
@@ -40,14 +35,14 @@ def _check_jac(jac: str) -> None:
 def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[Array, " p"],
              data: PyTree, inv_sigma: PyTree | None, args: Any, *, n_steps, status, jac: Jac,
              absolute_sigma: bool, method: str) -> FitResult:
-    """Turn an optimum `u` into a `FitResult` (jittable, vmappable).
+    """Turn an optimum `u` into a `FitResult` (jittable, vmappable), evaluating the Jacobian.
 
     The covariance uses the Jacobian of the weighted residuals with respect to the *constrained*
     flat parameters `x = T(u)`, which equals the delta-method transform `D cov_u D` of the
-    unconstrained covariance (see `simkit.fit._transforms`).
+    unconstrained covariance (see `simkit.fit._transforms`). Used after optimistix solvers,
+    which do not hand back their Jacobian; simkit's own LM uses `finalise_lm`.
     """
     x = transform.to_flat(u)
-    params = transform.unravel(x)
 
     def res_x(x_):
         pred = call_model(model, transform.unravel(x_), args, has_args)
@@ -56,10 +51,80 @@ def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[A
     jac_fn = jax.jacfwd if jac == "fwd" else jax.jacrev
     J, pred = jac_fn(res_x, has_aux=True)(x)
     r = flat_weighted_residual(pred, data, inv_sigma)
+    residuals = jax.tree_util.tree_map(lambda d, q: d - q, data, pred)
+    return assemble_result(transform, x, J, r, residuals, n_steps=n_steps, status=status,
+                           scale=(inv_sigma is None) or (not absolute_sigma), method=method)
+
+
+def jacobian_x_from_state(transform: ParamTransform, state: LMState):
+    """The LM state's Jacobian w.r.t. `u` converted to one w.r.t. `x = T(u)`: `J_x = J_u / D`.
+
+    `J_u = J_x D` column by column (chain rule, D = dx/du), and forward mode computes the
+    column `J_x D_i` by pushing the tangent `D_i` through the model linearly, so dividing by
+    `D_i` recovers `J_x` to rounding. Returns `(J_x, usable)`; `usable` is False where some
+    `D_i` is not finite or below 1e-100 (a saturated transform, where the tangents may have
+    underflowed): then `J_x` must be re-evaluated at `x` directly.
+    """
+    D = transform.derivative(state.u)
+    usable = jnp.all(jnp.isfinite(D) & (jnp.abs(D) > 1e-100))
+    return state.jac / jnp.where(usable, D, 1.0)[None, :], usable
+
+
+def finalise_lm(model: Model, has_args: bool, transform: ParamTransform, state: LMState,
+                data: PyTree, inv_sigma: PyTree | None, args: Any, *, jac: Jac,
+                absolute_sigma: bool, method: str, J_x: Array | None = None) -> FitResult:
+    """`FitResult` from a finished LM state, reusing its residuals and Jacobian (jittable).
+
+    Args:
+        J_x: the Jacobian w.r.t. the constrained flat parameters, if already known; default
+            `J_u / D` from the state, re-evaluated (one Jacobian pass) only where that is not
+            usable (`jacobian_x_from_state`).
+    """
+    x = transform.to_flat(state.u)
+    if J_x is None:
+        J_fast, usable = jacobian_x_from_state(transform, state)
+        J_x = jax.lax.cond(usable, lambda: J_fast,
+                           lambda: jacobian_x(model, has_args, transform, x, data, inv_sigma,
+                                              args, jac))
+    r = state.r
+    diff = unflatten_like(r, data)  # (pred - data) / sigma, per data leaf
+    if inv_sigma is None:
+        residuals = jax.tree_util.tree_map(lambda e: -e, diff)
+    else:
+        residuals = jax.tree_util.tree_map(lambda e, w: -e / w, diff, inv_sigma)
+    return assemble_result(transform, x, J_x, r, residuals, n_steps=state.n_steps,
+                           status=state.status,
+                           scale=(inv_sigma is None) or (not absolute_sigma), method=method)
+
+
+def jacobian_x(model, has_args, transform, x, data, inv_sigma, args, jac: Jac):
+    """Jacobian `(m, p)` of the weighted residuals w.r.t. the constrained flat parameters."""
+    def res_x(x_):
+        pred = call_model(model, transform.unravel(x_), args, has_args)
+        return flat_weighted_residual(pred, data, inv_sigma)
+
+    return (jax.jacfwd if jac == "fwd" else jax.jacrev)(res_x)(x)
+
+
+def unflatten_like(flat: Float[Array, " m"], tree: PyTree) -> PyTree:
+    """Split a flat vector back into arrays shaped like the leaves of `tree`."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out, start = [], 0
+    for leaf in leaves:
+        shape = jnp.shape(leaf)
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(jnp.reshape(flat[start:start + size], shape))
+        start += size
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def assemble_result(transform: ParamTransform, x, J, r, residuals, *, n_steps, status,
+                    scale: bool, method: str) -> FitResult:
+    """Covariance, status refinement (not a minimum / at a bound) and the `FitResult`."""
+    params = transform.unravel(x)
     chi2 = jnp.sum(r * r)
     m, p = J.shape
     dof = m - p
-    scale = (inv_sigma is None) or (not absolute_sigma)
     cov, corr, se, ok, cond, s2, optimality, gn_step = covariance_from_jacobian(J, r, dof, scale)
     # An optimiser can stop "successfully" where every trial step fails (e.g. a model that is
     # NaN all around the iterate): refuse to call that a minimum. If the step still to be taken
@@ -74,7 +139,6 @@ def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[A
                   | (status == FitStatus.DIVERGED))
     status = jnp.where(unfinished & jnp.any(at_bound), FitStatus.AT_BOUND,
                        status).astype(jnp.int32)
-    residuals = jax.tree_util.tree_map(lambda d, q: d - q, data, pred)
     return FitResult(
         params=params, covariance=cov, stderr=transform.unravel(se), correlation=corr,
         residuals=residuals, chi2=chi2, residual_variance=s2,
@@ -83,9 +147,46 @@ def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[A
         param_names=transform.names, method=method)
 
 
+LM_METHOD = "simkit LevenbergMarquardt"
+
+
+def _fit_lm_impl(model, has_args, jac, absolute_sigma, transform, x0, data, inv_sigma, args,
+                 rtol, atol, max_steps):
+    """One fit with simkit's LM, covariance included: one compiled call, one dispatch."""
+    u0 = transform.from_flat(x0)
+    s0, s = lm_solve(model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol,
+                     max_steps)
+    res = finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
+                      absolute_sigma=absolute_sigma, method=LM_METHOD)
+    return res, jnp.isfinite(s0.cost)
+
+
+def _jit_friendly(model: Model, args: Any) -> bool:
+    """Whether `_fit_lm_jit` can take these: a hashable model (it is a static argument) and
+    only array leaves in `args`. Otherwise (e.g. a model that is an `eqx.Module` holding
+    arrays, or a Python float in `args`) `_fit_lm_filter` separates arrays from the rest."""
+    try:
+        hash(model)
+    except TypeError:
+        return False
+    return all(isinstance(a, (jax.Array, np.ndarray)) for a in jax.tree_util.tree_leaves(args))
+
+
+# Two compiled entry points for the same function: `jax.jit` (the fast C++ dispatch path) when
+# every leaf of `args` is an array, `eqx.filter_jit` (non-array leaves static) otherwise.
+_fit_lm_jit = jax.jit(_fit_lm_impl, static_argnums=(0, 1, 2, 3))
+_fit_lm_filter = eqx.filter_jit(_fit_lm_impl)
+
+
 @eqx.filter_jit
+def default_solver(rtol: float, atol: float) -> optx.LevenbergMarquardt:
+    """optimistix's Levenberg-Marquardt: the default least-squares solver of `fit`."""
+    return optx.LevenbergMarquardt(rtol=rtol, atol=atol)
+
+
 def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max_steps, jac,
               absolute_sigma):
+    """One fit with an optimistix solver (covariance from a fresh Jacobian at the optimum)."""
     u0 = transform.from_flat(jnp.asarray(x0))
     def fn(u, a):
         d, w, ar = a
@@ -103,20 +204,77 @@ def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max
     return res, init_finite
 
 
+_PREPARED: dict = {}
+
+
+def _signature(tree: PyTree):
+    """Hashable (treedef, leaf shapes and dtypes) of a pytree."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple(
+        (np.shape(x), str(x.dtype) if hasattr(x, "dtype") else type(x).__name__)
+        for x in leaves)
+
+
+def _bounds_key(bounds: PyTree | None):
+    """Hashable key of a bounds pytree (values included), or None if it cannot be keyed."""
+    if bounds is None:
+        return ()
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten(bounds, is_leaf=_is_bound_leaf)
+        key = [treedef]
+        for b in leaves:
+            if b is None:
+                key.append(None)
+            elif isinstance(b, tuple) and len(b) == 2:
+                key.append(tuple(None if e is None else (np.shape(e), np.asarray(e).tobytes(),
+                                                        str(np.asarray(e).dtype)) for e in b))
+            else:
+                return None
+        key = tuple(key)
+        hash(key)
+        return key
+    except Exception:  # odd input: let the full checks report it
+        return None
+
+
 def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
             batch_axes_params: int = 0, batch_axes_data: int = 0):
-    """Shared host-side validation. Returns (transform, data, inv_sigma, has_args)."""
+    """Shared host-side validation. Returns (transform, data, inv_sigma, has_args).
+
+    The structural checks (model output against the data layout, the bounds, the transform)
+    are done once per (model, layouts, bounds) and remembered; later calls with the same
+    layouts only check the values (finite parameters and data, sigma, starts inside bounds).
+    """
     require_x64()
     if not callable(model):
         raise SimkitInputError(f"model must be a callable model(params) -> prediction, got "
                                f"{type(model).__name__}.")
+    has_args = args is not None
+    key = None
+    bkey = _bounds_key(bounds)
+    if bkey is not None:
+        try:
+            key = (model, has_args, batch_axes_params, batch_axes_data, _signature(params0),
+                   _signature(args), _signature(data), bkey)
+            hash(key)
+        except TypeError:  # unhashable model or layout: check everything every time
+            key = None
+    cached = _PREPARED.get(key) if key is not None else None
+    if cached is not None:
+        transform, lo, hi = cached
+        require_finite("params0", params0)
+        require_finite("data", data)
+        data = jax.tree_util.tree_map(jnp.asarray, data)
+        inv_sigma = inverse_sigma(sigma, data, batch_axes=batch_axes_data)
+        if not batch_axes_params:
+            check_start(transform.names, lo, hi, ravel_host(params0)[0])
+        return transform, data, inv_sigma, has_args
     require_float_tree("params0", params0)
     require_float_tree("data", data)
     data = jax.tree_util.tree_map(jnp.asarray, data)
     one_params = params0
     if batch_axes_params:
         one_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], params0)
-    has_args = args is not None
     one_args = args
     if has_args and batch_axes_data:
         one_args = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], args)
@@ -124,6 +282,13 @@ def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
                        member_struct(data, batch_axes_data))
     inv_sigma = inverse_sigma(sigma, data, batch_axes=batch_axes_data)
     transform = ParamTransform.build(params0 if not batch_axes_params else one_params, bounds)
+    lo, hi = np.asarray(transform.lower), np.asarray(transform.upper)
+    # Device copies of the transform's arrays: later calls pass them without a transfer.
+    transform = jax.tree_util.tree_map(jnp.asarray, transform)
+    if key is not None:
+        if len(_PREPARED) > 256:
+            _PREPARED.clear()
+        _PREPARED[key] = (transform, lo, hi)
     return transform, data, inv_sigma, has_args
 
 
@@ -136,7 +301,7 @@ def fit(
     absolute_sigma: bool = True,
     args: Any = None,
     bounds: PyTree | None = None,
-    solver: optx.AbstractLeastSquaresSolver | optx.AbstractMinimiser | None = None,
+    solver: optx.AbstractLeastSquaresSolver | optx.AbstractMinimiser | str | None = None,
     rtol: float = 1e-8,
     atol: float = 1e-8,
     max_steps: int = 256,
@@ -145,8 +310,12 @@ def fit(
 ) -> FitResult:
     """Least-squares fit of `model(params)` to `data`, with covariance and standard errors.
 
-    Minimises `chi2 = sum(((data - model(params)) / sigma)^2)` with optimistix
-    (Levenberg-Marquardt by default) over unconstrained parameters (see `bounds`).
+    Minimises `chi2 = sum(((data - model(params)) / sigma)^2)` over unconstrained parameters
+    (see `bounds`) with optimistix (Levenberg-Marquardt by default, any optimistix least-squares
+    solver or minimiser via `solver`), or with `solver="simkit-lm"`, the per-member masked
+    Levenberg-Marquardt that `fit_batch` runs (`simkit.fit._lm`): one compiled call computes the
+    iterations, the covariance (from the last Jacobian) and the status, ~3x faster per fit here
+    than the optimistix path, which needs one more Jacobian for the covariance.
 
     Args:
         model: `model(params) -> prediction` (or `model(params, args)` when `args` is given),
@@ -165,10 +334,13 @@ def fit(
             side may be None. `(0, None)` is positivity. Starting values must be strictly
             inside. The optimiser works on `u` with `x = lo + exp(u)` / `hi - exp(u)` /
             `lo + (hi - lo) sigmoid(u)`; the covariance is reported for `x`.
-        solver: any optimistix least-squares solver or minimiser; default
-            `optx.LevenbergMarquardt(rtol, atol)`.
-        rtol, atol: convergence tolerances of the default solver (on the unconstrained
-            parameters and the cost).
+        solver: None (`optx.LevenbergMarquardt(rtol, atol)`), any optimistix least-squares
+            solver or minimiser (the covariance costs one more Jacobian at the optimum), or
+            "simkit-lm" (simkit's batched Levenberg-Marquardt on one member: its final Jacobian
+            gives the covariance).
+        rtol, atol: convergence tolerances of the default solvers (for "simkit-lm": it stops
+            when a step changes every unconstrained parameter by at most `atol + rtol |u|` and
+            the cost by at most `atol + rtol cost`).
         max_steps: iteration limit; reaching it is a failure.
         jac: "fwd" (default) or "bwd" Jacobians. Forward mode costs one pass per parameter and
             works through diffrax solves with `diffrax.ForwardMode`; for a few parameters and
@@ -196,21 +368,35 @@ def fit(
     require_positive("max_steps", max_steps, integer=True)
     require_positive("rtol", rtol)
     require_positive("atol", atol)
+    if isinstance(solver, str):
+        if solver != "simkit-lm":
+            raise SimkitInputError(
+                f"solver must be an optimistix least-squares solver or minimiser, or "
+                f"'simkit-lm', got {solver!r}.")
+    elif solver is not None and not isinstance(
+            solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
+        raise SimkitInputError(f"solver must be an optimistix least-squares solver or minimiser, "
+                               f"or 'simkit-lm', got {type(solver).__name__}.")
     transform, data, inv_sigma, has_args = prepare(model, params0, data, sigma=sigma, args=args,
                                                    bounds=bounds)
-    solver = default_solver(float(rtol), float(atol)) if solver is None else solver
-    if not isinstance(solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
-        raise SimkitInputError(f"solver must be an optimistix least-squares solver or minimiser, "
-                               f"got {type(solver).__name__}.")
     x0 = ravel_host(params0)[0]
-    result, init_finite = _fit_core(model, has_args, transform, x0, data, inv_sigma, args,
-                                    solver, max_steps, jac, absolute_sigma)
+    if solver == "simkit-lm":
+        core = _fit_lm_jit if _jit_friendly(model, args) else _fit_lm_filter
+        result, init_finite = core(model, has_args, jac, bool(absolute_sigma), transform, x0,
+                                   data, inv_sigma, args, float(rtol), float(atol),
+                                   int(max_steps))
+    else:
+        if solver is None:
+            solver = default_solver(float(rtol), float(atol))
+        result, init_finite = _fit_core(model, has_args, transform, x0, data, inv_sigma, args,
+                                        solver, max_steps, jac, absolute_sigma)
+    init_finite, status = jax.device_get((init_finite, result.status))  # one transfer
     if not bool(init_finite):
         raise SimkitInputError(
             "model(params0) returned NaN/inf residuals at the start parameters; check params0 "
             f"({dict(zip(transform.names, x0.tolist()))}) and "
             "the model (e.g. an ODE solve that fails there).")
-    if throw:
+    if throw and int(status) != FitStatus.SUCCESS:
         result.raise_if_failed()
     return result
 

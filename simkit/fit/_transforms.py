@@ -108,15 +108,11 @@ class ParamTransform(eqx.Module):
             hi = np.concatenate([np.ravel(x) for x in _expand(hi_tree, params0)] or [np.zeros(0)])
         if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
             raise SimkitInputError("bounds contain NaN; use None (or +-inf) for an open side.")
-        x0 = flat0
         for i, name in enumerate(names):
             if not lo[i] < hi[i]:
                 raise SimkitInputError(
                     f"parameter {name}: lower bound {lo[i]} must be < upper bound {hi[i]}.")
-            if not lo[i] < x0[i] < hi[i]:
-                raise SimkitInputError(
-                    f"parameter {name} starts at {float(x0[i])!r}, outside its open bounds "
-                    f"({lo[i]}, {hi[i]}); start strictly inside the bounds.")
+        check_start(names, lo, hi, flat0)
         kind = (np.isfinite(lo).astype(np.int32) + 2 * np.isfinite(hi).astype(np.int32))
         dtype = flat0.dtype
         return cls(np.asarray(kind), np.asarray(lo, dtype=dtype), np.asarray(hi, dtype=dtype),
@@ -169,6 +165,16 @@ class ParamTransform(eqx.Module):
 
     def to_unconstrained(self, params: PyTree) -> Float[Array, " p"]:
         return self.from_flat(ravel(params)[0])
+
+
+def check_start(names: tuple[str, ...], lo: np.ndarray, hi: np.ndarray, x0: np.ndarray) -> None:
+    """Raise `SimkitInputError` naming the first flat parameter not strictly inside its bounds."""
+    inside = (x0 > lo) & (x0 < hi)
+    if not np.all(inside):
+        i = int(np.flatnonzero(~inside)[0])
+        raise SimkitInputError(
+            f"parameter {names[i]} starts at {float(x0[i])!r}, outside its open bounds "
+            f"({lo[i]}, {hi[i]}); start strictly inside the bounds.")
 
 
 def ravel_host(params: PyTree):
