@@ -178,12 +178,12 @@ _fit_lm_jit = jax.jit(_fit_lm_impl, static_argnums=(0, 1, 2, 3))
 _fit_lm_filter = eqx.filter_jit(_fit_lm_impl)
 
 
-@eqx.filter_jit
 def default_solver(rtol: float, atol: float) -> optx.LevenbergMarquardt:
     """optimistix's Levenberg-Marquardt: the default least-squares solver of `fit`."""
     return optx.LevenbergMarquardt(rtol=rtol, atol=atol)
 
 
+@eqx.filter_jit
 def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max_steps, jac,
               absolute_sigma):
     """One fit with an optimistix solver (covariance from a fresh Jacobian at the optimum)."""
