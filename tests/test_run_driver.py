@@ -82,6 +82,21 @@ def test_nan_stops_run_names_first_bad_step_and_keeps_prior_frames(tmp_h5):
         assert "step 437" in f.attrs["status"]
 
 
+def test_non_finite_observed_quantity_with_finite_state_is_caught(tmp_h5):
+    class LogObserved(Decay):
+        def observe(self, state, params):  # log(x - 0.5) is NaN once x < 0.5 (step 14)
+            return {"x": jnp.log(state["x"] - 0.5)}
+
+    state = {"step": jnp.asarray(0), "x": jnp.ones(2)}
+    with pytest.raises(SimulationBlowUp, match=r"observed quantity \(x\).*step 20") as info:
+        run(LogObserved(dt=0.1), state, {"k": jnp.asarray(0.5)}, n_steps=100, save_every=10,
+            chunk_steps=50, out=tmp_h5, progress=False)
+    assert info.value.step == 20
+    with h5py.File(tmp_h5, "r") as f:
+        np.testing.assert_array_equal(f["step"][:], [0, 10])
+        assert np.isfinite(f["x"][:]).all()
+
+
 def test_nan_in_first_frame_of_chunk(tmp_h5):
     stepper = Decay(dt=0.1, nan_at=201)
     state = {"step": jnp.asarray(0), "x": jnp.ones(2)}

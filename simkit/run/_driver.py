@@ -1,7 +1,7 @@
 """The run driver: a host loop over jitted chunks with HDF5 output, checks and checkpoints.
 
 One chunk = `chunk_steps` steps computed on device by `lax.scan` (`scan_frames`). After each chunk
-the host checks the chunk's flags (finite state at every frame, capacity overflow), appends the
+the host checks the chunk (finite final state and frames, capacity overflow), appends the
 frames to the HDF5 store and flushes it, and writes a checkpoint. The next chunk is queued on the
 device before the host waits for the current one, so checks and file output overlap computation.
 
@@ -249,7 +249,7 @@ def run(
     try:
         pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, save_every)
         while pending is not None:
-            chunk_start_state, k, (new_state, frames, times, finite, overflow) = pending
+            chunk_start_state, k, (new_state, frames, times, overflow) = pending
             done = step + k * save_every
             # Queue the next chunk before waiting for this one, so the device never idles while
             # the host checks and writes; it is discarded if this chunk turns out bad.
@@ -261,10 +261,10 @@ def run(
                     stepper, chunk_start_state, params, step, n_steps, chunk_steps, save_every,
                     recomputed, max_grow)
                 continue
-            finite_h = np.asarray(finite)
             frames_h = {name: np.asarray(v) for name, v in frames.items()}
-            if not finite_h.all():
-                _blow_up(stepper, chunk_start_state, params, step, save_every, finite_h,
+            frame_ok = _finite_frames(frames_h, k)
+            if not (frame_ok.all() and _state_finite(new_state)):
+                _blow_up(stepper, chunk_start_state, params, step, save_every, frame_ok,
                          frames_h, np.asarray(times), store, mem_frames, bar)
             steps_h = step + save_every * np.arange(1, k + 1)
             times_h = np.asarray(times)
@@ -330,36 +330,60 @@ def _regrow(stepper, chunk_start_state, params, step, n_steps, chunk_steps, save
     return stepper, state, pending, recomputed + 1
 
 
-def _blow_up(stepper, chunk_start_state, params, step, save_every, finite_h, frames_h, times_h,
+def _finite_frames(frames_h: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """`(k,)` bool: every observed value of each frame is finite (host-side, on data that is
+    transferred for writing anyway)."""
+    ok = np.ones(k, bool)
+    for v in frames_h.values():
+        if v.dtype.kind in "fc":
+            ok &= np.isfinite(v.reshape(k, -1)).all(axis=1)
+    return ok
+
+
+def _state_finite(state) -> bool:
+    return all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state)
+               if jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact))
+
+
+def _blow_up(stepper, chunk_start_state, params, step, save_every, frame_ok, frames_h, times_h,
              store, mem_frames, bar):
-    """Write the good frames of a failed chunk, find the first non-finite step, raise."""
-    j = int(np.argmin(finite_h))  # first bad frame of the chunk
-    good = {name: v[:j] for name, v in frames_h.items()}
-    steps_h = step + save_every * np.arange(1, j + 1)
-    # Locate the exact step by replaying the chunk one step at a time from its start state.
+    """Write the good frames of a failed chunk, find the first non-finite step, raise.
+
+    The chunk is replayed one step at a time from its start state to find the first step whose
+    state is NaN/inf. If the state stays finite, an observed quantity is non-finite: the first
+    such frame names the failure.
+    """
+    k = len(frame_ok)
+    bad_step, bad_time, what = None, float("nan"), "state"
     s = chunk_start_state
-    bad_step = step + (j + 1) * save_every
-    bad_time = float("nan")
-    for i in range(1, (j + 1) * save_every + 1):
+    for i in range(1, k * save_every + 1):
         s = _one_step(stepper, s, params)
-        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(s)
-                  if jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact)]
-        if not all(np.isfinite(x).all() for x in leaves):
+        if not _state_finite(s):
             bad_step, bad_time = step + i, float(stepper.time(s))
             break
+    first_bad_frame = int(np.argmin(frame_ok)) if not frame_ok.all() else k
+    if bad_step is None or step + (first_bad_frame + 1) * save_every < bad_step:
+        bad_step = step + (first_bad_frame + 1) * save_every
+        bad_time = float(times_h[first_bad_frame])
+        what = "an observed quantity (" + ", ".join(
+            n for n, v in frames_h.items()
+            if v.dtype.kind in "fc" and not np.isfinite(v[first_bad_frame]).all()) + ")"
+    j = min(first_bad_frame, (bad_step - step - 1) // save_every)  # frames strictly before
+    good = {name: v[:j] for name, v in frames_h.items()}
+    steps_h = step + save_every * np.arange(1, j + 1)
+    last_good = int(steps_h[-1]) if j else step
     path = None
     if store is not None:
         store.append(steps_h, times_h[:j], good)
-        store.set_attrs(status=f"failed: non-finite state at step {bad_step}",
-                        steps_done=int(steps_h[-1]) if j else step, first_bad_step=bad_step)
+        store.set_attrs(status=f"failed: non-finite {what} at step {bad_step}",
+                        steps_done=last_good, first_bad_step=bad_step)
         path = store.path
     else:
         mem_frames.append(good)
     bar.close()
     raise SimulationBlowUp(
-        f"state became NaN/inf at step {bad_step} (t = {bad_time:.6g}); frames up to step "
-        f"{int(steps_h[-1]) if j else step} are kept"
-        + (f" in {str(path)!r}" if path else "")
+        f"{what} became NaN/inf at step {bad_step} (t = {bad_time:.6g}); frames up to step "
+        f"{last_good} are kept" + (f" in {str(path)!r}" if path else "")
         + ". Reduce the time step or check the parameters.",
         step=bad_step, time=bad_time, path=path)
 
