@@ -131,6 +131,11 @@ def test_frames_flushed_before_sigkill_read_back(tmp_h5):
         last = -1
         for line in proc.stdout:
             last = int(line)
+            if last == 100:  # read it while it runs: every flushed frame is visible
+                with h5py.File(tmp_h5, "r") as live:
+                    n_live = live["time"].shape[0]
+                    assert n_live >= 101
+                    np.testing.assert_array_equal(live["field"][100], np.full((64, 64), 100.0))
             if last >= 200:
                 break
         proc.send_signal(signal.SIGKILL)
