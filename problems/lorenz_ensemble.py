@@ -35,6 +35,8 @@ def lorenz(t, y, p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit.io import add_output_arguments
+
     p = argparse.ArgumentParser(
         prog="lorenz_ensemble", description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -51,11 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="std of the initial perturbation around the base point")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float32", action="store_true", help="single precision (default float64)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="HDF5 output (default: results/lorenz_ensemble-<time>.h5)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_arguments(p, NAME, resume=True)
     return p
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import jax
 
@@ -54,6 +53,8 @@ def reference_solution(params, ts):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit.io import add_output_arguments
+
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--noise", type=float, default=1.0,
@@ -68,11 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["diffrax", "rk4"], default="diffrax",
                    help="ODE solve inside the fit: adaptive Tsit5 (rtol 1e-8) or fixed-step RK4 "
                         "(8 steps between data times)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="HDF5 output (default: results/lotka_volterra_fit-<time>.h5)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--no-progress", action="store_true",
-                   help="(a single fit, no long loop; accepted for uniformity)")
+    add_output_arguments(p, NAME)
     return p
 
 

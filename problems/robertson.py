@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +45,8 @@ def robertson(t, y, k):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit.io import add_output_arguments
+
     p = argparse.ArgumentParser(
         prog="robertson", description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -61,10 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=("rodas5", "rodas5p"), default="rodas5",
                    help="Rosenbrock method")
     p.add_argument("--chunk", type=int, default=256, help="members per jitted call")
-    p.add_argument("--out", type=Path, default=None,
-                   help="HDF5 output (default: results/robertson-<time>.h5)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_arguments(p, NAME)
     return p
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import jax
 
@@ -112,16 +111,15 @@ def analytic_sensitivities(beta, gamma, i0):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit.io import add_output_arguments
+
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--beta", type=float, default=0.3, help="infection rate (1/day)")
     p.add_argument("--gamma", type=float, default=0.1, help="recovery rate (1/day)")
     p.add_argument("--i0", type=float, default=1e-4, help="initially infected fraction")
     p.add_argument("--days", type=float, default=200.0, help="length of the saved trajectory")
-    p.add_argument("--out", type=Path, default=None,
-                   help="HDF5 output (default: results/sir_epidemic-<time>.h5)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--no-progress", action="store_true", help="(no long loop here; accepted for uniformity)")
+    add_output_arguments(p, NAME)
     return p
 
 

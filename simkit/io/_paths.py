@@ -50,3 +50,21 @@ def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = F
         return out
     check_new_path(out, overwrite)
     return out
+
+
+def add_output_arguments(parser, name: str, *, resume: bool = False) -> None:
+    """Add the options every problem script shares: `--out`, `--overwrite`, `--no-progress`
+    (and `--resume` for driver-based runs). Check them with `output_path`.
+
+    Args:
+        parser: an `argparse.ArgumentParser`.
+        name: problem name (for the default file name in the help text).
+        resume: also add `--resume`.
+    """
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"HDF5 output (default: results/{name}-<time>.h5)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    if resume:
+        parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (for logs and batch jobs)")

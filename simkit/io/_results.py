@@ -108,12 +108,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
 
         h5.visititems(visit)
         attrs = {k: _text(v) for k, v in h5.attrs.items()}
-        for key, value in attrs.items():  # nested settings are stored as JSON text
-            if isinstance(value, str) and value[:1] in "{[":
-                try:
-                    attrs[key] = json.loads(value)
-                except ValueError:
-                    pass
+        attrs = {key: _maybe_json(value) for key, value in attrs.items()}
         progress = {}
         if "time" in h5 and "step" in h5 and h5["time"].ndim == 1:
             n = h5["time"].shape[0]
@@ -122,6 +117,16 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
                 progress["last_step"] = int(h5["step"][n - 1])
                 progress["last_time"] = float(h5["time"][n - 1])
     return {"path": str(path), "datasets": datasets, "attrs": attrs, "progress": progress}
+
+
+def _maybe_json(value):
+    """Nested settings are stored as JSON text: decode them; leave other values as they are."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _text(v):
