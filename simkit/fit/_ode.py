@@ -13,7 +13,9 @@ from jaxtyping import Array, Float, PyTree
 
 from .._checks import SimkitInputError, require_positive
 from ..ode import ODEProblem, validate_problem
+from ..ode._fused import _rk_step
 from ..ode._solve import default_solver, diffeqsolve_problem
+from ..ode._tableau import RK4
 
 
 def rk4_saveat(vector_field, y0: Float[Array, " dim"], params: PyTree,
@@ -29,12 +31,11 @@ def rk4_saveat(vector_field, y0: Float[Array, " dim"], params: PyTree,
         h = (t_b - t_a) / substeps
 
         def rk4(k, y_):
+            # The same RK4 step as simkit.ode's fused kernels (one member: y_ is (dim,)).
             t = t_a + k * h
-            k1 = vector_field(t, y_, params)
-            k2 = vector_field(t + 0.5 * h, y_ + 0.5 * h * k1, params)
-            k3 = vector_field(t + 0.5 * h, y_ + 0.5 * h * k2, params)
-            k4 = vector_field(t + h, y_ + h * k3, params)
-            return y_ + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            y1, _, _ = _rk_step(vector_field, RK4, t, y_, h, vector_field(t, y_, params),
+                                params, with_error=False)
+            return y1
 
         y = jax.lax.fori_loop(0, substeps, rk4, y)
         return y, y
