@@ -10,6 +10,6 @@ store = FrameStore.create(sys.argv[1], {"field": Variable(("x", "y"), (64, 64), 
                           config={"writer": "kill-test"})
 i = 0
 while True:
-    store.append([i], [0.5 * i], {"field": np.full((1, 64, 64), i, np.float32)})
+    store.append({"": ([i], [0.5 * i], {"field": np.full((1, 64, 64), i, np.float32)})})
     print(i, flush=True)
     i += 1

@@ -23,8 +23,9 @@ VARS = {
 
 def _fill(store, n, start=0):
     for i in range(start, start + n):
-        store.append([i * 10], [i * 0.1],
-                     {"y": np.full((1, 5, 3), i, np.float64), "energy": np.full((1, 5), -i, np.float32)})
+        store.append({"": ([i * 10], [i * 0.1],
+                          {"y": np.full((1, 5, 3), i, np.float64),
+                           "energy": np.full((1, 5), -i, np.float32)})})
 
 
 def test_xarray_opens_with_named_dimensions_coords_and_units(tmp_h5):
@@ -83,9 +84,9 @@ def test_failed_overwrite_keeps_the_old_file(tmp_h5):
 def test_append_validates_shapes(tmp_h5):
     store = FrameStore.create(tmp_h5, VARS, config={})
     with pytest.raises(SimkitInputError, match="shape"):
-        store.append([0], [0.0], {"y": np.ones((1, 5, 2)), "energy": np.ones((1, 5))})
+        store.append({"": ([0], [0.0], {"y": np.ones((1, 5, 2)), "energy": np.ones((1, 5))})})
     with pytest.raises(SimkitInputError, match="variables"):
-        store.append([0], [0.0], {"y": np.ones((1, 5, 3))})
+        store.append({"": ([0], [0.0], {"y": np.ones((1, 5, 3))})})
     store.close()
 
 
@@ -96,8 +97,8 @@ def test_resume_checks_configuration_and_truncates(tmp_h5):
     with pytest.raises(StoreError, match="dt: file has 0.1, this run has 0.2"):
         FrameStore.open_resume(tmp_h5, config={"dt": 0.2, "n": 5})
     store = FrameStore.open_resume(tmp_h5, config={"n": 5, "dt": 0.1})
-    assert store.n_frames == 6
-    store.truncate(4)
+    assert store.n_frames == {"": 6}
+    store.truncate({"": 4})
     _fill(store, 1, start=4)
     store.close()
     with h5py.File(tmp_h5, "r") as f:
@@ -105,7 +106,7 @@ def test_resume_checks_configuration_and_truncates(tmp_h5):
     with pytest.raises(StoreError, match="truncated"):
         s = FrameStore.open_resume(tmp_h5, config={"n": 5, "dt": 0.1})
         try:
-            s.truncate(9)
+            s.truncate({"": 9})
         finally:
             s.close()
 

@@ -1,4 +1,4 @@
-"""HDF5 input/output: frame stores for runs, one-shot result files, checkpoints, summaries."""
+"""HDF5 input/output: run writers (stores), one-shot result files, checkpoints, summaries."""
 
 from ._attrs import fingerprint as fingerprint
 from ._checkpoint import (
@@ -6,6 +6,14 @@ from ._checkpoint import (
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )
+from ._hdf5 import (
+    HDF5Store as HDF5Store,
+    SaveGroup as SaveGroup,
+    StoreError as StoreError,
+    StoreWriteError as StoreWriteError,
+    Variable as Variable,
+)
+from ._lock import WriterLock as WriterLock, WriterLockedError as WriterLockedError, lock_owner as lock_owner
 from ._paths import add_output_arguments as add_output_arguments, output_path as output_path
 from ._results import save_results as save_results, summarize as summarize
-from ._store import FrameStore as FrameStore, StoreError as StoreError, Variable as Variable
+from ._store import FrameStore as FrameStore

@@ -36,8 +36,25 @@ def config_difference(stored: dict, requested: dict) -> list[str]:
     for key in sorted(set(stored) | set(requested)):
         a, b = stored.get(key, "<absent>"), requested.get(key, "<absent>")
         if a != b:
-            diffs.append(f"{key}: file has {a!r}, this run has {b!r}")
+            if isinstance(a, list) and isinstance(b, list) and all(
+                    isinstance(x, str) for x in a + b):  # pytree structures: name the keys
+                diffs.append(f"{key}: {structure_difference(a, b)}")
+            else:
+                diffs.append(f"{key}: file has {a!r}, this run has {b!r}")
     return diffs
+
+
+def structure_difference(stored: list[str], requested: list[str]) -> str:
+    """What differs between two lists of pytree paths, e.g. "the file has ['rho'] which this
+    run lacks; this run has ['r'] which the file lacks"."""
+    missing = [p for p in stored if p not in requested]
+    unexpected = [p for p in requested if p not in stored]
+    parts = []
+    if missing:
+        parts.append("the file has " + ", ".join(missing) + " which this run lacks")
+    if unexpected:
+        parts.append("this run has " + ", ".join(unexpected) + " which the file lacks")
+    return "; ".join(parts) or "the same entries in another order"
 
 
 def write_attrs(obj, attrs: dict) -> None:

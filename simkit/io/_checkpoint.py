@@ -1,13 +1,15 @@
-"""Checkpoints: a run's full state, step and configuration fingerprint, written atomically.
+"""Checkpoints: a run's full state, step, frame counts and configuration fingerprint.
 
-A checkpoint file sits beside the run's output (`<out>.ckpt`). It is written to a temporary file
-and renamed over the previous one, so a kill at any moment leaves either the old or the new
-checkpoint, never a torn one. State leaves are stored bit for bit (PRNG keys as their raw key
-data), so a resumed run continues exactly where the checkpoint was taken.
+A checkpoint file sits beside the run's output (`<out>.ckpt`). It is written to a temporary file,
+fsynced and renamed over the previous one, so a kill or a full disk at any moment leaves either
+the old or the new checkpoint, never a torn one, and no temporary file. State leaves are stored
+bit for bit (PRNG keys as their raw key data) with their pytree paths, so a resumed run continues
+exactly where the checkpoint was taken, and a state of another structure is refused by name.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import jax
 import numpy as np
 
 from .._checks import SimkitInputError
-from ._store import StoreError
+from ._attrs import structure_difference
+from ._hdf5 import StoreError, StoreWriteError, describe_os_error
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -30,39 +33,59 @@ def _is_key(leaf) -> bool:
     return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int, n_frames: int,
-                    fingerprint: str, extra: dict[str, Any] | None = None) -> None:
-    """Write `state` (any pytree of arrays) with its step, frame count and config fingerprint."""
+def tree_paths(tree: Any) -> list[str]:
+    """Readable paths of a pytree's leaves, e.g. `["['x']", ".solver_state"]`."""
+    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int,
+                    n_frames: dict[str, int], fingerprint: str,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Write `state` (any pytree of arrays) with its step, frames per save group and config
+    fingerprint. Atomic; on failure the previous checkpoint is intact, no temporary file is left,
+    and `StoreWriteError` names the file and the cause."""
     path = Path(path)
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as h5:
-        for i, leaf in enumerate(leaves):
-            if _is_key(leaf):
-                ds = h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(jax.random.key_data(leaf)))
-                ds.attrs["prng_impl"] = str(jax.random.key_impl(leaf))
-            else:
-                h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(leaf))
-        h5.attrs["n_leaves"] = len(leaves)
-        h5.attrs["step"] = int(step)
-        h5.attrs["n_frames"] = int(n_frames)
-        h5.attrs["fingerprint"] = fingerprint
-        for k, v in (extra or {}).items():
-            h5.attrs[k] = v
-        h5.flush()
-        os.fsync(h5.id.get_vfd_handle())
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for i, leaf in enumerate(leaves):
+                if _is_key(leaf):
+                    ds = h5.create_dataset(f"leaf_{i:04d}",
+                                           data=np.asarray(jax.random.key_data(leaf)))
+                    ds.attrs["prng_impl"] = str(jax.random.key_impl(leaf))
+                else:
+                    h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(leaf))
+            h5.attrs["n_leaves"] = len(leaves)
+            h5.attrs["paths"] = json.dumps(tree_paths(state))
+            h5.attrs["step"] = int(step)
+            h5.attrs["n_frames"] = json.dumps({str(k): int(v) for k, v in n_frames.items()})
+            h5.attrs["fingerprint"] = fingerprint
+            for k, v in (extra or {}).items():
+                h5.attrs[k] = v
+            h5.flush()
+            os.fsync(h5.id.get_vfd_handle())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError):
+            raise StoreWriteError(
+                f"writing checkpoint {str(path)!r} failed: {describe_os_error(exc)}. The previous "
+                "checkpoint is intact.", path, exc) from None
+        raise
 
 
-def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> tuple[Any, int, int]:
+def load_checkpoint(path: str | os.PathLike, like: Any, *,
+                    fingerprint: str) -> tuple[Any, int, dict[str, int]]:
     """Read a checkpoint into the structure of `like` (a template state of the same run).
 
     Returns:
-        (state, step, n_frames)
+        (state, step, n_frames) with `n_frames` the frames per save group at the checkpoint.
 
     Raises:
         SimkitInputError: no checkpoint exists.
-        StoreError: unreadable, from another configuration, or not matching the template.
+        StoreError: unreadable, from another configuration, or not matching the template (the
+            missing or unexpected state entries are named).
     """
     path = Path(path)
     if not path.exists():
@@ -72,16 +95,18 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> 
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise StoreError(f"cannot resume: checkpoint {str(path)!r} is unreadable: {exc}") from None
+        raise StoreError(f"cannot resume: checkpoint {str(path)!r} is unreadable: "
+                         f"{describe_os_error(exc)}") from None
     with h5:
         if h5.attrs.get("fingerprint") != fingerprint:
             raise StoreError(
                 f"cannot resume: checkpoint {str(path)!r} belongs to a different configuration "
                 f"(fingerprint {h5.attrs.get('fingerprint')!r}, this run {fingerprint!r}).")
         template, treedef = jax.tree_util.tree_flatten(like)
-        if int(h5.attrs["n_leaves"]) != len(template):
-            raise StoreError(f"cannot resume: checkpoint {str(path)!r} holds "
-                             f"{int(h5.attrs['n_leaves'])} arrays, the run's state has {len(template)}.")
+        stored_paths = json.loads(h5.attrs.get("paths", "[]"))
+        if stored_paths != tree_paths(like):
+            raise StoreError("cannot resume: the checkpoint's state has another structure: "
+                             + structure_difference(stored_paths, tree_paths(like)) + ".")
         leaves = []
         for i, ref in enumerate(template):
             ds = h5[f"leaf_{i:04d}"]
@@ -92,8 +117,8 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> 
             ref_arr = np.asarray(ref)
             if data.shape != ref_arr.shape or data.dtype != ref_arr.dtype:
                 raise StoreError(
-                    f"cannot resume: checkpoint array {i} has shape {data.shape} {data.dtype}, the "
-                    f"run's state expects {ref_arr.shape} {ref_arr.dtype}.")
+                    f"cannot resume: checkpoint entry {stored_paths[i]} has shape {data.shape} "
+                    f"{data.dtype}, the run's state expects {ref_arr.shape} {ref_arr.dtype}.")
             # Restore multi-device placement (sharded ensembles); single-device leaves stay
             # uncommitted so jit may co-locate them with sharded ones, as in the original run.
             sharding = getattr(ref, "sharding", None)
@@ -101,5 +126,6 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str) -> 
                 leaves.append(jax.device_put(data, sharding))
             else:
                 leaves.append(jax.numpy.asarray(data))
-        return (jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]),
-                int(h5.attrs["n_frames"]))
+        n_frames = {k: int(v) for k, v in json.loads(h5.attrs["n_frames"]).items()}
+        return jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]), n_frames
+

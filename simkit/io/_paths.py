@@ -10,7 +10,12 @@ from .._checks import SimkitInputError
 
 
 def check_new_path(path: Path, overwrite: bool) -> None:
-    """Refuse a path whose folder is missing, or an existing file unless `overwrite`."""
+    """Refuse a path whose folder is missing, a directory, or an existing file unless
+    `overwrite`."""
+    if path.is_dir():
+        raise SimkitInputError(
+            f"output path {str(path)!r} is a directory; give a file name inside it, e.g. "
+            f"--out {str(path / 'run.h5')!r}.")
     if not path.parent.exists():
         raise SimkitInputError(
             f"output folder {str(path.parent)!r} does not exist; create it first or choose "

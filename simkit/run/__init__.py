@@ -2,10 +2,14 @@
 contract it drives."""
 
 from ._driver import (
+    ADAPTIVE_CHECKPOINT_FACTOR as ADAPTIVE_CHECKPOINT_FACTOR,
     RunResult as RunResult,
     SimulationBlowUp as SimulationBlowUp,
+    check_structure as check_structure,
     describe_stepper as describe_stepper,
     run as run,
 )
+from ._saving import SavePlan as SavePlan, resolve_save_plan as resolve_save_plan
+from ._signals import RunInterrupted as RunInterrupted
 from ._simulate import scan_frames as scan_frames, simulate as simulate
 from ._stepper import AbstractStepper as AbstractStepper

@@ -53,4 +53,12 @@ class AbstractStepper(eqx.Module):
         return {}
 
     def time_units(self) -> str:
+        """Units of `time` (e.g. "ps"); "" for reduced units."""
         return ""
+
+    def save_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named groups of observed quantities that a run may save at their own rates, e.g.
+        `{"thermo": ("kinetic_energy", "temperature"), "trajectory": ("position",)}`: then
+        `run(..., save_every={"thermo": 10, "trajectory": 1000})`. Default: none (quantities
+        are named one by one, or all share one integer `save_every`)."""
+        return {}
