@@ -35,21 +35,23 @@ def lorenz(t, y, p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit import finite_float, positive_int
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(
         prog="lorenz_ensemble", description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--members", type=int, default=4096, help="ensemble size")
-    p.add_argument("--t1", type=float, default=20.0, help="end time (model units)")
-    p.add_argument("--dt", type=float, default=1e-3, help="time step")
-    p.add_argument("--save-every", type=int, default=200, help="steps between saved frames")
-    p.add_argument("--chunk-steps", type=int, default=None,
+    p.add_argument("--t1", type=finite_float, default=20.0, help="end time (model units)")
+    p.add_argument("--dt", type=finite_float, default=1e-3, help="time step")
+    p.add_argument("--save-every", type=positive_int, default=200,
+                   help="steps between saved frames")
+    p.add_argument("--chunk-steps", type=positive_int, default=None,
                    help="steps per jitted chunk (default: ~1/10 of the run, <= 10 000)")
-    p.add_argument("--sigma", type=float, default=10.0)
-    p.add_argument("--rho", type=float, default=28.0)
-    p.add_argument("--beta", type=float, default=8.0 / 3.0)
-    p.add_argument("--spread", type=float, default=1e-10,
+    p.add_argument("--sigma", type=finite_float, default=10.0)
+    p.add_argument("--rho", type=finite_float, default=28.0)
+    p.add_argument("--beta", type=finite_float, default=8.0 / 3.0)
+    p.add_argument("--spread", type=finite_float, default=1e-10,
                    help="std of the initial perturbation around the base point")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float32", action="store_true", help="single precision (default float64)")
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                  attrs={"problem": NAME, "parameters": {k: float(v) for k, v in params.items()},
                         "solver": "Tsit5 fixed step", "dt": args.dt, "members": args.members,
                         "argv": _argv_without_output(argv)},
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                 checkpoint_interval=args.checkpoint_interval)
     wall = time.perf_counter() - t0
     _report(out, result, wall, args)
     return 0
@@ -124,7 +127,7 @@ def _argv_without_output(argv: list[str]) -> list[str]:
         if a == "--out":
             skip = True
             continue
-        if a.startswith("--out=") or a in ("--overwrite", "--resume", "--no-progress"):
+        if a.startswith("--out=") or a in ("--overwrite", "--resume", "--no-progress", "--debug"):
             continue
         kept.append(a)
     return kept
@@ -188,4 +191,6 @@ def _report(out: Path, result, wall: float, args) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from simkit.cli import script_main
+
+    raise SystemExit(script_main(main))

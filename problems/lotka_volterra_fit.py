@@ -53,15 +53,16 @@ def reference_solution(params, ts):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit import finite_float
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--noise", type=float, default=1.0,
+    p.add_argument("--noise", type=finite_float, default=1.0,
                    help="standard deviation of the Gaussian noise added to both species")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--n-times", type=int, default=31, help="number of data times on [0, t-end]")
-    p.add_argument("--t-end", type=float, default=15.0, help="last data time")
+    p.add_argument("--t-end", type=finite_float, default=15.0, help="last data time")
     p.add_argument("--starts", type=int, default=16,
                    help="multi-start: starting points drawn log-uniformly within a factor 2 of "
                         "the guess, solved as one batch (1: a single fit from the guess, which "
@@ -163,4 +164,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from simkit.cli import script_main
+
+    raise SystemExit(script_main(main))

@@ -45,19 +45,20 @@ def robertson(t, y, k):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit import finite_float
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(
         prog="robertson", description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--members", type=int, default=1024, help="number of k1 values (ensemble size)")
-    p.add_argument("--k1-min", type=float, default=0.1, help="smallest k1 factor (x 0.04)")
-    p.add_argument("--k1-max", type=float, default=10.0, help="largest k1 factor (x 0.04)")
-    p.add_argument("--t1", type=float, default=1e11, help="end time (s)")
+    p.add_argument("--k1-min", type=finite_float, default=0.1, help="smallest k1 factor (x 0.04)")
+    p.add_argument("--k1-max", type=finite_float, default=10.0, help="largest k1 factor (x 0.04)")
+    p.add_argument("--t1", type=finite_float, default=1e11, help="end time (s)")
     p.add_argument("--n-save", type=int, default=60,
                    help="number of save times, log-spaced from 1e-6 s to t1 (plus t = 0)")
-    p.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance")
-    p.add_argument("--atol", type=float, default=1e-14,
+    p.add_argument("--rtol", type=finite_float, default=1e-8, help="relative tolerance")
+    p.add_argument("--atol", type=finite_float, default=1e-14,
                    help="absolute tolerance (y2 falls to ~1e-13 by t = 1e11)")
     p.add_argument("--solver", choices=("rodas5", "rodas5p"), default="rodas5",
                    help="Rosenbrock method")
@@ -170,4 +171,6 @@ def _progress(total: int, disable: bool):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from simkit.cli import script_main
+
+    raise SystemExit(script_main(main))

@@ -111,14 +111,15 @@ def analytic_sensitivities(beta, gamma, i0):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simkit import finite_float
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--beta", type=float, default=0.3, help="infection rate (1/day)")
-    p.add_argument("--gamma", type=float, default=0.1, help="recovery rate (1/day)")
-    p.add_argument("--i0", type=float, default=1e-4, help="initially infected fraction")
-    p.add_argument("--days", type=float, default=200.0, help="length of the saved trajectory")
+    p.add_argument("--beta", type=finite_float, default=0.3, help="infection rate (1/day)")
+    p.add_argument("--gamma", type=finite_float, default=0.1, help="recovery rate (1/day)")
+    p.add_argument("--i0", type=finite_float, default=1e-4, help="initially infected fraction")
+    p.add_argument("--days", type=finite_float, default=200.0, help="length of the saved trajectory")
     add_output_arguments(p, NAME)
     return p
 
@@ -184,4 +185,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from simkit.cli import script_main
+
+    raise SystemExit(script_main(main))

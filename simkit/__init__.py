@@ -17,3 +17,9 @@ try:
     __version__ = _version("simkit")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+from ._options import (  # noqa: E402 - argparse types for problem scripts
+    finite_float as finite_float,
+    nonnegative_float as nonnegative_float,
+    positive_int as positive_int,
+)

@@ -1,9 +1,21 @@
 """`simkit` command line: list problems, run one, resume a run, summarise a result file.
 
-    simkit list
-    simkit run NAME [problem options...]     (simkit run NAME --help for the options)
-    simkit resume FILE [--no-progress]
-    simkit info FILE
+    simkit [--debug] list
+    simkit [--debug] run NAME [problem options...]     (simkit run NAME --help for the options)
+    simkit [--debug] resume FILE [--no-progress]
+    simkit [--debug] info FILE [--json]
+
+Errors end with one line on stderr and an exit code (a traceback only with --debug or
+SIMKIT_DEBUG=1):
+
+    0    success
+    1    unexpected internal error (a bug: please report it with the --debug traceback)
+    2    invalid input or usage (bad option, unknown problem, missing file, changed settings)
+    3    the simulation blew up (NaN/inf); the frames before the first bad step are kept
+    4    output error: a file could not be written or read (full disk, read-only, corrupt)
+    5    the output file is being written by another live run
+    129  stopped by SIGHUP, 130 by SIGINT (Ctrl-C), 143 by SIGTERM; the run can be resumed
+    141  the output pipe was closed (e.g. `simkit info f.h5 | head`)
 """
 
 from __future__ import annotations
@@ -13,8 +25,13 @@ import importlib.util
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BLOWUP, EXIT_OUTPUT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+EXIT_BROKEN_PIPE = 141
 
 
 def problems_dir() -> Path:
@@ -102,7 +119,7 @@ def cmd_info(args) -> int:
     attrs = info["attrs"]
     for key in ("problem", "status", "simkit_version", "solver", "steps_done", "n_steps"):
         if key in attrs:
-            print(f"{key}: {attrs[key]}")
+            print(f"{key}: {attrs[key]}{_liveness(args.file) if key == 'status' else ''}")
     if "parameters" in attrs:
         print(f"parameters: {attrs['parameters']}")
     prog = info["progress"]
@@ -111,6 +128,14 @@ def cmd_info(args) -> int:
         frac = f" of {n_steps} ({100 * prog.get('last_step', 0) / n_steps:.0f}%)" if n_steps else ""
         print(f"progress: {prog['frames']} frames, last step {prog.get('last_step', '-')}{frac}, "
               f"last time {prog.get('last_time', '-')}")
+    groups = info.get("groups", {})
+    if len(groups) > 1 or any(groups):
+        print("save groups:")
+        for name, g in groups.items():
+            last = (f", last step {g['last_step']}, time {g['last_time']}"
+                    if "last_step" in g else "")
+            print(f"  {name or '(all)':<16} every {g.get('every', '?')} steps: {g['frames']} "
+                  f"frames{last}  [{', '.join(g.get('quantities', []))}]")
     print("datasets:")
     for name, d in info["datasets"].items():
         units = f" [{d['units']}]" if d["units"] else ""
@@ -118,8 +143,22 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _liveness(path: str) -> str:
+    """For a `running` status: is a process still writing the file?"""
+    from .io import lock_owner
+
+    owner = lock_owner(path)
+    if owner is None:
+        return " (no process is writing it: the run was killed; `simkit resume` continues it)"
+    return f" (written now by PID {owner.get('pid', '?')} on {owner.get('host', '?')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simkit", description="simkit: differentiable simulation on JAX")
+    p = argparse.ArgumentParser(prog="simkit", description="simkit: differentiable simulation on JAX",
+                                epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 blow-up, "
+                                "4 output error, 5 file in use, 128+N stopped by signal N")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (also SIMKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the problems").set_defaults(func=cmd_list)
     r = sub.add_parser("run", help="run a problem by name (options after the name go to it)")
@@ -138,15 +177,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._checks import SimkitInputError
-    from .io import StoreError
-
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    debug = args.debug or "--debug" in getattr(args, "options", [])
+    return handle_errors(lambda: args.func(args), debug=debug)
+
+
+def script_main(main_fn: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+    """Run a problem script's `main(argv)` with the command line's error handling and exit
+    codes (for `if __name__ == "__main__": raise SystemExit(script_main(main))`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return handle_errors(lambda: main_fn(argv), debug="--debug" in argv)
+
+
+def handle_errors(fn: Callable[[], int | None], *, debug: bool = False) -> int:
+    """Call `fn` and turn what it raises into one line on stderr and an exit code (see the
+    module docstring); with `debug` (or SIMKIT_DEBUG=1) the traceback is printed too."""
+    from ._checks import SimkitInputError
+    from .io import StoreError, StoreWriteError, WriterLockedError
+    from .run import RunInterrupted, SimulationBlowUp
+
+    debug = debug or os.environ.get("SIMKIT_DEBUG", "") not in ("", "0")
+
+    def fail(code: int, message: str) -> int:
+        if debug:
+            traceback.print_exc()
+        try:
+            print(f"simkit: {message}", file=sys.stderr)
+        except (BrokenPipeError, OSError):
+            pass
+        return code
+
     try:
-        return args.func(args)
-    except (SimkitInputError, StoreError) as exc:
-        print(f"simkit: error: {exc}", file=sys.stderr)
-        return 2
+        return int(fn() or 0)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not complain about the closed pipe either.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+    except RunInterrupted as exc:
+        return fail(exc.exit_code, f"{exc}; the finished part is saved, `simkit resume FILE` "
+                    "continues it.")
+    except KeyboardInterrupt:
+        return fail(130, "interrupted.")
+    except SimulationBlowUp as exc:
+        return fail(EXIT_BLOWUP, f"simulation blew up: {exc}")
+    except WriterLockedError as exc:
+        return fail(EXIT_LOCKED, f"error: {exc}")
+    except StoreWriteError as exc:
+        return fail(EXIT_OUTPUT, f"output error: {exc}")
+    except SimkitInputError as exc:
+        return fail(EXIT_USAGE, f"error: {exc}")
+    except StoreError as exc:
+        return fail(EXIT_OUTPUT, f"error: {exc}")
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return fail(EXIT_OUTPUT, f"output error: {exc.strerror or exc}{where}")
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, and the way to see more
+        if debug:
+            return fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        return fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with "
+                    "--debug for the traceback, and please report it)")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ class SaveGroup:
     variables: Mapping[str, Variable]
 
 
+#: layout name -> store class (filled by subclassing `HDF5Store`).
+LAYOUTS: dict[str, type] = {}
+
+
 class StoreError(RuntimeError):
     """An output file cannot be used as asked (corrupt, truncated, or from another config)."""
 
@@ -138,6 +142,10 @@ class HDF5Store:
     #: name of the layout, stored as the `simkit_layout` file attribute.
     layout = "abstract"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYOUTS[cls.layout] = cls  # so `summarize` can read any layout's progress
+
     def __init__(self, path: Path, h5: h5py.File, groups: Sequence[SaveGroup]):
         self.path = path
         self._h5 = h5
@@ -172,6 +180,25 @@ class HDF5Store:
                                        d.get("units", ""), d.get("long_name", ""))
                            for v, d in g["variables"].items()})
                 for g in recorded]
+
+    @classmethod
+    def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
+        """Step and time of frame `i` of `group` (for progress reports)."""
+        raise NotImplementedError  # abstract
+
+    @classmethod
+    def progress(cls, h5: h5py.File) -> dict[str, dict[str, Any]]:
+        """Per save group: rate, frames written, last step and time (for `simkit info`)."""
+        counts = cls._frames_in_file(h5)
+        out = {}
+        for g in cls._groups_in_file(h5):
+            n = counts[g.name]
+            info: dict[str, Any] = {"every": g.every, "frames": n,
+                                    "quantities": list(g.variables)}
+            if n:
+                info["last_step"], info["last_time"] = cls._step_time(h5, g, n - 1)
+            out[g.name] = info
+        return out
 
     def _after_flush(self) -> None:
         """Called after every successful flush (e.g. to rewrite a sidecar file)."""

@@ -58,8 +58,9 @@ def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = F
 
 
 def add_output_arguments(parser, name: str, *, resume: bool = False) -> None:
-    """Add the options every problem script shares: `--out`, `--overwrite`, `--no-progress`
-    (and `--resume` for driver-based runs). Check them with `output_path`.
+    """Add the options every problem script shares: `--out`, `--overwrite`, `--no-progress`,
+    `--debug` (and `--resume`, `--checkpoint-every`, `--checkpoint-interval` for driver-based
+    runs). Check them with `output_path`.
 
     Args:
         parser: an `argparse.ArgumentParser`.
@@ -69,7 +70,18 @@ def add_output_arguments(parser, name: str, *, resume: bool = False) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"HDF5 output (default: results/{name}-<time>.h5)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    from .._options import nonnegative_float, positive_int
+
     if resume:
         parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+        parser.add_argument(
+            "--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+            help="checkpoint at the first chunk end this many steps after the last checkpoint "
+                 "(default: after every chunk, unless checkpoints would take > 2%% of the run)")
+        parser.add_argument(
+            "--checkpoint-interval", type=nonnegative_float, default=None, metavar="SECONDS",
+            help="checkpoint at the first chunk end this many seconds after the last one")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (for logs and batch jobs)")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full traceback")

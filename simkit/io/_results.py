@@ -13,6 +13,7 @@ import numpy as np
 from .._checks import SimkitInputError
 from ._attrs import write_attrs
 from ._paths import check_new_path
+from ._hdf5 import LAYOUTS, StoreError
 from ._store import simkit_version, write_coordinate
 
 
@@ -86,7 +87,8 @@ def save_results(
 
 
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
-    """Describe a simkit HDF5 file: datasets (shape, dtype, units), attributes, run progress.
+    """Describe a simkit HDF5 file: datasets (shape, dtype, units), attributes, run progress
+    (overall, and per save group: rate, frames, last step and time), for any store layout.
 
     Raises:
         SimkitInputError: the file does not exist or is not readable HDF5 (names the file).
@@ -109,14 +111,27 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         h5.visititems(visit)
         attrs = {k: _text(v) for k, v in h5.attrs.items()}
         attrs = {key: _maybe_json(value) for key, value in attrs.items()}
-        progress = {}
-        if "time" in h5 and "step" in h5 and h5["time"].ndim == 1:
+        progress, groups = {}, {}
+        layout = LAYOUTS.get(str(attrs.get("simkit_layout", "frames")))
+        if layout is not None and "simkit_groups" in h5.attrs:
+            try:
+                groups = layout.progress(h5)
+            except (KeyError, StoreError, ValueError) as exc:
+                groups = {}
+                attrs["unreadable_progress"] = str(exc)
+        elif "time" in h5 and "step" in h5 and h5["time"].ndim == 1:
             n = h5["time"].shape[0]
-            progress["frames"] = n
+            groups = {"": {"frames": n}}
             if n:
-                progress["last_step"] = int(h5["step"][n - 1])
-                progress["last_time"] = float(h5["time"][n - 1])
-    return {"path": str(path), "datasets": datasets, "attrs": attrs, "progress": progress}
+                groups[""].update(last_step=int(h5["step"][n - 1]),
+                                  last_time=float(h5["time"][n - 1]))
+        if groups:
+            # The furthest group tells how far the run got.
+            far = max(groups.values(), key=lambda g: g.get("last_step", -1))
+            progress = {"frames": sum(g["frames"] for g in groups.values()),
+                        **{k: far[k] for k in ("last_step", "last_time") if k in far}}
+    return {"path": str(path), "datasets": datasets, "attrs": attrs, "progress": progress,
+            "groups": groups}
 
 
 def _maybe_json(value):

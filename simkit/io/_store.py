@@ -100,6 +100,10 @@ class FrameStore(HDF5Store):
             self._h5[name].resize(n, axis=0)
 
     @classmethod
+    def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
+        return int(h5[step_name(group.name)][i]), float(h5[time_name(group.name)][i])
+
+    @classmethod
     def _frames_in_file(cls, h5: h5py.File) -> dict[str, int]:
         out = {}
         for g in cls._groups_in_file(h5):

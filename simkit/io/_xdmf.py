@@ -1,0 +1,235 @@
+"""XDMF (2 and 3) text for grid fields stored in HDF5, and its atomic replacement on disk.
+
+Pure string building, no HDF5 access: `FieldStore` gathers the numbers and calls these.
+
+Axis conventions (the part that is easy to get wrong):
+
+- XDMF lists structured dimensions slowest-varying first, i.e. `Z Y X` with X fastest; the
+  `ORIGIN_DXDYDZ` origin and spacing are listed in the same `Z Y X` order, while `VXVYVZ` lists
+  the coordinate arrays `X, Y, Z`.
+- The HDF5 datasets are therefore stored `(time, [z,] y, x[, component])`, so one frame is a
+  C-order block with x fastest, exactly what a `3DCoRectMesh`/`3DRectMesh` of dimensions
+  `nz ny nx` expects; no transposition is needed when reading.
+- A 2-D grid is written as a 3-D grid one point thick (dimensions `1 ny nx`), the form
+  `vtkXdmfReader` (ParaView's "XDMF Reader") reads as image data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+#: XDMF NumberType and Precision of each numpy dtype kind and size.
+_NUMBER_TYPES = {("f", 4): ("Float", 4), ("f", 8): ("Float", 8),
+                 ("i", 1): ("Char", 1), ("u", 1): ("UChar", 1),
+                 ("i", 2): ("Int", 2), ("u", 2): ("UInt", 2),
+                 ("i", 4): ("Int", 4), ("u", 4): ("UInt", 4),
+                 ("i", 8): ("Int", 8), ("u", 8): ("UInt", 8)}
+
+
+def number_type(dtype: np.dtype | str) -> tuple[str, int] | None:
+    """XDMF `(NumberType, Precision)` of a numpy dtype, or None if XDMF cannot describe it."""
+    dtype = np.dtype(dtype)
+    return _NUMBER_TYPES.get((dtype.kind, dtype.itemsize))
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return " ".join(str(int(n)) for n in shape)
+
+
+def _num(value: float) -> str:
+    return repr(float(value))  # shortest text that reads back to the same double
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis as the sidecar describes it.
+
+    Attributes:
+        values: point coordinates, shape `(n,)`, strictly increasing (length units of the run).
+        dataset: HDF5 path of the coordinate dataset (`/x`), referenced by non-uniform meshes.
+    """
+
+    values: np.ndarray
+    dataset: str
+
+    def uniform_spacing(self) -> float | None:
+        """The spacing if the points are evenly spaced (to the precision they are stored in),
+        else None. A single point has spacing 1."""
+        v = np.asarray(self.values, dtype=np.float64)
+        if v.size == 1:
+            return 1.0
+        step = (v[-1] - v[0]) / (v.size - 1)
+        ideal = v[0] + step * np.arange(v.size)
+        eps = np.finfo(self.values.dtype).eps if self.values.dtype.kind == "f" else 0.0
+        tol = 1e-9 * abs(step) + 4 * eps * float(np.max(np.abs(v)))
+        return float(step) if np.max(np.abs(v - ideal)) <= tol else None
+
+
+def mesh_xml(axes: Sequence[Axis], h5_name: str, indent: str) -> str:
+    """Topology and Geometry elements of a 2-D or 3-D rectilinear grid.
+
+    Args:
+        axes: the grid axes in `X, Y[, Z]` order (2 or 3).
+        h5_name: file name of the HDF5 file, relative to the sidecar.
+        indent: whitespace put before each line.
+
+    Returns:
+        `3DCoRectMesh` + `ORIGIN_DXDYDZ` if every axis is evenly spaced, else `3DRectMesh` +
+        `VXVYVZ` referencing the coordinate datasets. A 2-D grid gets a Z axis of one point
+        at z = 0.
+    """
+    dims = [len(a.values) for a in axes][::-1]  # Z Y X, slowest first
+    dims = [1] * (3 - len(dims)) + dims
+    spacings = [a.uniform_spacing() for a in axes]
+    lines = []
+    if all(s is not None for s in spacings):
+        origin = [float(a.values[0]) for a in axes] + [0.0] * (3 - len(axes))
+        spacing = list(spacings) + [1.0] * (3 - len(axes))
+        lines += [f'<Topology TopologyType="3DCoRectMesh" Dimensions="{_dims(dims)}"/>',
+                  '<Geometry GeometryType="ORIGIN_DXDYDZ">',
+                  '  <DataItem Name="Origin" Dimensions="3" NumberType="Float" Precision="8" '
+                  'Format="XML">' + " ".join(_num(v) for v in origin[::-1]) + "</DataItem>",
+                  '  <DataItem Name="Spacing" Dimensions="3" NumberType="Float" Precision="8" '
+                  'Format="XML">' + " ".join(_num(v) for v in spacing[::-1]) + "</DataItem>",
+                  "</Geometry>"]
+    else:
+        lines += [f'<Topology TopologyType="3DRectMesh" Dimensions="{_dims(dims)}"/>',
+                  '<Geometry GeometryType="VXVYVZ">']
+        for a in axes:
+            ntype, prec = number_type(a.values.dtype) or ("Float", 8)
+            lines.append(f'  <DataItem Dimensions="{len(a.values)}" NumberType="{ntype}" '
+                         f'Precision="{prec}" Format="HDF">'
+                         f"{escape(h5_name)}:{escape(a.dataset)}</DataItem>")
+        if len(axes) == 2:
+            lines.append('  <DataItem Dimensions="1" NumberType="Float" Precision="8" '
+                         'Format="XML">0.0</DataItem>')
+        lines.append("</Geometry>")
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class FieldAttribute:
+    """One field of the grid as the sidecar describes it.
+
+    Attributes:
+        name: attribute name shown by the reader.
+        dataset: HDF5 path of the dataset, shaped `(time, [z,] y, x[, component])`.
+        frame_shape: shape of one frame, `([nz,] ny, nx[, ncomp])`.
+        dtype: numpy dtype of the dataset.
+        components: 0 for a scalar, 2 or 3 for a vector.
+        units: units string ("" if unknown).
+    """
+
+    name: str
+    dataset: str
+    frame_shape: tuple[int, ...]
+    dtype: str
+    components: int
+    units: str = ""
+
+
+def attribute_xml(attr: FieldAttribute, h5_name: str, frame: int, n_frames: int,
+                  indent: str) -> str:
+    """A node-centred Attribute reading frame `frame` of `attr.dataset` via a HyperSlab.
+
+    Args:
+        attr: the field.
+        h5_name: file name of the HDF5 file, relative to the sidecar.
+        frame: index of the frame along the time axis.
+        n_frames: frames of the dataset listed in the sidecar (its declared leading extent).
+        indent: whitespace put before each line.
+
+    A 2-component vector is declared as a `Vector` of 2 components: `vtkXdmfReader` pads it
+    to 3 components with z = 0 (what glyphs and stream tracers need).
+    """
+    full = (n_frames, *attr.frame_shape)
+    rank = len(full)
+    start = (frame,) + (0,) * (rank - 1)
+    count = (1, *attr.frame_shape)
+    # The value block: 2-D fields read as "1 ny nx" (the one-point-thick z of the mesh).
+    spatial_rank = len(attr.frame_shape) - (1 if attr.components else 0)
+    block = count if spatial_rank == 2 else attr.frame_shape
+    ntype, prec = number_type(attr.dtype)  # checked when the store was created
+    kind = "Vector" if attr.components else "Scalar"
+    lines = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']
+    if attr.units:
+        lines.append(f'  <Information Name="units" Value={quoteattr(attr.units)}/>')
+    lines += [f'  <DataItem ItemType="HyperSlab" Type="HyperSlab" Dimensions="{_dims(block)}">',
+              f'    <DataItem Dimensions="3 {rank}" Format="XML">{_dims(start)}  '
+              f'{_dims((1,) * rank)}  {_dims(count)}</DataItem>',
+              f'    <DataItem Dimensions="{_dims(full)}" NumberType="{ntype}" '
+              f'Precision="{prec}" Format="HDF">{escape(h5_name)}:{escape(attr.dataset)}'
+              "</DataItem>",
+              "  </DataItem>",
+              "</Attribute>"]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The frames of one save group: a Temporal collection of one Grid per frame.
+
+    Attributes:
+        name: collection name (the save group's name).
+        times: `(n,)` model time of each frame (`time_units`).
+        steps: `(n,)` integration step of each frame.
+        attributes: the group's fields.
+        time_units: units of `times`.
+    """
+
+    name: str
+    times: np.ndarray
+    steps: np.ndarray
+    attributes: Sequence[FieldAttribute]
+    time_units: str = ""
+
+
+def document(collections: Sequence[Collection], axes: Sequence[Axis], h5_name: str) -> str:
+    """The whole sidecar: one Domain with one Temporal collection per field group.
+
+    Args:
+        collections: the field groups, each with the frames to list.
+        axes: the grid axes in `X, Y[, Z]` order.
+        h5_name: file name of the HDF5 file, relative to the sidecar.
+    """
+    mesh = mesh_xml(axes, h5_name, indent=" " * 8)
+    out = ['<?xml version="1.0" ?>\n', '<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n',
+           '<Xdmf Version="3.0">\n', "  <Domain>\n"]
+    for c in collections:
+        n = len(c.times)
+        out.append(f'    <Grid Name={quoteattr(c.name)} GridType="Collection" '
+                   'CollectionType="Temporal">\n')
+        if c.time_units:
+            out.append(f'      <Information Name="time_units" Value={quoteattr(c.time_units)}/>\n')
+        for i in range(n):
+            out.append(f'      <Grid Name={quoteattr(f"{c.name}_{i}")} GridType="Uniform">\n'
+                       f'        <Time Value="{_num(c.times[i])}"/>\n'
+                       f'        <Information Name="step" Value="{int(c.steps[i])}"/>\n')
+            out.append(mesh)
+            out.extend(attribute_xml(a, h5_name, i, n, indent=" " * 8) for a in c.attributes)
+            out.append("      </Grid>\n")
+        out.append("    </Grid>\n")
+    out.append("  </Domain>\n</Xdmf>\n")
+    return "".join(out)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by `text` so that readers see the old or the new file, never a part.
+
+    Raises:
+        OSError: the file could not be written (nothing changed; no temporary file is left).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
