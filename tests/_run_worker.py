@@ -1,9 +1,12 @@
 """Worker process for kill/interrupt/resume tests: runs a Lorenz ensemble through the driver.
 
-usage: python _run_worker.py OUT FINAL_NPY [--resume] [--no-out]
-Prints "chunk <step>" (flushed) after every chunk is on disk.
+usage: python _run_worker.py OUT FINAL_NPY [--resume] [--no-out] [--keep-ignored]
+                             [--checkpoint-interval S] [--n-steps N]
+Prints "chunk <step>" (flushed) after every chunk is on disk. Errors go through the command
+line's handler, so the exit code is the documented one (143 for SIGTERM, 5 for a locked file).
 """
 
+import signal
 import sys
 
 import jax
@@ -12,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from simkit.cli import handle_errors  # noqa: E402
 from simkit.ode import ODEStepper  # noqa: E402
 from simkit.run import run  # noqa: E402
 
@@ -21,6 +25,10 @@ def lorenz(t, y, p):
                       y[0] * y[1] - p["beta"] * y[2]])
 
 
+def option(name, default):
+    return type(default)(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 def main():
     out, final = sys.argv[1], sys.argv[2]
     resume = "--resume" in sys.argv
@@ -28,12 +36,17 @@ def main():
     y0 = jnp.asarray(np.random.default_rng(1).normal(size=(256, 3))) + jnp.asarray([[1.0, 1.0, 20.0]])
     stepper = ODEStepper(lorenz, dt=1e-3)
     state = stepper.init(y0, params)
-    res = run(stepper, state, params, n_steps=40_000, save_every=100, chunk_steps=200,
-              out=None if "--no-out" in sys.argv else out, resume=resume, progress=False,
-              config={"worker": "lorenz"},
+    res = run(stepper, state, params, n_steps=option("--n-steps", 40_000), save_every=100,
+              chunk_steps=200, out=None if "--no-out" in sys.argv else out, resume=resume,
+              progress=False, config={"worker": "lorenz"},
+              checkpoint_interval=option("--checkpoint-interval", 0.0),
               callback=lambda step, n_frames: print(f"chunk {step}", flush=True))
     np.save(final, np.asarray(res.state.y))
 
 
 if __name__ == "__main__":
-    main()
+    if "--keep-ignored" not in sys.argv:
+        # A suite started as a background job inherits SIGINT as ignored; the tests send
+        # SIGINT on purpose, so restore Python's default handler (Ctrl-C -> KeyboardInterrupt).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise SystemExit(handle_errors(main))

@@ -20,7 +20,15 @@ import numpy as np
 
 from .._checks import SimkitInputError
 from ._attrs import structure_difference
-from ._hdf5 import StoreError, StoreWriteError, describe_os_error
+from ._hdf5 import (
+    RESERVE_MARGIN,
+    StoreError,
+    StoreWriteError,
+    _fd,
+    describe_os_error,
+    open_h5,
+    reserve_space,
+)
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -47,15 +55,17 @@ def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int,
     path = Path(path)
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".tmp")
+    arrays = [np.asarray(jax.random.key_data(leaf)) if _is_key(leaf) else np.asarray(leaf)
+              for leaf in leaves]
     try:
-        with h5py.File(tmp, "w") as h5:
-            for i, leaf in enumerate(leaves):
+        with open_h5(tmp, "w") as h5:
+            # Claim the disk space first: a checkpoint that cannot be written whole fails here,
+            # before HDF5 holds half-written buffers it would complain about when released.
+            reserve_space(_fd(h5), RESERVE_MARGIN + sum(a.nbytes for a in arrays))
+            for i, (leaf, arr) in enumerate(zip(leaves, arrays)):
+                ds = h5.create_dataset(f"leaf_{i:04d}", data=arr)
                 if _is_key(leaf):
-                    ds = h5.create_dataset(f"leaf_{i:04d}",
-                                           data=np.asarray(jax.random.key_data(leaf)))
                     ds.attrs["prng_impl"] = str(jax.random.key_impl(leaf))
-                else:
-                    h5.create_dataset(f"leaf_{i:04d}", data=np.asarray(leaf))
             h5.attrs["n_leaves"] = len(leaves)
             h5.attrs["paths"] = json.dumps(tree_paths(state))
             h5.attrs["step"] = int(step)

@@ -16,8 +16,9 @@ reversed, `([z,] y, x)`, followed by the component axis. That is the CF/COARDS o
 know (`ds.velocity.dims == ("time_fields", "y", "x", "component")`), and the C-order XDMF needs:
 x varies fastest, so each frame is read by ParaView in place, without transposition.
 
-The sidecar lists one Temporal collection per save group that holds fields, one Grid per saved
-frame, each field an Attribute whose HyperSlab selects that frame in the HDF5 dataset. Evenly
+The sidecar holds one Temporal collection with one Grid per saved frame (several field groups at
+different rates: one Grid per distinct frame time, each group showing its latest frame at or
+before it), each field an Attribute whose HyperSlab selects its frame in the HDF5 dataset. Evenly
 spaced coordinates give a `3DCoRectMesh` (origin + spacing), others a `3DRectMesh` (`VXVYVZ`,
 reading the coordinate datasets). A 2-D grid is a 3-D grid one point thick (z = 0). Vectors of
 3 components are `Vector` attributes; 2-component vectors too (ParaView's XDMF Reader pads them
@@ -52,7 +53,7 @@ from ._hdf5 import (
     time_name,
 )
 from ._store import FrameStore
-from ._xdmf import Axis, Collection, FieldAttribute, document, number_type, write_atomic
+from ._xdmf import Axis, FieldAttribute, Series, document, number_type, write_atomic
 
 _OPTIONS = ("spatial_dims",)
 _AXES = ("X", "Y", "Z")
@@ -157,8 +158,8 @@ class FieldStore(FrameStore):
                     if perm != tuple(range(len(perm))):
                         self._perm[name] = (0, *(p + 1 for p in perm))
         self._axes = [Axis(np.asarray(h5[d][...]), h5[d].name) for d in spatial]
-        self._time_units = {g: str(h5[time_name(g)].attrs.get("units", ""))
-                            for g in self.groups}
+        # one time_units for every group (`create` takes one)
+        self._time_units = str(h5[time_name(next(iter(self.groups)))].attrs.get("units", ""))
         self.sidecar = sidecar_path(path)
 
     def _post_open(self, options: dict) -> None:
@@ -194,17 +195,17 @@ class FieldStore(FrameStore):
 
     def _write_sidecar(self, n_frames: Mapping[str, int]) -> None:
         """Rewrite the sidecar listing the first `n_frames[group]` frames of each field group."""
-        collections = []
+        series = []
         for g in self.groups.values():
             attributes = [self._attribute(name, var) for name, var in g.variables.items()
                           if name in self._fields]
-            if not attributes:
-                continue
-            n = n_frames[g.name]
-            collections.append(Collection(
-                g.name or "fields", self._h5[time_name(g.name)][:n],
-                self._h5[step_name(g.name)][:n], attributes, self._time_units[g.name]))
-        write_atomic(self.sidecar, document(collections, self._axes, self.path.name))
+            if attributes:
+                n = n_frames[g.name]
+                series.append(Series(self._h5[time_name(g.name)][:n],
+                                     self._h5[step_name(g.name)][:n], step_name(g.name),
+                                     attributes))
+        write_atomic(self.sidecar,
+                     document(series, self._axes, self.path.name, self._time_units))
 
     def _attribute(self, name: str, var: Variable) -> FieldAttribute:
         ds = self._h5[name]
@@ -302,7 +303,7 @@ def _check_axis(dim: str, spec: Any) -> int:
         i = int(np.argmax(steps <= 0))
         raise SimkitInputError(
             f"coordinates of grid dimension {dim!r} must be strictly increasing, but "
-            f"{dim}[{i}] = {values[i]!r} and {dim}[{i + 1}] = {values[i + 1]!r}. Sort the grid "
+            f"{dim}[{i}] = {values[i].item()!r} and {dim}[{i + 1}] = {values[i + 1].item()!r}. Sort the grid "
             "(and the field data with it).")
     return int(values.size)
 

@@ -23,7 +23,9 @@ xarray; `H5MDStore`: H5MD for particles; `FieldStore`: grids with an XDMF sideca
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -115,6 +117,49 @@ def open_h5(path: str | os.PathLike, mode: str) -> h5py.File:
     return h5py.File(path, mode, locking=False, rdcc_nbytes=0)
 
 
+#: Disk space reserved beyond what an append writes, for HDF5's own metadata and the status
+#: update after a failure (bytes).
+RESERVE_MARGIN = 256 * 1024
+
+
+def _libc_fallocate():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return fn
+
+
+_FALLOCATE = _libc_fallocate()
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def reserve_space(fd: int, nbytes: int) -> None:
+    """Make sure the next `nbytes` written past the end of the file have disk space.
+
+    HDF5 cannot survive a failed metadata flush: the file may be left unreadable, and closing it
+    has crashed the process. So a writer never lets the disk fill under HDF5: before each append
+    the blocks it will use (plus `RESERVE_MARGIN`) are allocated with `fallocate(KEEP_SIZE)`,
+    which honours quotas too, and a refusal stops the run while the file is intact. Where the
+    file system cannot preallocate, the free space reported by `statvfs` is checked instead.
+
+    Raises:
+        OSError: ENOSPC / EDQUOT when the space is not there.
+    """
+    size = os.fstat(fd).st_size
+    if _FALLOCATE is not None:
+        if _FALLOCATE(fd, _FALLOC_FL_KEEP_SIZE, size, nbytes) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err))
+    st = os.fstatvfs(fd)
+    if st.f_bavail * st.f_frsize < nbytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def describe_os_error(exc: BaseException) -> str:
     """The cause of an I/O failure in a few words ("No space left on device", ...)."""
     errno_ = getattr(exc, "errno", None)
@@ -153,6 +198,7 @@ class HDF5Store:
         self._n = self._frames_in_file(h5)
         self._inode = os.fstat(_fd(h5)).st_ino
         self._failed: str | None = None
+        self._poisoned = False
 
     # -- layout hooks (subclasses) -------------------------------------------------------------
     @classmethod
@@ -338,6 +384,12 @@ class HDF5Store:
             prepared[name] = self._prepare(self.groups[name], steps, times, frames)
         before = dict(self._n)
         try:
+            reserve_space(_fd(self._h5), RESERVE_MARGIN + sum(
+                steps.nbytes * 2 + sum(a.nbytes for a in frames.values())
+                for steps, _, frames in prepared.values()))
+        except OSError as exc:  # nothing was written: the file is intact
+            raise self._write_failed("writing frames to", exc) from None
+        try:
             for name, (steps, times, frames) in prepared.items():
                 if len(steps):
                     self._write_rows(self.groups[name], before[name], steps, times, frames)
@@ -403,6 +455,8 @@ class HDF5Store:
 
     def _write_failed(self, doing: str, exc: BaseException) -> StoreWriteError:
         cause = describe_os_error(exc)
+        if not isinstance(exc, OSError) or exc.errno is None:
+            self._poisoned = True  # an HDF5-level failure: do not flush this handle again
         self._failed = cause
         kept = ", ".join(f"{g or 'frames'}: {n}" for g, n in self._n.items())
         return StoreWriteError(
@@ -436,7 +490,11 @@ class HDF5Store:
     def set_attrs(self, **attrs: Any) -> None:
         """Update file attributes (status, steps done, failure reason...) and flush."""
         self._check_writable()
+        if self._poisoned:
+            raise StoreWriteError(f"{str(self.path)!r} cannot be updated after a failed write "
+                                  f"({self._failed}).", self.path)
         try:
+            reserve_space(_fd(self._h5), RESERVE_MARGIN)
             write_attrs(self._h5, attrs)
             self._h5.flush()
         except (OSError, RuntimeError) as exc:
@@ -461,6 +519,9 @@ class HDF5Store:
         """Flush and close (idempotent). A failure to flush raises `StoreWriteError` after the
         handle is released."""
         if not self._h5.id.valid:
+            return
+        if self._poisoned:
+            _close_quietly(self._h5)
             return
         try:
             self._h5.flush()

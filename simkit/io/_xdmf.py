@@ -172,50 +172,70 @@ def attribute_xml(attr: FieldAttribute, h5_name: str, frame: int, n_frames: int,
 
 
 @dataclass(frozen=True)
-class Collection:
-    """The frames of one save group: a Temporal collection of one Grid per frame.
+class Series:
+    """The frames of one save group that holds fields.
 
     Attributes:
-        name: collection name (the save group's name).
-        times: `(n,)` model time of each frame (`time_units`).
+        times: `(n,)` model time of each frame (`time_units`), non-decreasing.
         steps: `(n,)` integration step of each frame.
+        step_name: name of the group's step axis (`step`, `step_<group>`), shown per Grid.
         attributes: the group's fields.
-        time_units: units of `times`.
     """
 
-    name: str
     times: np.ndarray
     steps: np.ndarray
+    step_name: str
     attributes: Sequence[FieldAttribute]
-    time_units: str = ""
 
 
-def document(collections: Sequence[Collection], axes: Sequence[Axis], h5_name: str) -> str:
-    """The whole sidecar: one Domain with one Temporal collection per field group.
+def document(series: Sequence[Series], axes: Sequence[Axis], h5_name: str,
+             time_units: str = "") -> str:
+    """The whole sidecar: one Domain holding one Temporal collection named "fields".
 
     Args:
-        collections: the field groups, each with the frames to list.
+        series: the save groups holding fields, each with the frames to list.
         axes: the grid axes in `X, Y[, Z]` order.
         h5_name: file name of the HDF5 file, relative to the sidecar.
+        time_units: units of the times (recorded as Information).
+
+    The collection has one Grid per distinct frame time of all groups (sorted); each Grid
+    holds, for every group, its latest frame at or before that time. With one field group that
+    is exactly one Grid per frame. (Separate collections per group are not an option:
+    `vtkXdmfReader` then reports unsorted time steps and empty blocks between a group's frames.)
+
+    If no group has a frame yet, the Domain holds one Grid with the mesh only (no fields, no
+    time): `vtkXdmfReader` crashes on an empty Domain or an empty Temporal collection, and this
+    way ParaView shows the grid of a run that has just started.
     """
-    mesh = mesh_xml(axes, h5_name, indent=" " * 8)
     out = ['<?xml version="1.0" ?>\n', '<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n',
            '<Xdmf Version="3.0">\n', "  <Domain>\n"]
-    for c in collections:
-        n = len(c.times)
-        out.append(f'    <Grid Name={quoteattr(c.name)} GridType="Collection" '
-                   'CollectionType="Temporal">\n')
-        if c.time_units:
-            out.append(f'      <Information Name="time_units" Value={quoteattr(c.time_units)}/>\n')
-        for i in range(n):
-            out.append(f'      <Grid Name={quoteattr(f"{c.name}_{i}")} GridType="Uniform">\n'
-                       f'        <Time Value="{_num(c.times[i])}"/>\n'
-                       f'        <Information Name="step" Value="{int(c.steps[i])}"/>\n')
-            out.append(mesh)
-            out.extend(attribute_xml(a, h5_name, i, n, indent=" " * 8) for a in c.attributes)
-            out.append("      </Grid>\n")
-        out.append("    </Grid>\n")
-    out.append("  </Domain>\n</Xdmf>\n")
+    series = [s for s in series if len(s.times)]
+    if not series:
+        out += ['    <Grid Name="grid (no frames yet)" GridType="Uniform">\n',
+                mesh_xml(axes, h5_name, indent=" " * 6), "    </Grid>\n",
+                "  </Domain>\n</Xdmf>\n"]
+        return "".join(out)
+    out.append('    <Grid Name="fields" GridType="Collection" CollectionType="Temporal">\n')
+    if time_units:
+        out.append(f'      <Information Name="time_units" Value={quoteattr(time_units)}/>\n')
+    mesh = mesh_xml(axes, h5_name, indent=" " * 8)
+    times = np.unique(np.concatenate([np.asarray(s.times, dtype=np.float64) for s in series]))
+    # frame of each series shown at each time: its latest at or before it (-1: none yet)
+    shown = [np.searchsorted(s.times, times, side="right") - 1 for s in series]
+    for k, t in enumerate(times):
+        out.append(f'      <Grid Name="frame {k}" GridType="Uniform">\n'
+                   f'        <Time Value="{_num(t)}"/>\n')
+        for s, idx in zip(series, shown):
+            if idx[k] >= 0:
+                out.append(f"        <Information Name={quoteattr(s.step_name)} "
+                           f'Value="{int(s.steps[idx[k]])}"/>\n')
+        out.append(mesh)
+        for s, idx in zip(series, shown):
+            if idx[k] >= 0:
+                out.extend(attribute_xml(a, h5_name, int(idx[k]), len(s.times), " " * 8)
+                           for a in s.attributes)
+        out.append("      </Grid>\n")
+    out.append("    </Grid>\n  </Domain>\n</Xdmf>\n")
     return "".join(out)
 
 

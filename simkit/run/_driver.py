@@ -43,6 +43,7 @@ from ..io import (
     FrameStore,
     SaveGroup,
     StoreError,
+    StoreWriteError,
     WriterLock,
     checkpoint_path,
     fingerprint,
@@ -50,6 +51,7 @@ from ..io import (
     save_checkpoint,
 )
 from ..io._checkpoint import tree_paths
+from ..io._hdf5 import describe_os_error
 from ..io._paths import check_new_path
 from ._saving import SavePlan, frames_finite, resolve_save_plan, scan_plan
 from ._signals import InterruptGuard, RunInterrupted
@@ -491,7 +493,10 @@ def _save_quietly(ckpt, state, step, store, fp) -> None:
 def _fail(store, step, exc, guard) -> None:
     """Record a failure in the file's status (best effort: a full disk may refuse even that)."""
     guard.stopping()
-    cause = getattr(store, "_failed", None) or f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StoreWriteError) and exc.cause is not None:
+        cause = f"{describe_os_error(exc.cause)} ({exc})"
+    else:
+        cause = f"{type(exc).__name__}: {exc}"
     store.mark(status=f"failed: {cause}"[:500], steps_done=step)
 
 
