@@ -85,3 +85,54 @@ class RandomWalk(AbstractStepper):
 
     def variables(self, state, params):
         return {"x": Variable(("walker",), state["x"].shape, state["x"].dtype.name, units="1")}
+
+
+class Walkers(AbstractStepper):
+    """Random walkers in a periodic box of side `box`, with thermo-like scalars.
+
+    Observes `position (n, 2)`, `velocity (n, 2)` (the last displacement / dt), `mean_x ()` and
+    `msd ()` (mean squared unwrapped displacement); declares the groups "thermo" and "trajectory".
+    From step `nan_at` on (if > 0) positions become NaN.
+    """
+
+    dt: float = eqx.field(static=True, default=0.01)
+    box: float = eqx.field(static=True, default=10.0)
+    nan_at: int = eqx.field(static=True, default=0)
+
+    def step(self, state, params):
+        key, sub = jax.random.split(state["key"])
+        dx = jnp.sqrt(2 * params["D"] * self.dt) * jax.random.normal(sub, state["x"].shape,
+                                                                      state["x"].dtype)
+        n = state["n"] + 1
+        unwrapped = state["unwrapped"] + dx
+        if self.nan_at:
+            unwrapped = jnp.where(n >= self.nan_at, jnp.nan, unwrapped)
+        return {"key": key, "n": n, "unwrapped": unwrapped, "x": jnp.mod(unwrapped, self.box),
+                "v": dx / self.dt}
+
+    def observe(self, state, params):
+        u = state["unwrapped"]
+        return {"position": state["x"], "velocity": state["v"], "mean_x": jnp.mean(u[:, 0]),
+                "msd": jnp.mean(jnp.sum(u * u, axis=1))}
+
+    def time(self, state):
+        return state["n"] * self.dt
+
+    def variables(self, state, params):
+        shape, dt = state["x"].shape, state["x"].dtype.name
+        return {"position": Variable(("particle", "spatial"), shape, dt, units="nm"),
+                "velocity": Variable(("particle", "spatial"), shape, dt, units="nm ps-1"),
+                "mean_x": Variable((), (), dt, units="nm"),
+                "msd": Variable((), (), dt, units="nm2")}
+
+    def save_groups(self):
+        return {"thermo": ("mean_x", "msd"), "trajectory": ("position", "velocity")}
+
+    def time_units(self):
+        return "ps"
+
+    @staticmethod
+    def initial(n=64, seed=0, dtype=jnp.float64):
+        x0 = jax.random.uniform(jax.random.key(seed + 1), (n, 2), dtype) * 10.0
+        return {"key": jax.random.key(seed), "n": jnp.asarray(0), "unwrapped": x0, "x": x0,
+                "v": jnp.zeros((n, 2), dtype)}

@@ -335,6 +335,17 @@ def test_failed_write_keeps_the_frames_before(tmp_h5, monkeypatch):
         assert {f[name].shape[0] for name in ("velocity", "vorticity", "tracer", "time_fields")} == {2}
     check_vtk_frames(read_vtk(xdmf), axes, [0.0, 0.4], {k: v[:2] for k, v in data.items()})
 
+    # all datasets written, the flush fails: nothing of the chunk may be listed
+    def flush_fails(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.File, "flush", flush_fails)
+    with pytest.raises(StoreWriteError, match="No space left on device"):
+        store.append({"fields": ([8], [0.8], {k: v[2:] for k, v in data.items()})})
+    monkeypatch.undo()
+    assert xdmf.read_bytes() == before
+    assert store.n_frames == {"fields": 2}
+
     # the disk fills up halfway through the sidecar: StoreWriteError, the old sidecar intact
     # (it is replaced atomically), no temporary file left
     def half_written(path, mode="r", **kwargs):

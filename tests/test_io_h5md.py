@@ -388,7 +388,7 @@ def test_full_disk_mid_append_keeps_previous_frames(tmp_h5, monkeypatch, fail_at
 
 def test_time_axis_written_after_every_value_of_its_group(tmp_h5, monkeypatch):
     """A reader (or a crash) that sees frame i in `time` must find its values already written."""
-    store, data = _run(tmp_h5, 2, close=False, box_mode="repeat")
+    store, _ = _run(tmp_h5, 2, close=False, box_mode="repeat")
     real_setitem = h5py.Dataset.__setitem__
     order = []
 
@@ -412,10 +412,12 @@ def test_time_axis_written_after_every_value_of_its_group(tmp_h5, monkeypatch):
 
 # -- refused inputs -----------------------------------------------------------------------------
 @pytest.mark.parametrize("particles, options, match", [
-    ({"force": Variable(("atom", "xyz"), (N + 1, 3), "float32")}, {}, r"'force' has shape \(8, 3\), i\.e\. 8 "
-     r"particles, but 'position' has 7"),
-    ({"force": Variable(("atom", "xyz"), (N, 2), "float32")}, {}, r"'force' has shape \(7, 2\), expected "
-     r"\(7, 3\)"),
+    # (other dimension names than position's: with the same names `normalize_groups` refuses
+    # first, with "dimension 'particle' has sizes 7 and 8")
+    ({"force": Variable(("atom", "xyz"), (N + 1, 3), "float32")}, {},
+     r"'force' has shape \(8, 3\), i\.e\. 8 particles, but 'position' has 7"),
+    ({"force": Variable(("atom", "xyz"), (N, 2), "float32")}, {},
+     r"'force' has shape \(7, 2\), expected \(7, 3\)"),
     ({"mass": Variable(VEC, (N, 3), "float32")}, {}, r"'mass' has shape \(7, 3\).*\(N,\)"),
     ({"species": Variable(("particle",), (N,), "float32")}, {}, "'species' as integer"),
     ({}, {"box": None}, "periodic but there is no box"),
