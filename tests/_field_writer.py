@@ -23,8 +23,8 @@ pattern = (10 * np.arange(NX)[:, None] + np.arange(NY)[None, :]) / 1000
 i = 0
 while True:
     velocity = np.broadcast_to(np.array([i, -i], np.float32), (1, NX, NY, 2))
-    store.append({"fields": ([2 * i], [0.5 * i], {"vorticity": (i + pattern)[None].astype(np.float32),
-                                                  "velocity": velocity}),
+    vorticity = (i + pattern)[None].astype(np.float32)
+    store.append({"fields": ([2 * i], [0.5 * i], {"vorticity": vorticity, "velocity": velocity}),
                   "diagnostics": ([2 * i, 2 * i + 1], [0.5 * i, 0.5 * i + 0.25],
                                   {"energy": [float(i), i + 0.5]})})
     print(i, flush=True)

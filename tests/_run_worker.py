@@ -1,7 +1,7 @@
 """Worker process for kill/interrupt/resume tests: runs a Lorenz ensemble through the driver.
 
 usage: python _run_worker.py OUT FINAL_NPY [--resume] [--no-out] [--keep-ignored]
-                             [--checkpoint-interval S] [--n-steps N]
+                             [--checkpoint-interval S] [--n-steps N] [--walkers]
 Prints "chunk <step>" (flushed) after every chunk is on disk. Errors go through the command
 line's handler, so the exit code is the documented one (143 for SIGTERM, 5 for a locked file).
 """
@@ -29,9 +29,24 @@ def option(name, default):
     return type(default)(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
+def walkers(out, final, resume):
+    """Per-quantity save rates (thermo every 10, trajectory every 50) through the driver."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _toy import Walkers
+
+    res = run(Walkers(), Walkers.initial(), {"D": jnp.asarray(0.5)},
+              n_steps=option("--n-steps", 100_000), save_every={"thermo": 10, "trajectory": 50},
+              chunk_steps=500, out=None if "--no-out" in sys.argv else out, resume=resume,
+              progress=False, checkpoint_interval=0.0,
+              callback=lambda step, n_frames: print(f"chunk {step}", flush=True))
+    np.save(final, np.asarray(res.state["x"]))
+
+
 def main():
     out, final = sys.argv[1], sys.argv[2]
     resume = "--resume" in sys.argv
+    if "--walkers" in sys.argv:
+        return walkers(out, final, resume)
     params = {"sigma": jnp.asarray(10.0), "rho": jnp.asarray(28.0), "beta": jnp.asarray(8 / 3)}
     y0 = jnp.asarray(np.random.default_rng(1).normal(size=(256, 3))) + jnp.asarray([[1.0, 1.0, 20.0]])
     stepper = ODEStepper(lorenz, dt=1e-3)

@@ -167,7 +167,8 @@ def test_xarray_shows_grid_dims_coords_and_units(tmp_h5):
     store = FieldStore.create(tmp_h5, groups, config={}, time_units="s",
                               coords={**coords_of(axes), "component": (["u", "v", "w"], "")})
     store.append({"fields": ([0, 4], [0.0, 0.4], data),
-                  "diagnostics": (range(5), 0.1 * np.arange(5), {"kinetic_energy": np.arange(5.0)})})
+                  "diagnostics": (range(5), 0.1 * np.arange(5),
+                                  {"kinetic_energy": np.arange(5.0)})})
     store.close()
     with h5py.File(tmp_h5, "r") as f:
         assert f["velocity"].chunks == (1, 3, 4, 5, 3)  # one frame per chunk
@@ -194,7 +195,7 @@ def test_xarray_shows_grid_dims_coords_and_units(tmp_h5):
         np.testing.assert_array_equal(ds["tracer"].values, data["tracer"])
 
 
-def test_sidecar_follows_appends_truncate_and_resume(tmp_h5):
+def test_sidecar_follows_appends_truncate_and_resume(tmp_h5, monkeypatch):
     axes = axes_of(2, True)
     shape = tuple(a.size for a in axes)
     xdmf = sidecar_path(tmp_h5)
@@ -218,7 +219,17 @@ def test_sidecar_follows_appends_truncate_and_resume(tmp_h5):
         FieldStore.open_resume(tmp_h5, config={**config, "dt": 0.2})
     store = FieldStore.open_resume(tmp_h5, config=config)
     assert store.n_frames == {"fields": 5}
+    listed_while_cutting = []
+    real_resize = store._resize_group
+
+    def spy(group, n):  # a reader must never see a listed frame that is already gone
+        listed_while_cutting.append(len(sidecar_grids(xdmf)))
+        real_resize(group, n)
+
+    monkeypatch.setattr(store, "_resize_group", spy)
     store.truncate({"fields": 3})
+    monkeypatch.undo()
+    assert listed_while_cutting == [3]
     assert len(sidecar_grids(xdmf)) == 3
     check_vtk_frames(read_vtk(xdmf), axes, 0.4 * np.arange(3), {k: v[:3] for k, v in data.items()})
     data = {k: v.copy() for k, v in data.items()}
@@ -246,8 +257,9 @@ def test_diagnostics_and_a_second_field_group_at_other_rates(tmp_h5):
     rng = np.random.default_rng(6)
     groups = [field_groups(shape),
               SaveGroup("pressure", 8, {"p": Variable(("x", "y"), shape, "float64", "Pa")}),
-              SaveGroup("diagnostics", 1, {"kinetic_energy": Variable((), (), "float64", "J"),
-                                           "probe_u": Variable(("probe",), (2,), "float32", "m/s")})]
+              SaveGroup("diagnostics", 1, {
+                  "kinetic_energy": Variable((), (), "float64", "J"),
+                  "probe_u": Variable(("probe",), (2,), "float32", "m/s")})]
     store = FieldStore.create(tmp_h5, groups, config={}, coords=coords_of(axes))
     data = random_frames(rng, shape, 3)
     p = rng.normal(size=(2, *shape))
@@ -300,7 +312,8 @@ def test_frames_reported_before_sigkill_are_readable_and_listed(tmp_h5):
         vort = f["vorticity"][:m]  # stored (time, y, x)
         expected = np.arange(m)[:, None, None] + pattern.T[None]
         np.testing.assert_array_equal(vort, expected.astype(np.float32))
-        np.testing.assert_array_equal(f["velocity"][:m, 0, 0], np.stack([np.arange(m), -np.arange(m)], 1))
+        np.testing.assert_array_equal(f["velocity"][:m, 0, 0],
+                                      np.stack([np.arange(m), -np.arange(m)], 1))
         np.testing.assert_array_equal(f["energy"][: 2 * (last + 1): 2], np.arange(last + 1))
     frames = read_vtk(xdmf)
     assert len(frames) == m
@@ -332,7 +345,8 @@ def test_failed_write_keeps_the_frames_before(tmp_h5, monkeypatch):
     assert xdmf.read_bytes() == before
     assert store.n_frames == {"fields": 2}
     with h5py.File(tmp_h5, "r", locking=False) as f:  # the store still has it open
-        assert {f[name].shape[0] for name in ("velocity", "vorticity", "tracer", "time_fields")} == {2}
+        names = ("velocity", "vorticity", "tracer", "time_fields")
+        assert {f[name].shape[0] for name in names} == {2}
     check_vtk_frames(read_vtk(xdmf), axes, [0.0, 0.4], {k: v[:2] for k, v in data.items()})
 
     # all datasets written, the flush fails: nothing of the chunk may be listed
