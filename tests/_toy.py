@@ -132,7 +132,38 @@ class Walkers(AbstractStepper):
         return "ps"
 
     @staticmethod
-    def initial(n=64, seed=0, dtype=jnp.float64):
-        x0 = jax.random.uniform(jax.random.key(seed + 1), (n, 2), dtype) * 10.0
+    def initial(n=64, seed=0, dtype=jnp.float64, dim=2):
+        x0 = jax.random.uniform(jax.random.key(seed + 1), (n, dim), dtype) * 10.0
         return {"key": jax.random.key(seed), "n": jnp.asarray(0), "unwrapped": x0, "x": x0,
-                "v": jnp.zeros((n, 2), dtype)}
+                "v": jnp.zeros((n, dim), dtype)}
+
+
+class Diffusion(AbstractStepper):
+    """Explicit diffusion u <- u + alpha * laplacian(u) on a periodic (nx, ny) grid of spacing
+    `h`; observes the field `u` and its total `mass` (conserved exactly up to rounding)."""
+
+    alpha: float = eqx.field(static=True, default=0.2)
+    h: float = eqx.field(static=True, default=0.5)
+
+    def step(self, state, params):
+        u = state["u"]
+        lap = (jnp.roll(u, 1, 0) + jnp.roll(u, -1, 0) + jnp.roll(u, 1, 1) + jnp.roll(u, -1, 1)
+               - 4 * u)
+        return {"n": state["n"] + 1, "u": u + self.alpha * lap}
+
+    def observe(self, state, params):
+        return {"u": state["u"], "mass": jnp.sum(state["u"]) * self.h**2}
+
+    def time(self, state):
+        return state["n"] * 0.1
+
+    def variables(self, state, params):
+        return {"u": Variable(("x", "y"), state["u"].shape, state["u"].dtype.name, units="K"),
+                "mass": Variable((), (), state["u"].dtype.name, units="K m2")}
+
+    def coords(self, state, params):
+        nx, ny = state["u"].shape
+        return {"x": (1.0 + self.h * jnp.arange(nx), "m"), "y": (-2.0 + self.h * jnp.arange(ny), "m")}
+
+    def save_groups(self):
+        return {"fields": ("u",), "diagnostics": ("mass",)}

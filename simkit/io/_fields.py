@@ -26,8 +26,9 @@ with z = 0). Groups without fields (diagnostics) stay in the HDF5 file only.
 
 The sidecar is rewritten (temporary file + rename) after every append and truncate, so ParaView
 on a live run sees every frame flushed so far and never a half-written file; it lists only
-frames whose data and time entry are in the HDF5 file. Rewriting is O(frames) per append (about
-1 kB per frame and field group).
+frames whose data and time entry are in the HDF5 file. Each rewrite costs O(frames): about
+0.7 kB per frame and field; with two fields, 15 ms / 1.5 MB at 1 000 frames, 0.14 s / 15 MB at
+10 000. ParaView does not follow a growing file by itself: File > Reload Files shows new frames.
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ def _check_axis(dim: str, spec: Any) -> int:
         i = int(np.argmax(steps <= 0))
         raise SimkitInputError(
             f"coordinates of grid dimension {dim!r} must be strictly increasing, but "
-            f"{dim}[{i}] = {values[i].item()!r} and {dim}[{i + 1}] = {values[i + 1].item()!r}. Sort the grid "
+            f"{dim}[{i}] = {values[i].item()!r} and {dim}[{i + 1}] = "
+            f"{values[i + 1].item()!r}. Sort the grid "
             "(and the field data with it).")
     return int(values.size)
 

@@ -91,7 +91,7 @@ class H5MDStore(HDF5Store):
                attrs: dict[str, Any] | None = None, time_units: str = "",
                overwrite: bool = False, particle_group: str = "all",
                box: Any = None, boundary: str | Sequence[str] = "periodic",
-               repeat_box: bool = False, author: str | None = None) -> "H5MDStore":
+               repeat_box: bool | None = None, author: str | None = None) -> "H5MDStore":
         """Create a new H5MD file (refuses to replace an existing one unless `overwrite`).
 
         Args:
@@ -114,7 +114,9 @@ class H5MDStore(HDF5Store):
                 dimension needs a box.
             repeat_box: store the fixed `box` once per frame of position's group, as a
                 time-dependent `box/edges` element sharing position's step/time (legal H5MD as
-                well). MDAnalysis 2.11 cannot read a fixed `box/edges` dataset; with this it can.
+                well). Default: True when `box` is given, because MDAnalysis 2.11 cannot read a
+                fixed `box/edges` dataset (it always looks for `box/edges/value`); False writes
+                the spec's fixed-box form, which h5py and other H5MD readers take.
             author: the `/h5md/author` name (default: the USER environment variable, else
                 "unknown").
 
@@ -128,10 +130,13 @@ class H5MDStore(HDF5Store):
         if not isinstance(particle_group, str) or not particle_group or "/" in particle_group:
             raise SimkitInputError(f"particle_group must be a non-empty name without '/', got "
                                    f"{particle_group!r}.")
+        if repeat_box is None:
+            repeat_box = box is not None
         return super().create(
             path, groups, config=config, coords=coords, attrs=attrs, time_units=time_units,
             overwrite=overwrite, particle_group=particle_group, box=box, boundary=boundary,
-            repeat_box=repeat_box, author=author, parameters={"config": config, "attrs": dict(attrs or {})})
+            repeat_box=repeat_box, author=author,
+            parameters={"config": config, "attrs": dict(attrs or {})})
 
     # -- layout hooks ---------------------------------------------------------------------------
     @classmethod
@@ -237,6 +242,11 @@ class H5MDStore(HDF5Store):
             out[g.name] = n
         return out
 
+    @classmethod
+    def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
+        clock = h5[_read_layout(h5)["clocks"][group.name]]
+        return int(clock["step"][i]), float(clock["time"][i])
+
     # -- writing --------------------------------------------------------------------------------
     def append(self, chunk: Mapping[str, tuple[Any, Any, Mapping[str, Any]]]) -> None:
         """Append frames to one or more groups and flush; all or nothing (see
@@ -287,6 +297,8 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
           boundary: str | Sequence[str], repeat_box: bool) -> _Plan:
     """Validate the variables against H5MD and decide where each one goes."""
     plan = _Plan()
+    if repeat_box and box is None:
+        raise SimkitInputError("repeat_box=True needs a fixed box (box=...).")
     owner: dict[str, SaveGroup] = {}
     particle: list[str] = []
     for g in groups:
@@ -413,8 +425,6 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
             plan.elements[name] = f"observables/{name}"
     plan.clocks = {g.name: plan.elements[_element_order(g)[0]] for g in groups}
     if repeat_box:
-        if plan.fixed_box is None:
-            raise SimkitInputError("repeat_box=True needs a fixed box (box=...).")
         first = particle[0]  # position if saved: the box must share its step/time
         plan.repeat_box = {"group": owner[first].name, "path": f"{plan.particles}/box/edges",
                            "edges": plan.fixed_box.tolist()}

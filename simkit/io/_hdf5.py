@@ -307,7 +307,12 @@ class HDF5Store:
                                       f"{describe_os_error(exc)}.", path, exc) from None
             raise
         store = cls(path, open_h5(path, "r+"), groups)
-        store._post_open(options)
+        try:
+            store._post_open(options)
+        except BaseException:
+            _close_quietly(store._h5)
+            path.unlink(missing_ok=True)  # a new, empty file: nothing of value is lost
+            raise
         return store
 
     @classmethod
@@ -485,7 +490,10 @@ class HDF5Store:
             self._h5.flush()
         except (OSError, RuntimeError) as exc:
             raise self._write_failed("truncating", exc) from None
-        self._after_flush()
+        try:
+            self._after_flush()
+        except OSError as exc:
+            raise self._write_failed("writing the sidecar of", exc) from None
 
     def set_attrs(self, **attrs: Any) -> None:
         """Update file attributes (status, steps done, failure reason...) and flush."""
@@ -555,6 +563,10 @@ def normalize_groups(groups: Sequence[SaveGroup] | Mapping[str, Variable]) -> li
         for name, var in g.variables.items():
             if name in ("time", "step") or name.startswith(("time_", "step_")):
                 raise SimkitInputError(f"variable name {name!r} is reserved.")
+            if name in var.dims:
+                raise SimkitInputError(
+                    f"variable {name!r} has a dimension of the same name; rename one of them "
+                    "(a dimension's name holds its coordinate).")
             if name in owner:
                 raise SimkitInputError(f"quantity {name!r} is claimed by two save groups "
                                        f"({owner[name]!r} and {g.name!r}); give it one rate.")

@@ -106,7 +106,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 datasets[name] = {"shape": tuple(obj.shape), "dtype": str(obj.dtype),
-                                  "units": _text(obj.attrs.get("units", ""))}
+                                  "units": _text(obj.attrs.get("units", obj.attrs.get("unit", "")))}
 
         h5.visititems(visit)
         attrs = {k: _text(v) for k, v in h5.attrs.items()}

@@ -134,14 +134,15 @@ class FieldAttribute:
     units: str = ""
 
 
-def attribute_xml(attr: FieldAttribute, h5_name: str, frame: int, n_frames: int,
-                  indent: str) -> str:
-    """A node-centred Attribute reading frame `frame` of `attr.dataset` via a HyperSlab.
+def attribute_template(attr: FieldAttribute, h5_name: str, n_frames: int,
+                       indent: str) -> tuple[str, str]:
+    """A node-centred Attribute reading one frame of `attr.dataset` via a HyperSlab, as
+    `(head, tail)`: the Attribute of frame `i` is `head + str(i) + tail` (the frame index is
+    the only part that varies, so long series are formatted quickly).
 
     Args:
         attr: the field.
         h5_name: file name of the HDF5 file, relative to the sidecar.
-        frame: index of the frame along the time axis.
         n_frames: frames of the dataset listed in the sidecar (its declared leading extent).
         indent: whitespace put before each line.
 
@@ -150,25 +151,25 @@ def attribute_xml(attr: FieldAttribute, h5_name: str, frame: int, n_frames: int,
     """
     full = (n_frames, *attr.frame_shape)
     rank = len(full)
-    start = (frame,) + (0,) * (rank - 1)
     count = (1, *attr.frame_shape)
     # The value block: 2-D fields read as "1 ny nx" (the one-point-thick z of the mesh).
     spatial_rank = len(attr.frame_shape) - (1 if attr.components else 0)
     block = count if spatial_rank == 2 else attr.frame_shape
     ntype, prec = number_type(attr.dtype)  # checked when the store was created
     kind = "Vector" if attr.components else "Scalar"
-    lines = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']
+    head = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']
     if attr.units:
-        lines.append(f'  <Information Name="units" Value={quoteattr(attr.units)}/>')
-    lines += [f'  <DataItem ItemType="HyperSlab" Type="HyperSlab" Dimensions="{_dims(block)}">',
-              f'    <DataItem Dimensions="3 {rank}" Format="XML">{_dims(start)}  '
-              f'{_dims((1,) * rank)}  {_dims(count)}</DataItem>',
-              f'    <DataItem Dimensions="{_dims(full)}" NumberType="{ntype}" '
-              f'Precision="{prec}" Format="HDF">{escape(h5_name)}:{escape(attr.dataset)}'
-              "</DataItem>",
-              "  </DataItem>",
-              "</Attribute>"]
-    return "".join(f"{indent}{line}\n" for line in lines)
+        head.append(f'  <Information Name="units" Value={quoteattr(attr.units)}/>')
+    head += [f'  <DataItem ItemType="HyperSlab" Type="HyperSlab" Dimensions="{_dims(block)}">',
+             f'    <DataItem Dimensions="3 {rank}" Format="XML">']
+    tail = [f'{" 0" * (rank - 1)}  {_dims((1,) * rank)}  {_dims(count)}</DataItem>',
+            f'    <DataItem Dimensions="{_dims(full)}" NumberType="{ntype}" '
+            f'Precision="{prec}" Format="HDF">{escape(h5_name)}:{escape(attr.dataset)}'
+            "</DataItem>",
+            "  </DataItem>",
+            "</Attribute>"]
+    return (indent + f"\n{indent}".join(head),
+            tail[0] + "".join(f"\n{indent}{line}" for line in tail[1:]) + "\n")
 
 
 @dataclass(frozen=True)
@@ -222,18 +223,21 @@ def document(series: Sequence[Series], axes: Sequence[Axis], h5_name: str,
     times = np.unique(np.concatenate([np.asarray(s.times, dtype=np.float64) for s in series]))
     # frame of each series shown at each time: its latest at or before it (-1: none yet)
     shown = [np.searchsorted(s.times, times, side="right") - 1 for s in series]
-    for k, t in enumerate(times):
+    templates = [[attribute_template(a, h5_name, len(s.times), " " * 8) for a in s.attributes]
+                 for s in series]
+    step_info = [f"        <Information Name={quoteattr(s.step_name)} Value=" for s in series]
+    for k, t in enumerate(times.tolist()):
         out.append(f'      <Grid Name="frame {k}" GridType="Uniform">\n'
-                   f'        <Time Value="{_num(t)}"/>\n')
-        for s, idx in zip(series, shown):
-            if idx[k] >= 0:
-                out.append(f"        <Information Name={quoteattr(s.step_name)} "
-                           f'Value="{int(s.steps[idx[k]])}"/>\n')
+                   f'        <Time Value="{t!r}"/>\n')
+        frames = [int(idx[k]) for idx in shown]
+        for s, info, i in zip(series, step_info, frames):
+            if i >= 0:
+                out.append(f'{info}"{int(s.steps[i])}"/>\n')
         out.append(mesh)
-        for s, idx in zip(series, shown):
-            if idx[k] >= 0:
-                out.extend(attribute_xml(a, h5_name, int(idx[k]), len(s.times), " " * 8)
-                           for a in s.attributes)
+        for tpl, i in zip(templates, frames):
+            if i >= 0:
+                index = str(i)
+                out.extend(head + index + tail for head, tail in tpl)
         out.append("      </Grid>\n")
     out.append("    </Grid>\n  </Domain>\n</Xdmf>\n")
     return "".join(out)
