@@ -119,7 +119,8 @@ def cmd_info(args) -> int:
     attrs = info["attrs"]
     for key in ("problem", "status", "simkit_version", "solver", "steps_done", "n_steps"):
         if key in attrs:
-            print(f"{key}: {attrs[key]}{_liveness(args.file) if key == 'status' else ''}")
+            alive = _liveness(args.file) if key == "status" and attrs[key] == "running" else ""
+            print(f"{key}: {attrs[key]}{alive}")
     if "parameters" in attrs:
         print(f"parameters: {attrs['parameters']}")
     prog = info["progress"]

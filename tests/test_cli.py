@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import h5py
-import pytest
 
 from simkit.cli import main
 

@@ -6,10 +6,7 @@ nonzero origin, random values), so a transposed axis or a wrong origin fails.
 """
 
 import dataclasses
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,6 +19,8 @@ import xarray as xr
 from simkit import SimkitInputError
 from simkit.io import FrameStore, SaveGroup, StoreError, StoreWriteError, Variable
 from simkit.io._fields import FieldStore, sidecar_path
+sys.path.insert(0, str(Path(__file__).parent))
+from _procs import signal_when, spawn  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -284,22 +283,12 @@ def test_frames_reported_before_sigkill_are_readable_and_listed(tmp_h5):
     """Kill -9 a writer: every frame it reported reads back via h5py, and the sidecar is valid
     XML listing only complete frames (each one readable by VTK)."""
     xdmf = sidecar_path(tmp_h5)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_field_writer.py"),
-                             str(tmp_h5)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        last = -1
-        for line in proc.stdout:
-            last = int(line)
-            if last % 10 == 0:  # live: the sidecar is always whole and has every reported frame
-                assert len(sidecar_grids(xdmf)) >= last + 1
-            if last >= 60:
-                break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def live(line):  # the sidecar is always whole and lists every reported frame
+        if int(line) % 10 == 0:
+            assert len(sidecar_grids(xdmf)) >= int(line) + 1
+
+    proc = spawn(Path(__file__).parent / "_field_writer.py", tmp_h5)
+    last = int(signal_when(proc, lambda line: int(line) >= 60, on_line=live))
     assert last >= 60
     grids = sidecar_grids(xdmf)
     m = len(grids)

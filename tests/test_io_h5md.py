@@ -1,9 +1,6 @@
 """H5MD writer: H5MD 1.1 layout (https://www.nongnu.org/h5md/h5md.html), MDAnalysis reads every
 frame, resume and truncation, SIGKILL survival, a full disk mid-append, refused inputs."""
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +12,8 @@ from simkit import SimkitInputError
 from simkit.io._h5md import H5MDStore
 from simkit.io._hdf5 import SaveGroup, StoreError, StoreWriteError, Variable, simkit_version
 from simkit.io._results import summarize
+sys.path.insert(0, str(Path(__file__).parent))
+from _procs import signal_when, spawn  # noqa: E402
 
 N, L, DT = 7, 3.0, 0.002  # particles, box edge (nm), integration time step (ps)
 TRAJ_EVERY, THERMO_EVERY = 100, 10
@@ -317,25 +316,15 @@ def test_overwrite_needs_overwrite_flag(tmp_h5):
 @quiet_mda
 def test_frames_flushed_before_sigkill_read_back(tmp_h5):
     """Kill -9 a writer mid-run: every frame it reported as flushed reads back intact."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_h5md_writer.py"),
-                             str(tmp_h5)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        last = -1
-        for line in proc.stdout:
-            last = int(line)
-            if last == 10:  # readable while the writer is alive
-                with h5py.File(tmp_h5, "r", locking=False) as live:
-                    assert live["particles/trajectory/position/time"].shape[0] >= 11
-                    np.testing.assert_array_equal(live["particles/trajectory/position/value"][10],
-                                                  np.full((16, 3), 10.0))
-            if last >= 40:
-                break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def live(line):
+        if int(line) == 10:  # readable while the writer is alive
+            with h5py.File(tmp_h5, "r", locking=False) as f:
+                assert f["particles/trajectory/position/time"].shape[0] >= 11
+                np.testing.assert_array_equal(f["particles/trajectory/position/value"][10],
+                                              np.full((16, 3), 10.0))
+
+    proc = spawn(Path(__file__).parent / "_h5md_writer.py", tmp_h5)
+    last = int(signal_when(proc, lambda line: int(line) >= 40, on_line=live))
     assert last >= 40
     k = last + 1
     with h5py.File(tmp_h5, "r") as f:

@@ -1,9 +1,6 @@
 """HDF5 store: xarray-readable dimension scales, metadata, refusal rules, SIGKILL survival."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +11,8 @@ import xarray as xr
 
 from simkit import SimkitInputError
 from simkit.io import FrameStore, StoreError, Variable, save_results, summarize
+sys.path.insert(0, str(Path(__file__).parent))
+from _procs import signal_when, spawn  # noqa: E402
 
 VARS = {
     "y": Variable(("member", "component"), (5, 3), "float64", units="m", long_name="position"),
@@ -125,25 +124,14 @@ def test_resume_rejects_non_simkit_and_corrupt_files(tmp_path):
 
 def test_frames_flushed_before_sigkill_read_back(tmp_h5):
     """Kill -9 a writer mid-run: every frame it reported as flushed must read back intact."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_store_writer.py"),
-                             str(tmp_h5)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        last = -1
-        for line in proc.stdout:
-            last = int(line)
-            if last == 100:  # read it while it runs: every flushed frame is visible
-                with h5py.File(tmp_h5, "r") as live:
-                    n_live = live["time"].shape[0]
-                    assert n_live >= 101
-                    np.testing.assert_array_equal(live["field"][100], np.full((64, 64), 100.0))
-            if last >= 200:
-                break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def live(line):
+        if int(line) == 100:  # read it while it runs: every flushed frame is visible
+            with h5py.File(tmp_h5, "r") as f:
+                assert f["time"].shape[0] >= 101
+                np.testing.assert_array_equal(f["field"][100], np.full((64, 64), 100.0))
+
+    proc = spawn(Path(__file__).parent / "_store_writer.py", tmp_h5)
+    last = int(signal_when(proc, lambda line: int(line) >= 200, on_line=live))
     assert last >= 200
     with h5py.File(tmp_h5, "r") as f:
         n = f["time"].shape[0]

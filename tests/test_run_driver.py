@@ -1,8 +1,6 @@
 """Run driver: chunking, NaN stop, capacity regrowth, resume, kill -9, Ctrl-C, bad input."""
 
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from simkit.ode import ODEStepper
 from simkit.run import SimulationBlowUp, run, simulate
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _procs import spawn, wait_chunks  # noqa: E402
 from _toy import Buffer, Decay, RandomWalk  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -176,19 +175,8 @@ def test_resume_with_prng_key_in_state_is_bitwise(tmp_path):
 
 
 def _worker(args, **kw):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return spawn(WORKER, *args, **kw)
 
-
-def _wait_chunks(proc, n):
-    seen = []
-    for line in proc.stdout:
-        if line.startswith("chunk"):
-            seen.append(int(line.split()[1]))
-            if len(seen) >= n:
-                return seen
-    raise AssertionError(f"worker ended early: {proc.wait()} {proc.stderr.read()[-2000:]}")
 
 
 def _reference_final(tmp_path):
@@ -202,7 +190,7 @@ def test_killed_run_keeps_flushed_frames_and_resumes_bitwise(tmp_path, sig):
     out = tmp_path / "run.h5"
     proc = _worker([out, tmp_path / "final.npy"])
     try:
-        seen = _wait_chunks(proc, 5)
+        seen = wait_chunks(proc, 5)
         proc.send_signal(sig)
         rc = proc.wait(timeout=120)
     finally:

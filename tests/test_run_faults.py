@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import h5py
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ from simkit.io import (
 from simkit.run import RunInterrupted, run
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _procs import spawn, wait_chunks  # noqa: E402
 from _toy import Decay  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -209,20 +209,8 @@ def test_output_deleted_during_run_stops_it(tmp_path):
 # ---------------------------------------------------------------------------- signals
 
 def _worker(args, **kw):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            **kw)
+    return spawn(WORKER, *args, **kw)
 
-
-def _wait_chunks(proc, n):
-    seen = []
-    for line in proc.stdout:
-        if line.startswith("chunk"):
-            seen.append(int(line.split()[1]))
-            if len(seen) >= n:
-                return seen
-    raise AssertionError(f"worker ended early: {proc.wait()} {proc.stderr.read()[-2000:]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -231,7 +219,7 @@ def test_sigterm_and_sighup_stop_cleanly_with_checkpoint_at_current_step(tmp_pat
     # A cadence that would otherwise never checkpoint: the signal must write one itself.
     proc = _worker([out, tmp_path / "final.npy", "--checkpoint-interval", "3600"])
     try:
-        _wait_chunks(proc, 4)
+        wait_chunks(proc, 4)
         proc.send_signal(sig)
         rc = proc.wait(timeout=120)
     finally:
@@ -259,9 +247,9 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
 
     proc = _worker([out, tmp_path / "final.npy", "--keep-ignored"], preexec_fn=ignore_sigint)
     try:
-        seen = _wait_chunks(proc, 3)
+        seen = wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
-        more = _wait_chunks(proc, 3)  # still running after SIGINT
+        more = wait_chunks(proc, 3)  # still running after SIGINT
         assert more[-1] > seen[-1]
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
@@ -279,7 +267,7 @@ def test_suite_passes_when_launched_with_sigint_ignored(tmp_path):
     proc = _worker([out, tmp_path / "final.npy"],
                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        _wait_chunks(proc, 3)
+        wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=120)
     finally:
@@ -335,7 +323,7 @@ def test_second_process_resume_is_refused_while_first_runs(tmp_path):
     out = tmp_path / "run.h5"
     first = _worker([out, tmp_path / "a.npy", "--n-steps", "400000"])
     try:
-        _wait_chunks(first, 3)
+        wait_chunks(first, 3)
         second = _worker([out, tmp_path / "b.npy", "--resume", "--n-steps", "400000"])
         err = second.communicate(timeout=300)[1]
         assert second.returncode == 5, err

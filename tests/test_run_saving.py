@@ -1,9 +1,6 @@
 """Per-quantity save rates: groups at their own rates, each with its own time axis, and every
 driver guarantee (bitwise chunking, NaN stop, regrowth, resume, interrupts) for every group."""
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +17,8 @@ from simkit.run import SimulationBlowUp, resolve_save_plan, run, simulate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import Buffer, Walkers  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+from _procs import signal_when, spawn  # noqa: E402
 
 PARAMS = {"D": jnp.asarray(0.5)}
 RATES = {"thermo": 10, "trajectory": 50}
@@ -152,24 +151,12 @@ def test_bad_save_rates_are_named():
 
 def test_sigkill_then_resume_is_bitwise_for_every_group(tmp_path):
     worker = Path(__file__).parent / "_run_worker.py"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
 
     def start(*extra):
-        return subprocess.Popen([sys.executable, str(worker), str(tmp_path / "run.h5"),
-                                 str(tmp_path / "final.npy"), "--walkers", "--n-steps", "20000",
-                                 *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+        return spawn(worker, tmp_path / "run.h5", tmp_path / "final.npy", "--walkers",
+                     "--n-steps", "20000", *extra)
 
-    proc = start()
-    try:
-        for line in proc.stdout:
-            if line.startswith("chunk") and int(line.split()[1]) >= 2000:
-                break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    signal_when(start(), lambda line: line.startswith("chunk") and int(line.split()[1]) >= 2000)
     with h5py.File(tmp_path / "run.h5", "r") as f:  # flushed frames of both groups read back
         n_thermo, n_traj = f["time_thermo"].shape[0], f["time_trajectory"].shape[0]
         assert n_thermo >= 201 and n_traj >= 41
@@ -177,10 +164,9 @@ def test_sigkill_then_resume_is_bitwise_for_every_group(tmp_path):
     res = start("--resume")
     assert res.wait(timeout=300) == 0, res.stderr.read()[-2000:]
     resumed = np.load(tmp_path / "final.npy")
-    ref = subprocess.run([sys.executable, str(worker), str(tmp_path / "x.h5"),
-                          str(tmp_path / "ref.npy"), "--walkers", "--n-steps", "20000",
-                          "--no-out"], env=env, capture_output=True, text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref = spawn(worker, tmp_path / "x.h5", tmp_path / "ref.npy", "--walkers", "--n-steps",
+                "20000", "--no-out")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()[-2000:]
     np.testing.assert_array_equal(resumed, np.load(tmp_path / "ref.npy"))
     with h5py.File(tmp_path / "run.h5", "r") as f:
         np.testing.assert_array_equal(f["step_thermo"][:], np.arange(0, 20001, 10))
