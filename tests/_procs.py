@@ -10,10 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def spawn(script: str | Path, *args, **kw) -> subprocess.Popen:
-    """Start `python script args...` on the CPU with its stdout/stderr piped as text."""
+def spawn(script: str | Path, *args, ignore_sigint: bool = False, **kw) -> subprocess.Popen:
+    """Start `python script args...` on the CPU with its stdout/stderr piped as text.
+
+    With `ignore_sigint`, the worker starts with SIGINT ignored, as a background job of a
+    non-interactive shell does (set by a shell `trap`, not a `preexec_fn`: forking this
+    multithreaded JAX process to run Python code in the child can deadlock).
+    """
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.Popen([sys.executable, str(script), *map(str, args)],
+    command = [sys.executable, str(script), *map(str, args)]
+    if ignore_sigint:
+        command = ["bash", "-c", "trap '' INT; exec \"$@\"", "bash", *command]
+    return subprocess.Popen(command,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             **kw)
 

@@ -242,10 +242,7 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
     it ignored, as the launcher asked, and still stops cleanly on SIGTERM."""
     out = tmp_path / "run.h5"
 
-    def ignore_sigint():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    proc = _worker([out, tmp_path / "final.npy", "--keep-ignored"], preexec_fn=ignore_sigint)
+    proc = _worker([out, tmp_path / "final.npy", "--keep-ignored"], ignore_sigint=True)
     try:
         seen = wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
@@ -264,8 +261,7 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
 def test_suite_passes_when_launched_with_sigint_ignored(tmp_path):
     """The kill tests restore SIGINT in their workers, so they pass from a background job."""
     out = tmp_path / "run.h5"
-    proc = _worker([out, tmp_path / "final.npy"],
-                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = _worker([out, tmp_path / "final.npy"], ignore_sigint=True)
     try:
         wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
