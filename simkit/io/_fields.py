@@ -128,6 +128,24 @@ class FieldStore(FrameStore):
 
     # -- layout ---------------------------------------------------------------------------------
     @classmethod
+    def stored_groups(cls, groups: Sequence[SaveGroup],
+                      options: Mapping[str, Any] | None = None) -> list[SaveGroup]:
+        """Fields with their axes in `[z,] y, x[, component]` order (see `HDF5Store`)."""
+        groups = normalize_groups(groups)
+        spatial = _spatial_dims(groups, (options or {}).get("spatial_dims"))
+        out = []
+        for g in groups:
+            variables = {}
+            for name, var in g.variables.items():
+                extra = [d for d in var.dims if d not in spatial]
+                full = sorted(d for d in var.dims if d in spatial) == sorted(spatial)
+                # Only well-formed fields are reordered; `create` refuses the rest by name.
+                stored = spatial[::-1] + extra if full and len(extra) <= 1 else None
+                variables[name] = _stored_variable(var, stored)
+            out.append(SaveGroup(g.name, g.every, variables))
+        return out
+
+    @classmethod
     def _build(cls, h5: h5py.File, groups: Sequence[SaveGroup], *, coords: dict, time_units: str,
                options: dict) -> None:
         unknown = sorted(set(options) - set(_OPTIONS))
@@ -215,11 +233,8 @@ class FieldStore(FrameStore):
                               ds.shape[-1] if ds.ndim - 1 > spatial_rank else 0, var.units)
 
 
-def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
-          spatial_dims: Sequence[str] | None) -> tuple[list[str], dict[str, list[str]]]:
-    """Check fields and grid coordinates; return the spatial dims (X, Y[, Z] order) and the
-    stored dims of each field (`[z,] y, x[, component]`)."""
-    groups = normalize_groups(groups)
+def _spatial_dims(groups: Sequence[SaveGroup], spatial_dims: Sequence[str] | None) -> list[str]:
+    """The grid dimensions in X, Y[, Z] order: given, or those of x, y, z the variables use."""
     used = {d for g in groups for v in g.variables.values() for d in v.dims}
     if spatial_dims is None:
         spatial = [d for d in ("x", "y", "z") if d in used]
@@ -228,18 +243,27 @@ def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
                 "FieldStore found no 2-D or 3-D fields: the variables use dimensions "
                 f"{sorted(used)}. Name the grid dimensions x, y[, z], or pass "
                 "spatial_dims=(...) naming them in X, Y[, Z] order.")
-    else:
-        if isinstance(spatial_dims, str) or not all(isinstance(d, str) for d in spatial_dims):
-            raise SimkitInputError(f"spatial_dims must be a sequence of dimension names, got "
-                                   f"{spatial_dims!r}.")
-        spatial = list(spatial_dims)
-        if len(spatial) not in (2, 3) or len(set(spatial)) != len(spatial):
-            raise SimkitInputError(f"spatial_dims must name 2 or 3 distinct dimensions, got "
-                                   f"{spatial}.")
-        missing = [d for d in spatial if d not in used]
-        if missing:
-            raise SimkitInputError(f"spatial_dims {spatial}: no variable has dimension(s) "
-                                   f"{missing} (dimensions used: {sorted(used)}).")
+        return spatial
+    if isinstance(spatial_dims, str) or not all(isinstance(d, str) for d in spatial_dims):
+        raise SimkitInputError(f"spatial_dims must be a sequence of dimension names, got "
+                               f"{spatial_dims!r}.")
+    spatial = list(spatial_dims)
+    if len(spatial) not in (2, 3) or len(set(spatial)) != len(spatial):
+        raise SimkitInputError(f"spatial_dims must name 2 or 3 distinct dimensions, got "
+                               f"{spatial}.")
+    missing = [d for d in spatial if d not in used]
+    if missing:
+        raise SimkitInputError(f"spatial_dims {spatial}: no variable has dimension(s) "
+                               f"{missing} (dimensions used: {sorted(used)}).")
+    return spatial
+
+
+def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
+          spatial_dims: Sequence[str] | None) -> tuple[list[str], dict[str, list[str]]]:
+    """Check fields and grid coordinates; return the spatial dims (X, Y[, Z] order) and the
+    stored dims of each field (`[z,] y, x[, component]`)."""
+    groups = normalize_groups(groups)
+    spatial = _spatial_dims(groups, spatial_dims)
     sizes = {}
     for d in spatial:
         sizes[d] = _check_axis(d, coords.get(d))

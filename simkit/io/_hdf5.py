@@ -228,6 +228,18 @@ class HDF5Store:
                 for g in recorded]
 
     @classmethod
+    def stored_groups(cls, groups: Sequence[SaveGroup],
+                      options: Mapping[str, Any] | None = None) -> list[SaveGroup]:
+        """The groups as this layout stores them on disk (axis order of each variable).
+
+        The run driver creates the store with these and permutes each frame's axes on the
+        device, inside the compiled chunk (an XLA transpose of a 1024^2 float32 field took
+        0.5 ms here, numpy's 7 ms), so the writer receives frames already in file order.
+        Default: as declared.
+        """
+        return list(groups)
+
+    @classmethod
     def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
         """Step and time of frame `i` of `group` (for progress reports)."""
         raise NotImplementedError  # abstract

@@ -265,6 +265,13 @@ def run(
         raise SimkitInputError(
             f"chunk_steps ({chunk_steps}) must be a multiple of save_every ({plan.period}).")
 
+    store_options = dict(store_options or {})
+    groups_declared = _save_groups(stepper, state, params, plan)
+    groups_stored = groups_declared
+    if out is not None and hasattr(store_type, "stored_groups"):
+        groups_stored = store_type.stored_groups(groups_declared, store_options)
+        plan = dataclasses.replace(plan, transpose=_permutations(groups_declared, groups_stored))
+
     run_config = {
         **(config or {}),
         "stepper": describe_stepper(stepper),
@@ -290,7 +297,7 @@ def run(
             return _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                                overwrite, run_config, fp, attrs, progress, checkpoint_every,
                                checkpoint_interval, max_grow, callback, store_type,
-                               store_options or {}, guard, t_start)
+                               store_options, groups_stored, guard, t_start)
     finally:
         if lock is not None:
             lock.release()
@@ -298,7 +305,7 @@ def run(
 
 def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume, overwrite,
                 run_config, fp, attrs, progress, checkpoint_every, checkpoint_interval,
-                max_grow, callback, store_type, store_options, guard, t_start):
+                max_grow, callback, store_type, store_options, groups_stored, guard, t_start):
     store = None
     mem = {g: [] for g in plan.names}
     step = 0
@@ -316,13 +323,15 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                 log.info("resuming %s at step %d (%s frames kept)", out, step, n_kept)
             elif out is not None:
                 store = store_type.create(
-                    out, _save_groups(stepper, state, params, plan), config=run_config,
+                    out, groups_stored, config=run_config,
                     coords=stepper.coords(state, params),
                     attrs={**(attrs or {}), "n_steps": n_steps},
                     time_units=stepper.time_units(), overwrite=overwrite, **store_options)
                 ckpt.unlink(missing_ok=True)
             if not resume:
-                obs = {k: np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
+                perms = dict(plan.transpose)
+                obs = {k: np.asarray(v).transpose(perms[k])[None] if k in perms else
+                       np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
                 t0 = np.array([float(stepper.time(state))])
                 first = {g: (np.array([0]), t0, {q: obs[q] for q in plan.quantities(g)})
                          for g in plan.names}
@@ -505,6 +514,17 @@ def _keys(tree) -> str:
 def _save_groups(stepper, state, params, plan: SavePlan) -> list[SaveGroup]:
     variables = stepper.variables(state, params)
     return [SaveGroup(g, every, {q: variables[q] for q in qs}) for g, every, qs in plan.groups]
+
+
+def _permutations(declared: list[SaveGroup], stored: list[SaveGroup]):
+    """`(quantity, permutation)` for every quantity the writer stores in another axis order."""
+    out = []
+    for gd, gs in zip(declared, stored):
+        for name, var in gd.variables.items():
+            perm = tuple(var.dims.index(d) for d in gs.variables[name].dims)
+            if perm != tuple(range(len(perm))):
+                out.append((name, perm))
+    return tuple(sorted(out))
 
 
 def _checkpoint_due(step, n_steps, ckpt_step, last_ckpt, ckpt_cost, every, interval) -> bool:

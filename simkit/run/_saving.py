@@ -30,6 +30,8 @@ class SavePlan:
     """
 
     groups: tuple[tuple[str, int, tuple[str, ...]], ...]
+    #: `(quantity, axis permutation)`: frames permuted on the device to the writer's file order.
+    transpose: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def rates(self) -> tuple[int, ...]:
@@ -133,8 +135,11 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
     rates = plan.rates
     at_rate = {r: [g for g, every, _ in plan.groups if every == r] for r in rates}
 
+    perms = dict(plan.transpose)
+
     def observe(s, rate):
         obs = stepper.observe(s, params)
+        obs = {q: jnp.transpose(v, perms[q]) if q in perms else v for q, v in obs.items()}
         return ({g: {q: obs[q] for q in plan.quantities(g)} for g in at_rate[rate]},
                 stepper.time(s))
 
