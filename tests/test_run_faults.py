@@ -190,7 +190,7 @@ def test_failed_checkpoint_write_leaves_previous_checkpoint_and_no_temp_file(tmp
     monkeypatch.undo()
     assert not checkpoint_path(out).with_name(checkpoint_path(out).name + ".tmp").exists()
     with h5py.File(checkpoint_path(out), "r") as ck:
-        assert int(ck.attrs["step"]) == 40  # checkpoint 2 (after the first chunk)
+        assert int(ck.attrs["step"]) == 80  # checkpoint 2 (after the second chunk)
     with h5py.File(out, "r") as f:
         assert f.attrs["status"].startswith("failed")
 
@@ -353,19 +353,19 @@ def test_stale_lock_file_from_dead_process_is_taken_over(tmp_path):
 def test_checkpoint_cadence_by_steps_seconds_and_default(tmp_path, monkeypatch):
     # 400 steps in 10 chunks of 40: initial checkpoint + ...
     every = _run(tmp_path / "a.h5", checkpoint_interval=None, checkpoint_every=120)
-    assert every.checkpoints == 1 + 3 + 1  # steps 0; 120, 240, 360 (first chunk ends after); 400
+    assert every.checkpoints == 3 + 1  # steps 120, 240, 360 (chunk ends), and 400 (the end)
     each = _run(tmp_path / "b.h5", checkpoint_interval=0)
-    assert each.checkpoints == 1 + 10
+    assert each.checkpoints == 10
     hourly = _run(tmp_path / "c.h5", checkpoint_interval=3600)
-    assert hourly.checkpoints == 1 + 1  # start and end only
+    assert hourly.checkpoints == 1  # the end only
     # Default: after a chunk unless less than ADAPTIVE_CHECKPOINT_FACTOR x (time one checkpoint
     # took) has passed; with a factor of 0 that is every chunk.
     import simkit.run._driver as driver
 
     default = _run(tmp_path / "d.h5", checkpoint_interval=None)
-    assert 2 <= default.checkpoints <= 11
+    assert 2 <= default.checkpoints <= 10
     monkeypatch.setattr(driver, "ADAPTIVE_CHECKPOINT_FACTOR", 0)
-    assert _run(tmp_path / "f.h5", checkpoint_interval=None).checkpoints == 11
+    assert _run(tmp_path / "f.h5", checkpoint_interval=None).checkpoints == 10
     with pytest.raises(SimkitInputError, match="checkpoint_every"):
         _run(tmp_path / "e.h5", checkpoint_every=-5)
     with pytest.raises(SimkitInputError, match="checkpoint_interval"):
@@ -479,3 +479,31 @@ def test_cli_internal_error_is_one_line_with_hint(capsys):
     assert handle_errors(boom) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--debug" in err and "Traceback" not in err
+
+
+def test_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path, reference):
+    out = tmp_path / "run.h5"
+
+    def stop(step, n):
+        raise RuntimeError("died")
+
+    # Simulate a SIGKILL during the first chunk: initial frame on disk, no checkpoint yet.
+    with pytest.raises(RuntimeError):
+        _run(out, checkpoint_interval=3600, callback=stop)
+    checkpoint_path(out).unlink()
+    with h5py.File(out, "r+") as f:  # as a killed run leaves it: only the initial frame
+        for name in ("x", "step", "time"):
+            f[name].resize(1, axis=0)
+        f.attrs["status"] = "running"
+    res = _run(out, resume=True)
+    np.testing.assert_array_equal(np.asarray(res.state["x"]), reference["final"])
+    assert _assert_prefix_of_reference(out, reference)[0] == len(reference["step"])
+    # Another initial state is refused, not silently started from.
+    other = {"step": jnp.asarray(0), "x": jnp.linspace(1.0, 3.0, N)}
+    out2 = tmp_path / "c.h5"
+    with pytest.raises(RuntimeError):
+        _run(out2, checkpoint_interval=3600, callback=stop)
+    checkpoint_path(out2).unlink()
+    with pytest.raises(StoreError, match="initial_state"):
+        run(Decay(dt=0.1), other, PARAMS, out=out2, resume=True, n_steps=400, save_every=10,
+            chunk_steps=40, progress=False, checkpoint_interval=0)

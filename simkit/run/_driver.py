@@ -113,6 +113,16 @@ _chunk = jax.jit(scan_plan, static_argnums=(0, 3, 4))
 _one_step = jax.jit(lambda stepper, state, params: stepper.step(state, params), static_argnums=0)
 
 
+@jax.jit
+def _all_finite(state):
+    """One device-side flag: every inexact leaf of `state` is finite. A separate program from the
+    chunk (a reduction inside the chunk's scan measured ~8% slower on CPU), dispatched right
+    after it, so the state never travels to the host just to be checked."""
+    flags = [jax.numpy.isfinite(x).all() for x in jax.tree_util.tree_leaves(state)
+             if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    return jax.numpy.all(jax.numpy.stack(flags)) if flags else jax.numpy.asarray(True)
+
+
 def describe_stepper(stepper: AbstractStepper) -> dict[str, Any]:
     """A stable, JSON-able description of a stepper's static configuration (for fingerprints).
 
@@ -315,12 +325,21 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
     bar = None
     try:
         with guard.critical():
+            from_start = not resume
             if out is not None and resume:
                 store = store_type.open_resume(out, config=run_config)
-                state, step, n_kept = load_checkpoint(ckpt, state, fingerprint=fp)
-                store.truncate(n_kept)
-                ckpt_step = step
-                log.info("resuming %s at step %d (%s frames kept)", out, step, n_kept)
+                if not ckpt.exists() and max(store.n_frames.values(), default=0) <= 1:
+                    # Killed before its first checkpoint: the file holds at most the initial
+                    # frames, and the configuration check has verified that `state` is the
+                    # run's initial state (its digest is part of the configuration): start over.
+                    store.truncate({g: 0 for g in store.n_frames})
+                    from_start = True
+                    log.info("resuming %s from the start (no chunk was finished)", out)
+                else:
+                    state, step, n_kept = load_checkpoint(ckpt, state, fingerprint=fp)
+                    store.truncate(n_kept)
+                    ckpt_step = step
+                    log.info("resuming %s at step %d (%s frames kept)", out, step, n_kept)
             elif out is not None:
                 store = store_type.create(
                     out, groups_stored, config=run_config,
@@ -328,7 +347,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                     attrs={**(attrs or {}), "n_steps": n_steps},
                     time_units=stepper.time_units(), overwrite=overwrite, **store_options)
                 ckpt.unlink(missing_ok=True)
-            if not resume:
+            if from_start:
                 perms = dict(plan.transpose)
                 obs = {k: np.asarray(v).transpose(perms[k])[None] if k in perms else
                        np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
@@ -336,17 +355,17 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                 first = {g: (np.array([0]), t0, {q: obs[q] for q in plan.quantities(g)})
                          for g in plan.names}
                 if store is not None:
+                    # No checkpoint of step 0: `resume` restarts a run that has none from the
+                    # initial state it is given (checked against the file), which saves a
+                    # checkpoint write (an fsync) per run.
                     store.append(first)
-                    save_checkpoint(ckpt, state, step=0, n_frames=store.n_frames,
-                                    fingerprint=fp)
-                    n_ckpt += 1
                 else:
                     for g, (_, _, f) in first.items():
                         mem[g].append(f)
         bar = _progress_bar(n_steps, step, progress)
         pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, plan)
         while pending is not None:
-            chunk_start_state, periods, (new_state, frames, times, overflow) = pending
+            chunk_start_state, periods, (new_state, frames, times, overflow), finite = pending
             done = step + periods * plan.period
             # Queue the next chunk before waiting for this one, so the device never idles while
             # the host checks and writes; it is discarded if this chunk turns out bad.
@@ -359,7 +378,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             frames_h = {g: {q: np.asarray(v) for q, v in f.items()} for g, f in frames.items()}
             times_h = {g: np.asarray(t) for g, t in times.items()}
             ok = {g: frames_finite(frames_h[g], len(times_h[g])) for g in plan.names}
-            if not (all(o.all() for o in ok.values()) and _state_finite(new_state)):
+            if not (all(o.all() for o in ok.values()) and bool(finite)):
                 guard.stopping()
                 _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times_h,
                          store, mem, bar)
@@ -559,7 +578,8 @@ def _dispatch(stepper, state, params, step, n_steps, chunk_steps, plan):
     if step >= n_steps:
         return None
     periods = min(chunk_steps, n_steps - step) // plan.period
-    return state, periods, _chunk(stepper, state, params, periods, plan)
+    result = _chunk(stepper, state, params, periods, plan)
+    return state, periods, result, _all_finite(result[0])
 
 
 def _regrow(stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan, recomputed,
