@@ -21,6 +21,7 @@ SIMKIT_DEBUG=1):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -203,10 +204,8 @@ def handle_errors(fn: Callable[[], int | None], *, debug: bool = False) -> int:
     def fail(code: int, message: str) -> int:
         if debug:
             traceback.print_exc()
-        try:
+        with contextlib.suppress(OSError):  # stderr itself may be a closed pipe
             print(f"simkit: {message}", file=sys.stderr)
-        except (BrokenPipeError, OSError):
-            pass
         return code
 
     try:
@@ -214,10 +213,8 @@ def handle_errors(fn: Callable[[], int | None], *, debug: bool = False) -> int:
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
         # interpreter's final flush does not complain about the closed pipe either.
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
         return EXIT_BROKEN_PIPE
     except RunInterrupted as exc:
         return fail(exc.exit_code, f"{exc}; the finished part is saved, `simkit resume FILE` "

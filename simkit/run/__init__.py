@@ -9,7 +9,11 @@ from ._driver import (
     describe_stepper as describe_stepper,
     run as run,
 )
-from ._saving import SavePlan as SavePlan, resolve_save_plan as resolve_save_plan
+from ._saving import (
+    SavePlan as SavePlan,
+    resolve_save_plan as resolve_save_plan,
+    scan_plan as scan_plan,
+)
 from ._signals import RunInterrupted as RunInterrupted
-from ._simulate import scan_frames as scan_frames, simulate as simulate
+from ._simulate import simulate as simulate
 from ._stepper import AbstractStepper as AbstractStepper

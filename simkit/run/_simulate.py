@@ -8,27 +8,8 @@ import jax
 from jaxtyping import Array, PyTree
 
 from .._checks import SimkitInputError, require_positive
-from ._saving import SavePlan, resolve_save_plan, scan_plan
+from ._saving import resolve_save_plan, scan_plan
 from ._stepper import AbstractStepper
-
-
-def scan_frames(stepper: AbstractStepper, state: PyTree, params: PyTree, n_frames: int,
-                save_every: int, *, checkpoint: bool = False):
-    """Run `n_frames * save_every` steps, observing every `save_every` steps.
-
-    Returns:
-        (final_state, frames, times, overflow): `frames` maps names to arrays with a leading
-        `(n_frames,)` axis; `times (n_frames,)` the model time of each frame;
-        `overflow (n_frames,)` whether a capacity overflow occurred in the steps leading to it.
-    """
-    names = tuple(jax.eval_shape(stepper.observe, state, params))
-    plan = SavePlan((("", save_every, names),))
-    state, frames, times, overflow = scan_plan(stepper, state, params, n_frames, plan,
-                                               checkpoint=checkpoint)
-    # No finiteness reduction here: even one on the final state changed XLA's code for the
-    # whole loop and measured ~8% slower on CPU; the driver checks the final state and the
-    # frames on the host instead (NaN/inf persist in a state, so that suffices).
-    return state, frames[""], times[""], overflow
 
 
 def simulate(stepper: AbstractStepper, state: PyTree, params: PyTree, n_steps: int,
