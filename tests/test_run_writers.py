@@ -1,6 +1,9 @@
 """The H5MD and field writers driven by the run driver: per-group rates, readers (MDAnalysis,
 xarray, VTK), Ctrl-C and resume, refusal rules, `simkit info` for both kinds of file."""
 
+import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,3 +173,23 @@ def test_simkit_info_summarises_h5md_and_field_files(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "fields           every 20 steps: 11 frames, last step 200" in text
     assert "diagnostics      every 5 steps: 41 frames" in text
+
+
+@pytest.mark.skipif(shutil.which("pvpython") is None,
+                    reason="ParaView's pvpython is not installed (Debian: apt-get install "
+                           "paraview python3-paraview)")
+def test_paraview_opens_the_sidecar_with_its_xdmf_reader(tmp_path):
+    """ParaView itself (not only VTK's reader) sees every frame on the right grid."""
+    out = tmp_path / "diff.h5"
+    ref = _fields(None)
+    _fields(out)
+    r = subprocess.run(["pvpython", "--force-offscreen-rendering",
+                        str(Path(__file__).parent / "_paraview_read.py"),
+                        str(sidecar_path(out)), "u"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    # ParaView passes times through float32; the grid is x = 1 + 0.5 i, y = -2 + 0.5 j, z = 0.
+    np.testing.assert_allclose(seen["times"], np.arange(0, 201, 20) * 0.1, rtol=1e-6)
+    np.testing.assert_allclose(seen["bounds"], [1.0, 6.5, -2.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(np.reshape(seen["values"], (7, 12)), ref.frames["u"][-1].T,
+                               rtol=1e-12)
