@@ -193,3 +193,34 @@ def test_paraview_opens_the_sidecar_with_its_xdmf_reader(tmp_path):
     np.testing.assert_allclose(seen["bounds"], [1.0, 6.5, -2.0, 1.0, 0.0, 0.0])
     np.testing.assert_allclose(np.reshape(seen["values"], (7, 12)), ref.frames["u"][-1].T,
                                rtol=1e-12)
+
+
+def test_blow_up_keeps_every_earlier_frame_in_both_writers(tmp_path):
+    from simkit.run import SimulationBlowUp
+
+    with pytest.raises(SimulationBlowUp, match="step 437"):
+        run(Walkers(nan_at=437), Walkers.initial(dim=3), PARAMS, n_steps=600, save_every=RATES,
+            chunk_steps=100, progress=False, out=tmp_path / "w.h5", store_type=H5MDStore,
+            store_options=BOX)
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        np.testing.assert_array_equal(f["particles/all/position/step"][:],
+                                      np.arange(0, 401, 50))
+        np.testing.assert_array_equal(f["observables/msd/step"][:], np.arange(0, 431, 10))
+        assert np.isfinite(f["particles/all/position/value"][:]).all()
+        assert "step 437" in f.attrs["status"]
+
+    class Explodes(Diffusion):
+        def step(self, state, params):
+            new = super().step(state, params)
+            return {**new, "u": jnp.where(new["n"] >= 57, jnp.inf, new["u"])}
+
+    out = tmp_path / "f.h5"
+    with pytest.raises(SimulationBlowUp, match="step 57"):
+        run(Explodes(), _field_state(), {}, n_steps=200, save_every={"fields": 20,
+                                                                     "diagnostics": 5},
+            chunk_steps=40, progress=False, out=out, store_type=FieldStore)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["step_fields"][:], [0, 20, 40])
+        np.testing.assert_array_equal(f["step_diagnostics"][:], np.arange(0, 56, 5))
+        assert np.isfinite(f["u"][:]).all()
+    assert sidecar_path(out).read_text().count("<Time ") == 3  # ParaView sees the kept frames
