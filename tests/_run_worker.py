@@ -1,7 +1,8 @@
 """Worker process for kill/interrupt/resume tests: runs a Lorenz ensemble through the driver.
 
 usage: python _run_worker.py OUT FINAL_NPY [--resume] [--no-out] [--keep-ignored]
-                             [--checkpoint-interval S] [--n-steps N] [--walkers]
+                             [--checkpoint-interval S] [--n-steps N] [--chunk-steps N]
+                             [--walkers]
 Prints "chunk <step>" (flushed) after every chunk is on disk. Errors go through the command
 line's handler, so the exit code is the documented one (143 for SIGTERM, 5 for a locked file).
 """
@@ -52,7 +53,8 @@ def main():
     stepper = ODEStepper(lorenz, dt=1e-3)
     state = stepper.init(y0, params)
     res = run(stepper, state, params, n_steps=option("--n-steps", 40_000), save_every=100,
-              chunk_steps=200, out=None if "--no-out" in sys.argv else out, resume=resume,
+              chunk_steps=option("--chunk-steps", 200),
+              out=None if "--no-out" in sys.argv else out, resume=resume,
               progress=False, config={"worker": "lorenz"},
               checkpoint_interval=option("--checkpoint-interval", 0.0),
               callback=lambda step, n_frames: print(f"chunk {step}", flush=True))

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -507,3 +508,35 @@ def test_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path,
     with pytest.raises(StoreError, match="initial_state"):
         run(Decay(dt=0.1), other, PARAMS, out=out2, resume=True, n_steps=400, save_every=10,
             chunk_steps=40, progress=False, checkpoint_interval=0)
+
+
+def test_sigterm_is_acted_on_during_a_long_chunk(tmp_path):
+    """A scheduler's SIGTERM is followed by SIGKILL after a grace period (Slurm: 30 s): the
+    checkpoint and status must not wait for a long chunk in flight to finish. The driver waits
+    for the device in short sleeps, so the signal is handled within milliseconds; the chunk in
+    flight (about 9 s here) is discarded."""
+    out = tmp_path / "run.h5"
+    proc = _worker([out, tmp_path / "final.npy", "--n-steps", "20000000", "--chunk-steps",
+                    "2000000", "--checkpoint-interval", "3600"])
+    try:
+        wait_chunks(proc, 1)
+        proc.send_signal(signal.SIGTERM)
+        ready = threading.Event()
+        lines = []
+
+        def read_stderr():
+            for line in proc.stderr:
+                lines.append(line)
+                if "interrupted by SIGTERM at step" in line:
+                    ready.set()
+
+        threading.Thread(target=read_stderr, daemon=True).start()
+        # Well under the ~9 s the chunk in flight takes: handled before it could finish.
+        assert ready.wait(timeout=3.0), "".join(lines)[-2000:]
+        with h5py.File(checkpoint_path(out), "r") as ck:
+            assert int(ck.attrs["step"]) == 2_000_000
+        with h5py.File(out, "r") as f:
+            assert f.attrs["status"] == "interrupted"
+    finally:
+        proc.kill()  # do not wait for the discarded chunk the runtime is still finishing
+        proc.wait(timeout=120)

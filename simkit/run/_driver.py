@@ -370,6 +370,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             # Queue the next chunk before waiting for this one, so the device never idles while
             # the host checks and writes; it is discarded if this chunk turns out bad.
             pending = _dispatch(stepper, new_state, params, done, n_steps, chunk_steps, plan)
+            _wait_ready(finite)
             if np.asarray(overflow).any():
                 stepper, state, pending, recomputed = _regrow(
                     stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan,
@@ -533,6 +534,18 @@ def _keys(tree) -> str:
 def _save_groups(stepper, state, params, plan: SavePlan) -> list[SaveGroup]:
     variables = stepper.variables(state, params)
     return [SaveGroup(g, every, {q: variables[q] for q in qs}) for g, every, qs in plan.groups]
+
+
+def _wait_ready(x, poll_s: float = 1e-3) -> None:
+    """Wait for a device result in short sleeps instead of one blocking call.
+
+    Python runs signal handlers only between bytecodes, so a blocking wait on a long chunk
+    would hold SIGTERM (a scheduler's notice before SIGKILL) until the chunk finishes. Polling
+    lets the run stop within about `poll_s`: the chunk in flight is discarded and the last
+    finished one is checkpointed. The device is not slowed: the next chunk is already queued.
+    """
+    while not x.is_ready():
+        _time.sleep(poll_s)
 
 
 def _permutations(declared: list[SaveGroup], stored: list[SaveGroup]):
