@@ -22,6 +22,7 @@ Guarantees (each backed by a test in tests/test_run_driver.py or tests/test_run_
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -323,6 +324,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
     n_ckpt, recomputed = 0, 0
     last_ckpt, ckpt_step, ckpt_cost = _time.monotonic(), 0, 0.0
     bar = None
+    waiter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="simkit-wait")
     try:
         with guard.critical():
             from_start = not resume
@@ -370,7 +372,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             # Queue the next chunk before waiting for this one, so the device never idles while
             # the host checks and writes; it is discarded if this chunk turns out bad.
             pending = _dispatch(stepper, new_state, params, done, n_steps, chunk_steps, plan)
-            _wait_ready(finite)
+            _wait_ready(finite, waiter)
             if np.asarray(overflow).any():
                 stepper, state, pending, recomputed = _regrow(
                     stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan,
@@ -432,6 +434,7 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             _fail(store, step, exc, guard)
         raise
     finally:
+        waiter.shutdown(wait=False, cancel_futures=True)
         if bar is not None:
             bar.close()
         if store is not None:
@@ -536,16 +539,17 @@ def _save_groups(stepper, state, params, plan: SavePlan) -> list[SaveGroup]:
     return [SaveGroup(g, every, {q: variables[q] for q in qs}) for g, every, qs in plan.groups]
 
 
-def _wait_ready(x, poll_s: float = 1e-3) -> None:
-    """Wait for a device result in short sleeps instead of one blocking call.
+def _wait_ready(x, waiter: concurrent.futures.ThreadPoolExecutor) -> None:
+    """Wait for a device result without holding back signals.
 
-    Python runs signal handlers only between bytecodes, so a blocking wait on a long chunk
-    would hold SIGTERM (a scheduler's notice before SIGKILL) until the chunk finishes. Polling
-    lets the run stop within about `poll_s`: the chunk in flight is discarded and the last
-    finished one is checkpointed. The device is not slowed: the next chunk is already queued.
+    Python runs signal handlers only between bytecodes, so a blocking wait on a long chunk in
+    the main thread would hold SIGTERM (a scheduler's notice before SIGKILL) until the chunk
+    finished. A helper thread does the blocking wait; the main thread waits on its future,
+    which a signal interrupts at once: the chunk in flight is discarded and the last finished
+    one is checkpointed. (Polling with 1 ms sleeps did the same but measured 5-10% slower on 2
+    cores: the wake-ups competed with the compute threads.)
     """
-    while not x.is_ready():
-        _time.sleep(poll_s)
+    waiter.submit(jax.block_until_ready, x).result()
 
 
 def _permutations(declared: list[SaveGroup], stored: list[SaveGroup]):
