@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,3 +58,14 @@ def signal_when(proc: subprocess.Popen, stop: Callable[[str], bool], *,
             proc.kill()
             proc.wait(timeout=60)
     return last
+
+
+@contextlib.contextmanager
+def killed_on_exit(proc: subprocess.Popen):
+    """`with killed_on_exit(spawn(...)) as proc:` — the worker never outlives the block."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)

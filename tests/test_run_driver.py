@@ -16,7 +16,7 @@ from simkit.ode import ODEStepper
 from simkit.run import SimulationBlowUp, run, simulate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _procs import spawn, wait_chunks  # noqa: E402
+from _procs import killed_on_exit, spawn, wait_chunks  # noqa: E402
 from _toy import Buffer, Decay, RandomWalk  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -189,13 +189,10 @@ def _reference_final(tmp_path):
 def test_killed_run_keeps_flushed_frames_and_resumes_bitwise(tmp_path, sig):
     out = tmp_path / "run.h5"
     proc = _worker([out, tmp_path / "final.npy"])
-    try:
+    with killed_on_exit(proc):
         seen = wait_chunks(proc, 5)
         proc.send_signal(sig)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert rc != 0
     # Every frame flushed before the signal reads back, with sane values.
     with h5py.File(out, "r") as f:

@@ -30,7 +30,7 @@ from simkit.io import (
 from simkit.run import RunInterrupted, run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _procs import spawn, wait_chunks  # noqa: E402
+from _procs import killed_on_exit, spawn, wait_chunks  # noqa: E402
 from _toy import Decay  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -219,13 +219,10 @@ def test_sigterm_and_sighup_stop_cleanly_with_checkpoint_at_current_step(tmp_pat
     out = tmp_path / "run.h5"
     # A cadence that would otherwise never checkpoint: the signal must write one itself.
     proc = _worker([out, tmp_path / "final.npy", "--checkpoint-interval", "3600"])
-    try:
+    with killed_on_exit(proc):
         wait_chunks(proc, 4)
         proc.send_signal(sig)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     err = proc.stderr.read()
     assert rc == 128 + sig, err
     assert "Traceback" not in err and f"interrupted by {signal.Signals(sig).name}" in err
@@ -244,16 +241,13 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
     out = tmp_path / "run.h5"
 
     proc = _worker([out, tmp_path / "final.npy", "--keep-ignored"], ignore_sigint=True)
-    try:
+    with killed_on_exit(proc):
         seen = wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
         more = wait_chunks(proc, 3)  # still running after SIGINT
         assert more[-1] > seen[-1]
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert rc == 143
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "interrupted"
@@ -263,13 +257,10 @@ def test_suite_passes_when_launched_with_sigint_ignored(tmp_path):
     """The kill tests restore SIGINT in their workers, so they pass from a background job."""
     out = tmp_path / "run.h5"
     proc = _worker([out, tmp_path / "final.npy"], ignore_sigint=True)
-    try:
+    with killed_on_exit(proc):
         wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert rc == 130
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "interrupted"
@@ -319,7 +310,7 @@ def test_second_writer_is_refused_naming_the_first(tmp_path):
 def test_second_process_resume_is_refused_while_first_runs(tmp_path):
     out = tmp_path / "run.h5"
     first = _worker([out, tmp_path / "a.npy", "--n-steps", "400000"])
-    try:
+    with killed_on_exit(first):
         wait_chunks(first, 3)
         second = _worker([out, tmp_path / "b.npy", "--resume", "--n-steps", "400000"])
         err = second.communicate(timeout=300)[1]
@@ -331,9 +322,6 @@ def test_second_process_resume_is_refused_while_first_runs(tmp_path):
         assert f"written now by PID {first.pid}" in info.stdout, info.stdout + info.stderr
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
     # The dead writer's lock is stale: info says so, and a resume takes it over.
     info = subprocess.run([sys.executable, "-m", "simkit.cli", "info", str(out)],
                           capture_output=True, text=True)

@@ -33,6 +33,14 @@ def _md(out, **kw):
     return run(Walkers(), Walkers.initial(dim=3), PARAMS, out=out, **kw)
 
 
+def _ctrl_c_at(at_step):
+    """A driver callback that acts like the user's Ctrl-C once `at_step` is on disk."""
+    def callback(step, n_frames):
+        if step == at_step:
+            raise KeyboardInterrupt
+    return callback
+
+
 def _field_state():
     u0 = jax.random.uniform(jax.random.key(3), (12, 7), jnp.float64)
     return {"n": jnp.asarray(0), "u": u0}
@@ -66,13 +74,9 @@ def test_h5md_run_reads_back_in_mdanalysis_every_frame(tmp_path):
 def test_h5md_ctrl_c_then_resume_is_bitwise(tmp_path):
     full = _md(tmp_path / "full.h5")
 
-    def ctrl_c(step, n):
-        if step == 300:
-            raise KeyboardInterrupt
-
     part = tmp_path / "part.h5"
     with pytest.raises(KeyboardInterrupt):
-        _md(part, callback=ctrl_c)
+        _md(part, callback=_ctrl_c_at(300))
     with h5py.File(part, "r") as f:
         assert f.attrs["status"] == "interrupted"
         assert f["particles/all/position/step"][-1] == 300
@@ -132,13 +136,9 @@ def test_field_run_reads_back_in_xarray_and_vtk(tmp_path):
 def test_field_ctrl_c_then_resume_is_bitwise_and_sidecar_follows(tmp_path):
     full = _fields(tmp_path / "full.h5")
 
-    def ctrl_c(step, n):
-        if step == 80:
-            raise KeyboardInterrupt
-
     part = tmp_path / "part.h5"
     with pytest.raises(KeyboardInterrupt):
-        _fields(part, callback=ctrl_c, checkpoint_interval=0)
+        _fields(part, callback=_ctrl_c_at(80), checkpoint_interval=0)
     assert sidecar_path(part).read_text().count("<Grid ") >= 5
     res = _fields(part, resume=True)
     np.testing.assert_array_equal(np.asarray(res.state["u"]), np.asarray(full.state["u"]))
