@@ -85,9 +85,12 @@ def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int,
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, like: Any, *,
-                    fingerprint: str) -> tuple[Any, int, dict[str, int]]:
+def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str,
+                    resizable: Any = None) -> tuple[Any, int, dict[str, int]]:
     """Read a checkpoint into the structure of `like` (a template state of the same run).
+
+    `resizable(path) -> bool` names entries whose shape may differ from the template's (same
+    rank and dtype): fixed-capacity buffers that the run grew after an overflow.
 
     Returns:
         (state, step, n_frames) with `n_frames` the frames per save group at the checkpoint.
@@ -125,7 +128,9 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *,
                 leaves.append(jax.random.wrap_key_data(data, impl=jax.random.key_impl(ref)))
                 continue
             ref_arr = np.asarray(ref)
-            if data.shape != ref_arr.shape or data.dtype != ref_arr.dtype:
+            grown = (resizable is not None and resizable(stored_paths[i])
+                     and data.ndim == ref_arr.ndim and data.dtype == ref_arr.dtype)
+            if (data.shape != ref_arr.shape and not grown) or data.dtype != ref_arr.dtype:
                 raise StoreError(
                     f"cannot resume: checkpoint entry {stored_paths[i]} has shape {data.shape} "
                     f"{data.dtype}, the run's state expects {ref_arr.shape} {ref_arr.dtype}.")

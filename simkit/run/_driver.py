@@ -338,7 +338,8 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                     from_start = True
                     log.info("resuming %s from the start (no chunk was finished)", out)
                 else:
-                    state, step, n_kept = load_checkpoint(ckpt, state, fingerprint=fp)
+                    state, step, n_kept = load_checkpoint(ckpt, state, fingerprint=fp,
+                                                           resizable=stepper.resizable)
                     store.truncate(n_kept)
                     ckpt_step = step
                     log.info("resuming %s at step %d (%s frames kept)", out, step, n_kept)

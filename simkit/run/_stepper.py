@@ -48,6 +48,12 @@ class AbstractStepper(eqx.Module):
         """Return (stepper, state) with larger capacity; called by the driver after overflow."""
         raise RuntimeError(f"{type(self).__name__} reported an overflow but cannot grow its capacity.")
 
+    def resizable(self, path: str) -> bool:
+        """True for state entries (by pytree path, e.g. `".neighbors.idx"`) whose shape may grow
+        through `grow`; `resume` then accepts a checkpoint whose capacities differ from the
+        fresh initial state's. Default: none."""
+        return False
+
     def coords(self, state: PyTree, params: PyTree) -> dict[str, tuple[Any, str]]:
         """Coordinate values and units of non-time dimensions (default: indices)."""
         return {}

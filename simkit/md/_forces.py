@@ -1,0 +1,72 @@
+"""Pair sums over a neighbor list: forces, potential energy and virial.
+
+`idx` is a full list (each pair appears in both rows), so the force on i is a row sum (no
+scatter) and energy and virial count each pair twice (hence the factors 1/2).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ._potentials import PairPotential, pair_params
+
+
+def _pairs(potential: PairPotential, params, positions, idx, species, box):
+    n, dim = positions.shape
+    box_a = None if box is None else jnp.asarray(box, positions.dtype)
+    j = jnp.minimum(idx, n - 1)
+    # Coordinates first (structure of arrays): D wide elementwise loops instead of a reduction
+    # over a length-3 axis, which measured several times slower on CPU.
+    xs = positions.T
+    dr = []
+    for d in range(dim):
+        dd = xs[d][:, None] - xs[d][j]
+        if box_a is not None:
+            dd = dd - box_a[d] * jnp.round(dd / box_a[d])
+        dr.append(dd)
+    r2 = sum(dd * dd for dd in dr)
+    per_species = any(jnp.ndim(v) == 2 for v in params.values())
+    if per_species:
+        p = pair_params(params, species[:, None], species[jnp.minimum(idx, n - 1)])
+    else:
+        p = {k: jnp.asarray(v, positions.dtype) for k, v in params.items()}
+    valid = idx < n
+    r2 = jnp.where(valid, r2, jnp.asarray(potential.cutoff**2, r2.dtype))  # empty slot: no force
+    u, du_dr2 = potential.energy_and_derivative(r2, p)
+    u = jnp.where(valid, u, 0.0)
+    du_dr2 = jnp.where(valid, du_dr2, 0.0)
+    return dr, r2, u, du_dr2
+
+
+def forces(potential: PairPotential, params, positions: Float[Array, "N D"],
+           idx: Int[Array, "N K"], species: Int[Array, " N"] | None, box
+           ) -> Float[Array, "N D"]:
+    """Force on each particle, `-dU/dr_i` (energy / length), from a full neighbor list."""
+    dr, _, _, du_dr2 = _pairs(potential, params, positions, idx, species, box)
+    coef = -2.0 * du_dr2
+    return jnp.stack([jnp.sum(coef * dd, axis=1) for dd in dr], axis=-1)
+
+
+def energy_virial(potential: PairPotential, params, positions: Float[Array, "N D"],
+                  idx: Int[Array, "N K"], species: Int[Array, " N"] | None, box
+                  ) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """(potential energy, virial W = sum over pairs of r_ij . F_ij), both energy units."""
+    _, r2, u, du_dr2 = _pairs(potential, params, positions, idx, species, box)
+    return 0.5 * jnp.sum(u), 0.5 * jnp.sum(-2.0 * du_dr2 * r2)
+
+
+def energy(potential: PairPotential, params, positions, idx, species, box) -> Float[Array, ""]:
+    """Potential energy (energy units) from a full neighbor list; differentiable in positions
+    and params (its negative gradient equals `forces`)."""
+    return energy_virial(potential, params, positions, idx, species, box)[0]
+
+
+def energy_all_pairs(potential: PairPotential, params, positions, species=None, box=None
+                     ) -> Float[Array, ""]:
+    """Potential energy by the O(N^2) sum over all pairs (reference for tests, small N)."""
+    n = positions.shape[0]
+    idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n, n))
+    idx = jnp.where(idx == jnp.arange(n)[:, None], n, idx)
+    sp = species if species is not None else jnp.zeros(n, jnp.int32)
+    return energy(potential, params, positions, idx, sp, box)
