@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -76,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     from simkit import require_positive
     from simkit.io import output_path
     from simkit.ode import ODEStepper
+    from simkit.cli import argv_without_output, log_to_stderr
     from simkit.run import run
 
-    _log_to_stderr()
+    log_to_stderr()
     # Validate everything before compiling anything.
     require_positive("--members", args.members, integer=True)
     require_positive("--t1", args.t1)
@@ -109,43 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                  resume=args.resume, config=config_from_args(args),
                  attrs={"problem": NAME, "parameters": {k: float(v) for k, v in params.items()},
                         "solver": "Tsit5 fixed step", "dt": args.dt, "members": args.members,
-                        "argv": _argv_without_output(argv)},
+                        "argv": argv_without_output(argv)},
                  progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
                  checkpoint_interval=args.checkpoint_interval)
     wall = time.perf_counter() - t0
     _report(out, result, wall, args)
     return 0
-
-
-def _argv_without_output(argv: list[str]) -> list[str]:
-    """The options of this run minus the output/restart ones (for `simkit resume`)."""
-    kept, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--out":
-            skip = True
-            continue
-        if a.startswith("--out=") or a in ("--overwrite", "--resume", "--no-progress", "--debug"):
-            continue
-        kept.append(a)
-    return kept
-
-
-def _log_to_stderr() -> None:
-    """Show simkit's own INFO messages (resume, recomputation) without other libraries' noise."""
-    class _CurrentStderr(logging.StreamHandler):
-        def emit(self, record):  # follow sys.stderr if it is replaced (tests, notebooks)
-            self.stream = sys.stderr
-            super().emit(record)
-
-    logger = logging.getLogger("simkit")
-    if not logger.handlers:
-        handler = _CurrentStderr()
-        handler.setFormatter(logging.Formatter("[simkit] %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def _shard_members(y0):

@@ -185,6 +185,41 @@ def main(argv: list[str] | None = None) -> int:
     return handle_errors(lambda: args.func(args), debug=debug)
 
 
+def argv_without_output(argv: list[str]) -> list[str]:
+    """A problem's options minus the output and restart ones (`--out`, `--overwrite`,
+    `--resume`, `--no-progress`, `--debug`): what `simkit resume` replays, stored in the file."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        if a.startswith("--out=") or a in ("--overwrite", "--resume", "--no-progress", "--debug"):
+            continue
+        kept.append(a)
+    return kept
+
+
+def log_to_stderr() -> None:
+    """Show simkit's own INFO messages (resume, recomputation after an overflow) on stderr,
+    without other libraries' noise. For problem scripts; library code only logs."""
+    import logging
+
+    class _CurrentStderr(logging.StreamHandler):
+        def emit(self, record):  # follow sys.stderr if it is replaced (tests, notebooks)
+            self.stream = sys.stderr
+            super().emit(record)
+
+    logger = logging.getLogger("simkit")
+    if not logger.handlers:
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("[simkit] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def script_main(main_fn: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run a problem script's `main(argv)` with the command line's error handling and exit
     codes (for `if __name__ == "__main__": raise SystemExit(script_main(main))`)."""

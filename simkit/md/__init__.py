@@ -30,9 +30,10 @@ from ._minimise import FIRE as FIRE, minimise as minimise
 from ._neighbors import (
     NeighborList as NeighborList,
     brute_force_pairs as brute_force_pairs,
-    build as build_neighbor_list,
+    build as build_neighbor_list,  # noqa: F401 - public name for the list build
 )
 from ._observables import (
+    block_average as block_average,
     kinetic_energy as kinetic_energy,
     mean_squared_displacement as mean_squared_displacement,
     pressure as pressure,

@@ -21,6 +21,11 @@ class FIRE(MDStepper):
         n_min: steps with power F.v > 0 before the step may grow (5).
         f_inc, f_dec: time-step growth (1.1) and cut (0.5) factors.
         alpha_start, f_alpha: initial velocity mixing (0.1) and its decay (0.99).
+        max_step: largest displacement of any particle in one iteration (length, default 0.1):
+            keeps the first steps from strongly overlapping starts from flying apart.
+        ftol: once the largest force is below this (energy / length), the state stays put
+            (sticky convergence, so a driver run of fixed length ends at the minimum found);
+            0 never stops.
     """
 
     dt_max: float | None = eqx.field(static=True, default=None, kw_only=True)
@@ -29,10 +34,15 @@ class FIRE(MDStepper):
     f_dec: float = eqx.field(static=True, default=0.5, kw_only=True)
     alpha_start: float = eqx.field(static=True, default=0.1, kw_only=True)
     f_alpha: float = eqx.field(static=True, default=0.99, kw_only=True)
+    max_step: float = eqx.field(static=True, default=0.1, kw_only=True)
+    ftol: float = eqx.field(static=True, default=0.0, kw_only=True)
 
     def __check_init__(self):
         if self.dt_max is not None:
             require_positive("dt_max", self.dt_max)
+        require_positive("max_step", self.max_step)
+        if not self.ftol >= 0:
+            raise SimkitInputError(f"ftol must be >= 0, got {self.ftol!r}.")
         if not (0 < self.f_dec < 1 < self.f_inc and 0 < self.f_alpha <= 1 and
                 0 <= self.alpha_start < 1):
             raise SimkitInputError(
@@ -50,25 +60,35 @@ class FIRE(MDStepper):
         e = state.extra
         dt, alpha, n_pos = e["dt"], e["alpha"], e["n_pos"]
         dt_max = jnp.asarray(self.dt_max if self.dt_max is not None else 10 * self.dt, dtype)
-        f = state.forces
-        v = state.velocities + dt * f / state.mass[:, None]
+        f, v = state.forces, state.velocities
+        # The power is taken before the kick: after it, F.v > 0 almost always and FIRE would
+        # never detect that it is going uphill.
         power = jnp.sum(f * v)
         f_norm = jnp.sqrt(jnp.sum(f * f))
         v_norm = jnp.sqrt(jnp.sum(v * v))
-        v = (1 - alpha) * v + alpha * v_norm * f / jnp.where(f_norm > 0, f_norm, 1.0)
         uphill = power <= 0
         grow = (~uphill) & (n_pos > self.n_min)
+        v = (1 - alpha) * v + alpha * v_norm * f / jnp.where(f_norm > 0, f_norm, 1.0)
         v = jnp.where(uphill, 0.0, v)
         n_pos = jnp.where(uphill, 0, n_pos + 1)
-        dt_new = jnp.where(uphill, dt * self.f_dec, jnp.where(grow, jnp.minimum(dt * self.f_inc, dt_max), dt))
+        dt_new = jnp.where(uphill, dt * self.f_dec,
+                           jnp.where(grow, jnp.minimum(dt * self.f_inc, dt_max), dt))
         alpha = jnp.where(uphill, jnp.asarray(self.alpha_start, dtype),
                           jnp.where(grow, alpha * self.f_alpha, alpha))
-        x, image = self.move(state, dt_new * v)
+        v = v + dt_new * f / state.mass[:, None]  # semi-implicit Euler step
+        converged = jnp.sqrt(jnp.max(jnp.sum(f * f, -1))) < self.ftol
+        v = jnp.where(converged, 0.0, v)
+        dx = dt_new * v
+        longest = jnp.sqrt(jnp.max(jnp.sum(dx * dx, -1)))
+        dx = dx * jnp.minimum(1.0, self.max_step / jnp.where(longest > 0, longest, 1.0))
+        x, image = self.move(state, dx)
         f, nbrs = self.compute_forces(state, params, x)
+        keep = {"dt": dt, "alpha": e["alpha"], "n_pos": e["n_pos"]}
+        extra = jax.tree.map(lambda a, b: jnp.where(converged, a, b), keep,
+                             {"dt": dt_new, "alpha": alpha, "n_pos": n_pos})
         return eqx.tree_at(
             lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors, s.step, s.extra),
-            state, (x, v, f, image, nbrs, state.step + 1,
-                    {"dt": dt_new, "alpha": alpha, "n_pos": n_pos}))
+            state, (x, v, f, image, nbrs, state.step + 1, extra))
 
     def extra_observables(self, state, params, potential_energy):
         return {"max_force": jnp.sqrt(jnp.max(jnp.sum(state.forces**2, -1)))}

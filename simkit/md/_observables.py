@@ -68,3 +68,22 @@ def pressure(kinetic: Float[Array, ""], virial: Float[Array, ""], box) -> Float[
     """Pressure (2 KE + W) / (D V) from the kinetic energy and the virial W = sum r_ij . F_ij."""
     box_a = jnp.asarray(box)
     return (2.0 * kinetic + virial) / (box_a.size * jnp.prod(box_a))
+
+
+def block_average(samples, n_blocks: int = 10) -> tuple[float, float]:
+    """Mean of a correlated time series and its standard error by block averaging (Flyvbjerg &
+    Petersen, J. Chem. Phys. 91, 461 (1989)): the series is cut into `n_blocks` equal blocks
+    (longer than the correlation time, or the error is underestimated) and the error is the
+    standard deviation of the block means over sqrt(n_blocks - 1). Host-side (NumPy).
+
+    Returns:
+        (mean, standard error), floats in the units of `samples`.
+    """
+    import numpy as np
+
+    x = np.asarray(samples, np.float64).ravel()
+    if n_blocks < 2 or x.size < n_blocks:
+        raise ValueError(f"need at least n_blocks >= 2 samples, got {x.size} for {n_blocks} blocks")
+    m = x.size // n_blocks
+    means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
+    return float(x.mean()), float(means.std(ddof=1) / np.sqrt(n_blocks))
