@@ -12,7 +12,7 @@ the mean potential energy per particle U/N and pressure p* with standard errors 
 averaging, next to NIST's values and the deviation in combined standard errors.
 
 Example:
-    python problems/lj_eos.py --temperature 0.85 --density 0.86 --out eos.h5
+    python problems/lj_eos.py --temperature 0.85 --density 0.86 --out eos.h5md
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                   tail_correction=True)
 
     stepper = thermostat(args.temperature)
-    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
+    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume,
+                      suffix=".h5md")
     velocities = md.maxwell_boltzmann(key_v, positions.shape, kT=args.melt_temperature,
                                       dtype=dtype)
     if args.melt_steps:

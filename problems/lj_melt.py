@@ -14,9 +14,11 @@ thermodynamics (kinetic/potential/total energy per atom, temperature, pressure, 
 `--thermo-every` steps) go to an H5MD file that MDAnalysis, VMD and OVITO read.
 
 Example:
-    python problems/lj_melt.py --out melt.h5
-    python problems/lj_melt.py --cells 20 --steps 1000 --out melt32k.h5      # N = 32 000
-    MDAnalysis: mda.Universe("melt.h5")
+    python problems/lj_melt.py --out melt.h5md
+    python problems/lj_melt.py --cells 20 --steps 1000 --out melt32k.h5md      # N = 32 000
+    MDAnalysis (reduced units have no unit attribute, so no conversion):
+        u = mda.Universe.empty(2048, trajectory=True)
+        u.load_new("melt.h5md", format="H5MD", convert_units=False)
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     velocities = md.maxwell_boltzmann(jax.random.key(args.seed), positions.shape,
                                       kT=args.temperature, dtype=dtype)
     state = stepper.init(positions, params, velocities)
-    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
+    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume,
+                      suffix=".h5md")
 
     n = positions.shape[0]
     t0 = time.perf_counter()
@@ -123,11 +126,11 @@ def report(out: Path, result, wall: float, n: int, args) -> None:
         step = obs["temperature/step"][:]
         q = {k: obs[f"{k}/value"][:] for k in ("temperature", "potential_energy",
                                                   "kinetic_energy", "total_energy", "pressure")}
-        frames = f["particles/all/position/value"].shape[0]
+        frames = f["particles/trajectory/position/value"].shape[0]
     print(f"\nLJ melt: {n} atoms, {result.steps_done} steps of dt={args.dt} in {wall:.1f} s "
           f"({n * result.steps_done / wall:.3g} atom-steps/s including compilation)")
     print(f"output: {out} ({frames} configurations, {len(step)} thermo records; "
-          "MDAnalysis.Universe(path) opens it)")
+          "MDAnalysis: see --help)")
     print(f"{'step':>7} {'T*':>8} {'U/N':>10} {'K/N':>8} {'E/N':>10} {'p*':>8}")
     for i in np.unique(np.linspace(0, len(step) - 1, min(len(step), 11)).astype(int)):
         print(f"{step[i]:7d} {q['temperature'][i]:8.4f} {q['potential_energy'][i]:10.5f} "

@@ -10,8 +10,8 @@ E_v = U(N-1 relaxed) - (N-1)/N U(perfect N) of the LJ crystal (about 8-9 epsilon
 potential at zero pressure; this cut and shifted model at fixed volume gives a nearby value).
 
 Example:
-    python problems/lj_minimise.py --start random --out quench.h5
-    python problems/lj_minimise.py --start vacancy --cells 5 --out vacancy.h5
+    python problems/lj_minimise.py --start random --out quench.h5md
+    python problems/lj_minimise.py --start vacancy --cells 5 --out vacancy.h5md
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         positions = lattice_x[1:] + args.noise * jax.random.normal(key, lattice_x[1:].shape, dtype)
     stepper = md.FIRE(lj, box=box, dt=args.dt, skin=args.skin, ftol=args.ftol)
     state = stepper.init(positions, params, min_distance=0.0)
-    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
+    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume,
+                      suffix=".h5md")
     n = positions.shape[0]
     t0 = time.perf_counter()
     result = run(stepper, state, params, n_steps=args.steps,

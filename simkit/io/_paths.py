@@ -28,15 +28,18 @@ def check_new_path(path: Path, overwrite: bool) -> None:
 
 
 def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = False,
-                resume: bool = False, default_dir: str | os.PathLike = "results") -> Path:
+                resume: bool = False, default_dir: str | os.PathLike = "results",
+                suffix: str = ".h5") -> Path:
     """Where a problem writes its HDF5 output, checked before any compute.
 
     Args:
-        out: the user's `--out`, or None for `<default_dir>/<name>-<YYYYmmdd-HHMMSS>.h5` (the
-            default folder is created; a user-given folder must exist).
+        out: the user's `--out`, or None for `<default_dir>/<name>-<YYYYmmdd-HHMMSS><suffix>`
+            (the default folder is created; a user-given folder must exist).
         name: problem name (default file name).
         overwrite: an existing `out` may be replaced.
         resume: `out` must exist (it is continued, not replaced).
+        suffix: of the default file name (".h5md" for particle trajectories, the suffix by
+            which MDAnalysis recognises H5MD).
 
     Raises:
         SimkitInputError: missing folder, existing file without `overwrite`, `resume` without
@@ -47,7 +50,7 @@ def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = F
             raise SimkitInputError("--resume needs --out (the file to continue).")
         folder = Path(default_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
+        return folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
     out = Path(out)
     if resume:
         if not out.exists():

@@ -44,10 +44,10 @@ def radial_distribution(positions: Float[Array, "N D"], box, *, r_max: float, bi
         r = jnp.sqrt(jnp.sum(d * d, -1))
         r = jnp.where((r > 0) & jnp.isfinite(r), r, r_max * 2)  # drop self and padding
         h = jnp.histogram(r.ravel(), bins=edges)[0]
-        return hist + h, None
+        return hist + h.astype(hist.dtype), None
 
-    hist, _ = jax.lax.scan(body, jnp.zeros(bins, jnp.int32 if not jax.config.jax_enable_x64
-                                           else jnp.int64), rows.reshape(-1, block, dim))
+    # counts are exact in float32 up to 2^24 pairs per bin
+    hist, _ = jax.lax.scan(body, jnp.zeros(bins, positions.dtype), rows.reshape(-1, block, dim))
     rho = n / jnp.prod(box_a)
     if dim == 3:
         shell = 4.0 / 3.0 * jnp.pi * (edges[1:] ** 3 - edges[:-1] ** 3)

@@ -300,28 +300,31 @@ class MDStepper(AbstractStepper):
         return ()
 
     def variables(self, state: MDState, params) -> dict[str, Variable]:
+        """Saved quantities. Reduced (Lennard-Jones) units carry no `unit` attribute in the file:
+        H5MD reads a missing unit as dimensionless, and MDAnalysis then converts nothing
+        (it refuses unit strings it does not know, such as "sigma")."""
         n, dim = state.positions.shape
         dt = state.positions.dtype.name
         vec = ("particle", "spatial")
-        out = {"position": Variable(vec, (n, dim), dt, units="sigma"),
-               "velocity": Variable(vec, (n, dim), dt, units="sigma tau-1"),
-               "image": Variable(vec, (n, dim), "int32", units="1"),
-               "species": Variable(("particle",), (n,), "int32", units="1")}
-        units = {"kinetic_energy": "epsilon", "potential_energy": "epsilon",
-                 "total_energy": "epsilon", "temperature": "epsilon", "pressure":
-                 "epsilon sigma-3" if dim == 3 else "epsilon sigma-2", "msd": "sigma+2"}
+        out = {"position": Variable(vec, (n, dim), dt),
+               "velocity": Variable(vec, (n, dim), dt),
+               "image": Variable(vec, (n, dim), "int32"),
+               "species": Variable(("particle",), (n,), "int32")}
         for name in self.save_groups()["thermo"]:
-            out[name] = Variable((), (), dt, units=units.get(name, "epsilon"))
+            out[name] = Variable((), (), dt)
         return out
 
     def time_units(self) -> str:
-        return "tau"
+        return ""  # reduced units: tau = sigma sqrt(m / epsilon)
 
     def h5md_options(self) -> dict[str, Any]:
-        """`store_options` for `simkit.io.H5MDStore` (the box and boundaries)."""
+        """`store_options` for `simkit.io.H5MDStore`: the box and boundaries, and the particle
+        group named "trajectory", the name MDAnalysis (2.11) looks for when it builds a
+        Universe from an H5MD file alone."""
+        common = {"particle_group": "trajectory"}
         if self.box is None:
-            return {"boundary": "none"}
-        return {"box": list(self.box), "boundary": "periodic"}
+            return common | {"boundary": "none"}
+        return common | {"box": list(self.box), "boundary": "periodic"}
 
 
 def _n_species(params) -> int:
