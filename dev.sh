@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # simkit developer entry point: sets up .venv (once) and runs the demo, the tests or the benchmarks.
 #   ./dev.sh demo [problem options]   set up if needed, run problems/lorenz_ensemble.py
+#   ./dev.sh md [problem options]     set up if needed, run the MD demo problems/lj_melt.py
 #   ./dev.sh test [pytest options]    set up if needed, run the default test suite (not slow)
 #   ./dev.sh slow                     set up if needed, run only the slow validations
 #   ./dev.sh bench [name]             set up if needed, run benchmarks (peers installed on demand)
@@ -69,6 +70,7 @@ cmd="${1:-help}"; [ $# -gt 0 ] && shift
 case "$cmd" in
   setup) setup ;;
   demo)  setup; exec "$venv/bin/python" problems/lorenz_ensemble.py "$@" ;;
+  md)    setup; exec "$venv/bin/python" problems/lj_melt.py "$@" ;;
   test)  setup; exec "$venv/bin/python" -m pytest "$@" ;;
   slow)  setup; exec "$venv/bin/python" -m pytest -m slow "$@" ;;
   bench) setup; exec "$venv/bin/python" benchmarks/run_all.py "$@" ;;

@@ -168,11 +168,11 @@ class MDStepper(AbstractStepper):
             self._check_cell_density(n)
         k = capacity or k_est
         c = cell_capacity or c_est
-        nbrs = nb.allocate(positions, self.box, grid, self.r_list, k, c)
+        nbrs = _allocate(positions, self.box, grid, self.r_list, k, c)
         while bool(nbrs.overflow):  # size to the actual configuration before any compute
             nbrs = nb.grown(nbrs, positions, self.box, grid, self.r_list)
         self._check_overlaps(positions, nbrs, params, species, min_distance)
-        f = forces(self.potential, params, positions, nbrs.idx, species, box)
+        f = _forces(self.potential, params, positions, nbrs.idx, species, self.box)
         step0 = jnp.asarray(0, jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
         state = MDState(positions=positions, velocities=velocities, forces=f, image=image,
                         origin=unwrap(positions, image, box), species=species, mass=mass,
@@ -203,16 +203,10 @@ class MDStepper(AbstractStepper):
             min_distance = 0.5 * float(jnp.min(jnp.asarray(sig)))
         if min_distance <= 0:
             return
-        n = positions.shape[0]
-        from ._space import displacement
-        xj = positions[jnp.minimum(nbrs.idx, n - 1)]
-        d = displacement(positions[:, None, :], xj, self._box(positions.dtype))
-        r2 = jnp.where(nbrs.idx < n, jnp.sum(d * d, -1), jnp.inf)
-        flat = int(jnp.argmin(r2))
-        i, slot = divmod(flat, r2.shape[1])
-        r = math.sqrt(float(r2[i, slot]))
+        r2_min, i, j = _closest_pair(positions, nbrs.idx, self.box)
+        r = math.sqrt(float(r2_min))
+        i, j = int(i), int(j)
         if r < min_distance:
-            j = int(nbrs.idx[i, slot])
             raise SimkitInputError(
                 f"particles {i} and {j} are {r:.4g} apart, closer than min_distance = "
                 f"{min_distance:.4g}: the first force would blow the run up. Minimise the energy "
@@ -325,6 +319,27 @@ class MDStepper(AbstractStepper):
         if self.box is None:
             return common | {"boundary": "none"}
         return common | {"box": list(self.box), "boundary": "periodic"}
+
+
+# Compiled once per shape and static configuration: run op by op, a build of a few thousand
+# particles takes seconds of dispatch before the first step.
+_allocate = jax.jit(nb.allocate, static_argnums=(1, 2, 3, 4, 5))
+_forces = jax.jit(forces, static_argnums=(0, 5))
+
+
+@jax.jit(static_argnums=2)
+def _closest_pair(positions, idx, box):
+    """(smallest squared distance in the list, i, j) for the overlap check at init."""
+    from ._space import displacement
+
+    n = positions.shape[0]
+    xj = positions[jnp.minimum(idx, n - 1)]
+    box_a = None if box is None else jnp.asarray(box, positions.dtype)
+    d = displacement(positions[:, None, :], xj, box_a)
+    r2 = jnp.where(idx < n, jnp.sum(d * d, -1), jnp.inf)
+    flat = jnp.argmin(r2)
+    i, slot = flat // r2.shape[1], flat % r2.shape[1]
+    return r2[i, slot], i, idx[i, slot]
 
 
 def _n_species(params) -> int:
