@@ -118,7 +118,7 @@ def maxwell_boltzmann(key: Array, shape: tuple[int, int], kT: float, mass=1.0, *
         raise SimkitInputError(f"kT must be a finite number >= 0, got {kT!r}.")
     m = jnp.broadcast_to(jnp.asarray(mass, dtype), (n,))[:, None]
     v = jax.random.normal(key, (n, dim), dtype) * jnp.sqrt(kT / m)
-    v = v - jnp.sum(m * v, 0) / jnp.sum(m)  # zero momentum
+    v = v - (jnp.sum(m * v, 0) / jnp.sum(m))[None, :]  # zero momentum
     if exact and n > 1 and kT > 0:
         t = jnp.sum(m * v * v) / (dim * (n - 1))
         v = v * jnp.sqrt(kT / t)

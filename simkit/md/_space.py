@@ -22,7 +22,7 @@ def displacement(ri: Float[Array, "... D"], rj: Float[Array, "... D"],
     dr = ri - rj
     if box is None:
         return dr
-    box = jnp.asarray(box, dr.dtype)
+    box = jnp.broadcast_to(jnp.asarray(box, dr.dtype), dr.shape)
     return dr - box * jnp.round(dr / box)
 
 
@@ -37,7 +37,7 @@ def wrap(positions: Float[Array, "N D"], box: Float[Array, " D"] | None,
     """
     if box is None:
         return positions, image
-    box = jnp.asarray(box, positions.dtype)
+    box = jnp.broadcast_to(jnp.asarray(box, positions.dtype), positions.shape)
     shift = jnp.floor(positions / box)
     wrapped = positions - shift * box
     # floor can leave x == L after the subtraction when x is a hair below 0 in float32
@@ -51,7 +51,8 @@ def unwrap(positions: Float[Array, "N D"], image: Int[Array, "N D"],
     """Unwrapped positions `positions + image * box` (for diffusion / MSD)."""
     if box is None:
         return positions
-    return positions + image.astype(positions.dtype) * jnp.asarray(box, positions.dtype)
+    box = jnp.broadcast_to(jnp.asarray(box, positions.dtype), positions.shape)
+    return positions + image.astype(positions.dtype) * box
 
 
 def volume(box: Float[Array, " D"]) -> Float[Array, ""]:
