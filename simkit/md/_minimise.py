@@ -107,8 +107,11 @@ class FIRE(MDStepper):
 def minimise(stepper: FIRE, state: MDState, params, *, ftol: float = 1e-4,
              max_steps: int = 100_000) -> tuple[MDState, Array]:
     """Run FIRE until the largest force on any particle is below `ftol` (energy / length), or
-    `max_steps`. Pure and jittable (a `while_loop`); the driver's overflow handling does not
-    apply here, so the neighbor list's `overflow` flag is returned for the caller to check.
+    `max_steps`. Pure and jittable (a `while_loop`) with `stepper`, `ftol` and `max_steps`
+    static: `jax.jit(minimise, static_argnums=0, static_argnames=("ftol", "max_steps"))`, or
+    call it inside a jitted function. The driver's overflow handling does not apply here: the
+    loop stops on a neighbor-list overflow and `converged` is then False (grow the capacity,
+    e.g. `stepper.init(..., capacity=...)`, and call again).
 
     Returns:
         (state, converged) with `converged` a boolean scalar.

@@ -209,9 +209,22 @@ class PairFunction(PairPotential):
         ...                       shift="energy", param_names=("A", "kappa"), defaults=(1.0, 1.0))
     """
 
-    fn: Callable[..., Float[Array, "..."]] = eqx.field(static=True, kw_only=True)
-    param_names: tuple[str, ...] = eqx.field(static=True, kw_only=True, default=())
-    defaults: tuple[float, ...] = eqx.field(static=True, kw_only=True, default=())
+    fn: Callable[..., Float[Array, "..."]] = eqx.field(static=True)
+    param_names: tuple[str, ...] = eqx.field(static=True)
+    defaults: tuple[float, ...] = eqx.field(static=True)
+
+    def __init__(self, fn: Callable[..., Float[Array, "..."]], cutoff: float,
+                 shift: str = "none", *, param_names: tuple[str, ...] = (),
+                 defaults: tuple[float, ...] = ()):
+        if len(defaults) != len(param_names):
+            raise SimkitInputError(
+                f"give one default per parameter: {len(param_names)} names, {len(defaults)} "
+                "defaults.")
+        self.fn = fn
+        self.cutoff = cutoff
+        self.shift = shift
+        self.param_names = tuple(param_names)
+        self.defaults = tuple(defaults)
 
     def raw(self, r2, p):
         return self.fn(jnp.sqrt(r2), **p)

@@ -40,8 +40,11 @@ def wrap(positions: Float[Array, "N D"], box: Float[Array, " D"] | None,
     box = jnp.broadcast_to(jnp.asarray(box, positions.dtype), positions.shape)
     shift = jnp.floor(positions / box)
     wrapped = positions - shift * box
-    # floor can leave x == L after the subtraction when x is a hair below 0 in float32
-    wrapped = jnp.where(wrapped >= box, wrapped - box, wrapped)
+    # floor can leave x == L after the subtraction when x is a hair below 0 in float32; fold it
+    # back and count the crossing, or unwrap would be off by one box length.
+    over = wrapped >= box
+    wrapped = jnp.where(over, wrapped - box, wrapped)
+    shift = jnp.where(over, shift + 1, shift)
     shift_i = shift.astype(jnp.int32)
     return wrapped, shift_i if image is None else image + shift_i
 
