@@ -7,7 +7,6 @@ import functools
 
 import jax
 import numpy as np
-import pytest
 
 from simkit import md
 from simkit.run import simulate
@@ -136,7 +135,4 @@ def run_driver(stepper, state, params, out, **kw):
     return run(stepper, state, params, out=out, **kw)
 
 
-#: The cell-list build fails under strict rank promotion (see the reason): strict xfail marker
-#: for the tests on that path, so they start failing (XPASS) once it is fixed.
-CELL_PATH_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "simkit/md/_neighbors.py:247 (working tree) build, cell-list path: `wrapped / (box_a / grid_a)` broadcasts (N, D) against (D,) implicitly, which tests/conftest.py's jax_numpy_rank_promotion='raise' refuses (ValueError): every box with >= 3 cells per axis fails at init"))
+

@@ -20,7 +20,6 @@ from simkit.io import checkpoint_path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _md_common import (
-    CELL_PATH_BUG,
     DRIVER_CHUNK,
     DRIVER_STEPS,
     driver_system,
@@ -190,7 +189,6 @@ def test_resume_after_sigkill_of_worker_with_grown_neighbor_list_is_bitwise(syst
     _assert_same_file_data(out, full_out)
 
 
-@CELL_PATH_BUG
 @pytest.mark.slow  # the cell-list build at two more capacities: several more compilations
 def test_driver_recovers_from_neighbor_and_cell_capacity_overflow_on_the_cell_path(tmp_path):
     stepper, tight, _, params = driver_system(cells=True)

@@ -14,7 +14,6 @@ from simkit import md
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _md_common import (
-    CELL_PATH_BUG,
     lj_reference,
     min_image,
     pair_distances,
@@ -94,8 +93,7 @@ def _assert_list_equals_brute_force(idx, x, box):
     return ref
 
 
-@pytest.mark.parametrize("name", [pytest.param(c, marks=CELL_PATH_BUG) if "cells" in c else c
-                                  for c in CONFIGS])
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_neighbor_list_build_equals_brute_force_pairs(name):
     x, box = CONFIGS[name]
     grid = _grid(box)
@@ -118,7 +116,6 @@ def test_neighbor_list_overflow_flag_is_set_exactly_when_capacity_is_too_small()
     assert bool(_build(x, box, None, R_LIST, kmax - 1, 1)[3])  # one slot short
 
 
-@CELL_PATH_BUG
 def test_neighbor_list_overflow_flag_is_set_when_cell_capacity_is_too_small():
     x, box = CONFIGS["3d-fcc-rho1.2-cells"]
     grid = _grid(box)

@@ -13,10 +13,9 @@ import pytest
 from simkit import md
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _md_common import CELL_PATH_BUG, block_mean_se, trajectory
+from _md_common import block_mean_se, trajectory
 
 
-@CELL_PATH_BUG
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 def test_fcc_lattice_energy_at_rho_0_8442_with_plain_truncation_at_2_5(dtype):
     """U/N = -6.773368 for a perfect fcc crystal at rho* = 0.8442 with LJ cut (unshifted) at
@@ -61,7 +60,7 @@ NIST_T085 = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rho", [0.86, 0.78, pytest.param(0.009, marks=CELL_PATH_BUG)])
+@pytest.mark.parametrize("rho", [0.86, 0.78, 0.009])
 def test_nist_lj_fluid_nvt_energy_and_pressure_at_T_0_85(rho):
     """Langevin (BAOAB, gamma = 1, float32), 500 particles from an fcc lattice, LJ cut at 3.0
     with `tail_correction=True`, dt = 0.005. Liquids are first melted at kT = 2.0; production

@@ -6,29 +6,40 @@ scatter) and energy and virial count each pair twice (hence the factors 1/2).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ._potentials import PairPotential, pair_params
 
+# Rows per `lax.map` step in `forces`: XLA materialises a few `(rows, K)` float arrays (the
+# gathered separations, the force coefficient); kept at ~2 MB each they stay in cache. Measured
+# at N = 32 000, K = 109: 52 ms in one block, 20 ms in blocks of 4096 (same bits); no change at
+# N = 4000.
+_ROW_BLOCK = 4096
 
-def _pairs(potential: PairPotential, params, positions, idx, species, box):
+
+def _pairs(potential: PairPotential, params, positions, idx, species, box, rows=None):
+    """Per-slot separations, r^2, U and dU/d(r^2) for the rows `rows` (default: all, in order)
+    of the list `idx` `(R, K)`; empty slots (index N) give zeros."""
     n, dim = positions.shape
     box_a = None if box is None else jnp.asarray(box, positions.dtype)
     j = jnp.minimum(idx, n - 1)
     # Coordinates first (structure of arrays): D wide elementwise loops instead of a reduction
     # over a length-3 axis, which measured several times slower on CPU.
     xs = positions.T
+    xi = xs if rows is None else xs[:, rows]
     dr = []
     for d in range(dim):
-        dd = xs[d][:, None] - xs[d][j]
+        dd = xi[d][:, None] - xs[d][j]
         if box_a is not None:
             dd = dd - box_a[d] * jnp.round(dd / box_a[d])
         dr.append(dd)
     r2 = sum(dd * dd for dd in dr)
     per_species = any(jnp.ndim(v) == 2 for v in params.values())
     if per_species:
-        p = pair_params(params, species[:, None], species[jnp.minimum(idx, n - 1)])
+        si = species if rows is None else species[rows]
+        p = pair_params(params, si[:, None], species[j])
     else:
         p = {k: jnp.asarray(v, positions.dtype) for k, v in params.items()}
     valid = idx < n
@@ -43,9 +54,22 @@ def forces(potential: PairPotential, params, positions: Float[Array, "N D"],
            idx: Int[Array, "N K"], species: Int[Array, " N"] | None, box
            ) -> Float[Array, "N D"]:
     """Force on each particle, `-dU/dr_i` (energy / length), from a full neighbor list."""
-    dr, _, _, du_dr2 = _pairs(potential, params, positions, idx, species, box)
-    coef = -2.0 * du_dr2
-    return jnp.stack([jnp.sum(coef * dd, axis=1) for dd in dr], axis=-1)
+    n, k = idx.shape
+
+    def block(rows, idx_rows):
+        dr, _, _, du_dr2 = _pairs(potential, params, positions, idx_rows, species, box, rows)
+        coef = -2.0 * du_dr2
+        return jnp.stack([jnp.sum(coef * dd, axis=1) for dd in dr], axis=-1)
+
+    if n <= _ROW_BLOCK:
+        return block(None, idx)
+    # row blocks (each row's sum is unchanged, so the result is the same to the bit)
+    pad = -n % _ROW_BLOCK
+    rows = jnp.concatenate([jnp.arange(n, dtype=jnp.int32), jnp.zeros(pad, jnp.int32)])
+    idx_p = jnp.concatenate([idx, jnp.full((pad, k), n, idx.dtype)])
+    f = jax.lax.map(lambda a: block(*a), (rows.reshape(-1, _ROW_BLOCK),
+                                          idx_p.reshape(-1, _ROW_BLOCK, k)))
+    return f.reshape(-1, positions.shape[1])[:n]
 
 
 def energy_virial(potential: PairPotential, params, positions: Float[Array, "N D"],
