@@ -218,7 +218,11 @@ def _worker(args, **kw):
 def test_sigterm_and_sighup_stop_cleanly_with_checkpoint_at_current_step(tmp_path, sig):
     out = tmp_path / "run.h5"
     # A cadence that would otherwise never checkpoint: the signal must write one itself.
-    proc = _worker([out, tmp_path / "final.npy", "--checkpoint-interval", "3600"])
+    # A run far longer than the test: the signal must find it still running even when this
+    # process reads the worker's output late (a loaded machine); 40 000 steps once finished
+    # before the signal arrived.
+    proc = _worker([out, tmp_path / "final.npy", "--checkpoint-interval", "3600",
+                    "--n-steps", "4000000"])
     with killed_on_exit(proc):
         wait_chunks(proc, 4)
         proc.send_signal(sig)
@@ -240,7 +244,8 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
     it ignored, as the launcher asked, and still stops cleanly on SIGTERM."""
     out = tmp_path / "run.h5"
 
-    proc = _worker([out, tmp_path / "final.npy", "--keep-ignored"], ignore_sigint=True)
+    proc = _worker([out, tmp_path / "final.npy", "--keep-ignored", "--n-steps", "4000000"],
+                   ignore_sigint=True)
     with killed_on_exit(proc):
         seen = wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
@@ -256,7 +261,7 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
 def test_suite_passes_when_launched_with_sigint_ignored(tmp_path):
     """The kill tests restore SIGINT in their workers, so they pass from a background job."""
     out = tmp_path / "run.h5"
-    proc = _worker([out, tmp_path / "final.npy"], ignore_sigint=True)
+    proc = _worker([out, tmp_path / "final.npy", "--n-steps", "4000000"], ignore_sigint=True)
     with killed_on_exit(proc):
         wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
