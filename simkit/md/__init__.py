@@ -5,14 +5,15 @@ recovery without user code.
 
 Example (LAMMPS's in.lj benchmark set-up, 4 000 atoms):
     >>> import jax, simkit.md as md
+    >>> from simkit.run import simulate
     >>> positions, box = md.lattice("fcc", 10, density=0.8442)
     >>> lj = md.LennardJones(cutoff=2.5)
     >>> params = lj.params(epsilon=1.0, sigma=1.0)
     >>> stepper = md.VelocityVerlet(lj, box=box, dt=0.005, skin=0.3)
     >>> v0 = md.maxwell_boltzmann(jax.random.key(87287), positions.shape, kT=1.44)
     >>> state = stepper.init(positions, params, v0)
-    >>> final, frames = simkit.run.simulate(stepper, state, params, 100, {"thermo": 10,
-    ...                                      "trajectory": 100})
+    >>> final, frames = simulate(stepper, state, params, 100, {"thermo": 10,
+    ...                              "trajectory": 100})
 """
 
 from ._forces import (
