@@ -66,4 +66,7 @@ if __name__ == "__main__":
         # A suite started as a background job inherits SIGINT as ignored; the tests send
         # SIGINT on purpose, so restore Python's default handler (Ctrl-C -> KeyboardInterrupt).
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Likewise SIGHUP, which `nohup` (a suite run in the background) leaves ignored: the
+        # driver keeps ignored signals ignored, so the SIGHUP test would never stop the worker.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     raise SystemExit(handle_errors(main))
