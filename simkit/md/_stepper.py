@@ -18,7 +18,8 @@ from ..io import Variable
 from ..run import AbstractStepper
 from . import _neighbors as nb
 from ._forces import energy_virial, forces
-from ._potentials import LennardJones, PairPotential, check_params
+from . import _observables as obs
+from ._potentials import WCA, LennardJones, PairPotential, check_params
 from ._space import unwrap, wrap
 
 
@@ -196,10 +197,9 @@ class MDStepper(AbstractStepper):
 
     def _check_overlaps(self, positions, nbrs, params, species, min_distance):
         if min_distance is None:
-            sig = params.get("sigma") if self.potential.param_names[:2] == ("epsilon", "sigma") \
-                and type(self.potential).__name__ in ("LennardJones", "WCA") else None
-            if sig is None:
+            if not isinstance(self.potential, (LennardJones, WCA)):
                 return
+            sig = params["sigma"]
             min_distance = 0.5 * float(jnp.min(jnp.asarray(sig)))
         if min_distance <= 0:
             return
@@ -247,7 +247,7 @@ class MDStepper(AbstractStepper):
     # ---- observables -------------------------------------------------------------------
     def kinetic_energy(self, state: MDState) -> Float[Array, ""]:
         """sum m v^2 / 2 (energy units)."""
-        return 0.5 * jnp.sum(state.mass[:, None] * state.velocities**2)
+        return obs.kinetic_energy(state.velocities, state.mass)
 
     def thermo(self, state: MDState, params) -> dict[str, Array]:
         """Kinetic, potential and total energy per particle, temperature, pressure, MSD."""
@@ -261,7 +261,7 @@ class MDStepper(AbstractStepper):
         out = {"kinetic_energy": ke / n, "potential_energy": u / n}
         if box is not None:
             vol = jnp.prod(box)
-            pressure = (2.0 * ke + w) / (dim * vol)
+            pressure = obs.pressure(ke, w, box)
             if self.tail_correction:
                 rho = n / vol
                 frac = jnp.bincount(state.species, length=_n_species(params)) / n
@@ -271,8 +271,7 @@ class MDStepper(AbstractStepper):
             out["pressure"] = pressure
         out["total_energy"] = out["kinetic_energy"] + out["potential_energy"]
         out["temperature"] = temperature
-        disp = unwrap(state.positions, state.image, box) - state.origin
-        out["msd"] = jnp.mean(jnp.sum(disp * disp, -1))
+        out["msd"] = obs.mean_squared_displacement(state.positions, state.image, state.origin, box)
         out.update(self.extra_observables(state, params, u))
         return {k: jnp.asarray(v, dtype) for k, v in out.items()}
 
