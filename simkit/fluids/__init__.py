@@ -1,0 +1,12 @@
+"""Fluid solvers: lattice Boltzmann (`simkit.fluids.lbm`), the units helpers and diagnostics they
+share, and published reference data (`GHIA_*`) used by the validations."""
+
+from . import lbm as lbm
+from ._diagnostics import kinetic_energy as kinetic_energy, vorticity_2d as vorticity_2d
+from ._reference import (
+    GHIA_U as GHIA_U,
+    GHIA_V as GHIA_V,
+    GHIA_X as GHIA_X,
+    GHIA_Y as GHIA_Y,
+)
+from ._units import LatticeUnits as LatticeUnits, lattice_units as lattice_units

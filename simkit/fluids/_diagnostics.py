@@ -1,0 +1,37 @@
+"""Flow diagnostics shared by the fluid solvers (jittable; lattice or reduced units)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def vorticity_2d(velocity: Float[Array, "nx ny 2"], periodic: tuple[bool, bool] = (True, True),
+                 spacing: float = 1.0) -> Float[Array, "nx ny"]:
+    """Vorticity w = dv/dx - du/dy of a 2-D velocity field by second-order central differences.
+
+    Args:
+        velocity: `(nx, ny, 2)` velocity (length / time), axis 0 is x.
+        periodic: per axis; a periodic axis wraps, the others use one-sided differences at
+            their ends (first order there).
+        spacing: grid spacing (length).
+
+    Returns:
+        `(nx, ny)` vorticity (1 / time).
+    """
+    def d(field, axis):
+        if periodic[axis]:
+            return (jnp.roll(field, -1, axis) - jnp.roll(field, 1, axis)) / (2.0 * spacing)
+        return jnp.gradient(field, spacing, axis=axis)
+
+    return d(velocity[..., 1], 0) - d(velocity[..., 0], 1)
+
+
+def kinetic_energy(density: Float[Array, "*grid"], velocity: Float[Array, "*grid d"],
+                   weight: Float[Array, "*grid"] | None = None) -> Float[Array, ""]:
+    """Total kinetic energy sum(rho |u|^2 / 2) over the cells (times `weight` per cell, e.g. a
+    fluid mask or the cell volume). Units: density * velocity^2 * volume."""
+    e = 0.5 * density * jnp.sum(velocity * velocity, axis=-1)
+    if weight is not None:
+        e = e * weight
+    return jnp.sum(e)
