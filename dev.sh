@@ -2,6 +2,7 @@
 # simkit developer entry point: sets up .venv (once) and runs the demo, the tests or the benchmarks.
 #   ./dev.sh demo [problem options]   set up if needed, run problems/lorenz_ensemble.py
 #   ./dev.sh md [problem options]     set up if needed, run the MD demo problems/lj_melt.py
+#   ./dev.sh fluids [problem options] set up if needed, run the fluids demo problems/cavity.py
 #   ./dev.sh test [pytest options]    set up if needed, run the default test suite (not slow)
 #   ./dev.sh slow                     set up if needed, run only the slow validations
 #   ./dev.sh bench [name]             set up if needed, run benchmarks (peers installed on demand)
@@ -71,8 +72,9 @@ case "$cmd" in
   setup) setup ;;
   demo)  setup; exec "$venv/bin/python" problems/lorenz_ensemble.py "$@" ;;
   md)    setup; exec "$venv/bin/python" problems/lj_melt.py "$@" ;;
+  fluids) setup; exec "$venv/bin/python" problems/cavity.py "$@" ;;
   test)  setup; exec "$venv/bin/python" -m pytest "$@" ;;
   slow)  setup; exec "$venv/bin/python" -m pytest -m slow "$@" ;;
   bench) setup; exec "$venv/bin/python" benchmarks/run_all.py "$@" ;;
-  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
 esac

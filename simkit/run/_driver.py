@@ -135,8 +135,14 @@ def describe_stepper(stepper: AbstractStepper) -> dict[str, Any]:
         v = getattr(stepper, f.name)
         if callable(v) and not isinstance(v, eqx.Module):
             out[f.name] = f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', repr(v))}"
+        elif isinstance(v, AbstractStepper):
+            out[f.name] = describe_stepper(v)  # a wrapped stepper (e.g. a sharded one)
         elif isinstance(v, eqx.Module):
             out[f.name] = type(v).__qualname__
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            # Static configuration objects (a collision model, a lattice): their repr, which
+            # names their settings; their bytes would be object pointers, different per process.
+            out[f.name] = repr(v)
         elif isinstance(v, (int, float, str, bool, tuple)) or v is None:
             out[f.name] = v
         else:

@@ -19,3 +19,4 @@ from ._geometry import (
 )
 from ._lattice import D2Q9 as D2Q9, D3Q19 as D3Q19, D3Q27 as D3Q27, Lattice as Lattice
 from ._stepper import LBMState as LBMState, LBMStepper as LBMStepper
+from ._sharded import ShardedLBMStepper as ShardedLBMStepper
