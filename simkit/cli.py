@@ -61,7 +61,14 @@ def load_problem(name: str) -> ModuleType:
         raise SimkitInputError(f"unknown problem {name!r}; available problems: {known}.")
     spec = importlib.util.spec_from_file_location(f"simkit_problem_{name}", problems[name])
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Registered before it runs, as `import` does: dataclasses (and equinox modules) defined in
+    # a script with postponed annotations look their module up in sys.modules.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
     return module
 
 
