@@ -37,6 +37,8 @@ GHIA_V = {  # Table II: v(x) / U_lid on y = 1/2
 # Re = 100 (unconfined) is 0.164-0.166 in experiments (Williamson 1996, Annu. Rev. Fluid Mech.
 # 28:477, fig. 8 / eq. St = -3.3265/Re + 0.1816 + 1.6e-4 Re, giving 0.165). Confinement
 # (blockage D/H) raises it: Schafer & Turek (1996), "Benchmark computations of laminar flow
-# around a cylinder", benchmark 2D-2 (Re = 100, blockage 0.41/0.41 with an offset cylinder)
-# gives St = 0.2950-0.3050 for the parabolic inflow of maximum speed 1.5 U.
+# around a cylinder", benchmark 2D-2 (Re = U_mean D / nu = 100, channel height H = 4.1 D so the
+# blockage is D/H = 0.24, cylinder centre 2 D from the inlet and 2 D above the lower wall,
+# parabolic inflow of maximum speed 1.5 U_mean) gives St = 0.2950-0.3050, c_D,max 3.22-3.24,
+# c_L,max 0.99-1.01.
 STROUHAL_RE100_UNCONFINED = (0.160, 0.170)
