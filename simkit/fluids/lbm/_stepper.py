@@ -20,7 +20,8 @@ from .._units import MAX_MACH
 from ._collision import BGK, COLLISIONS, equilibrium, moments
 from ._geometry import parse_side
 from ._lattice import Lattice, lattice as _lattice
-from ._stream import FLUID, MOVING, OBSTACLE, WALL, roll_shift, update
+from ._stream import (FLUID, MOVING, OBSTACLE, WALL, block_rows, roll_shift, update,
+                      update_blocked)
 
 _NAMES_TAKEN = ("viscosity", "force", "inlet_velocity", "outlet_density")
 
@@ -65,6 +66,11 @@ class LBMStepper(AbstractStepper):
         inlet: side ("x-", ...) with a Zou-He velocity inlet, velocity `params["inlet_velocity"]`
             (D,) or a profile `(*face_shape, D)`.
         outlet: side with a Zou-He pressure outlet, density `params["outlet_density"]`.
+        blocking: "auto" (default), "off", or rows per strip: large grids step in strips of a
+            few cells along x so that the Q populations of a strip stay in cache (same physics,
+            same result to rounding; on CPU 2.5-3x faster for D2Q9 1024^2, 1.25x for D3Q19 64^3
+            float32). "auto" blocks when one population exceeds 256 KiB and strips of at least
+            2 rows fit 64 KiB per population (not D3Q19 128^3, where it gained nothing).
 
     Params (from `stepper.params(...)`): `viscosity` (lattice units, nu = (tau - 1/2) / 3),
     `force`, the moving walls' velocities, `inlet_velocity`, `outlet_density`: array leaves,
@@ -91,11 +97,13 @@ class LBMStepper(AbstractStepper):
     moving_walls: tuple[str, ...] = eqx.field(static=True, default=())
     inlet: str | None = eqx.field(static=True, default=None)
     outlet: str | None = eqx.field(static=True, default=None)
+    blocking: int | str = eqx.field(static=True, default="auto")
 
     def __init__(self, lattice: Lattice | str, shape: Sequence[int], collision: Any = None, *,
                  periodic: Sequence[bool] | bool = True, dtype: str = "float32",
                  body_force: bool = False, moving_walls: Sequence[str] = (),
-                 inlet: str | None = None, outlet: str | None = None):
+                 inlet: str | None = None, outlet: str | None = None,
+                 blocking: int | str = "auto"):
         self.lattice = _lattice(lattice)
         d = self.lattice.d
         try:
@@ -141,6 +149,12 @@ class LBMStepper(AbstractStepper):
         if inlet is not None and inlet == outlet:
             raise SimkitInputError(f"inlet and outlet cannot share side {inlet!r}.")
         self.inlet, self.outlet = inlet, outlet
+        if blocking not in ("auto", "off") and (isinstance(blocking, bool)
+                                                or not isinstance(blocking, (int, np.integer))
+                                                or int(blocking) < 1):
+            raise SimkitInputError(
+                f'blocking must be "auto", "off" or a positive number of rows, got {blocking!r}.')
+        self.blocking = blocking if isinstance(blocking, str) else int(blocking)
 
     # ---- parameters and initial state ------------------------------------------------------
 
@@ -363,6 +377,10 @@ class LBMStepper(AbstractStepper):
 
     def step(self, state: LBMState, params) -> LBMState:
         """One fused lattice Boltzmann step (collide, stream, boundaries). Pure and jittable."""
+        rows = block_rows(self)
+        if rows:
+            new = update_blocked(self, state.f, state.flags, params, rows)
+            return LBMState(f=new, flags=state.flags, step=state.step + 1)
         f = [state.f[i] for i in range(self.lattice.q)]
         new = update(self, f, state.flags, params)
         return LBMState(f=jnp.stack(new), flags=state.flags, step=state.step + 1)
