@@ -89,6 +89,7 @@ def test_channel_with_inlet_outlet_and_cylinder():
                                rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_inlet_on_y_face_and_walls_across_x():
     shape = (26, 19)
     plain, blocked = _pair(lbm.D2Q9, shape, 3, periodic=(False, False), inlet="y-",
@@ -98,6 +99,7 @@ def test_inlet_on_y_face_and_walls_across_x():
     _compare(plain, blocked, params, state)
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_d3q19_periodic():
     shape = (14, 8, 6)
     plain, blocked = _pair(lbm.D3Q19, shape, 3)
@@ -106,6 +108,7 @@ def test_d3q19_periodic():
     _compare(plain, blocked, params, state)
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_grad_wrt_viscosity_matches_the_plain_step():
     shape = (13, 6)
     plain, blocked = _pair(lbm.D2Q9, shape, 4, body_force=True)
@@ -124,6 +127,7 @@ def test_grad_wrt_viscosity_matches_the_plain_step():
     np.testing.assert_allclose(float(gb), float(ga), rtol=1e-10)
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_vmap_over_an_ensemble():
     shape = (21, 10)
     plain, blocked = _pair(lbm.D2Q9, shape, 4, body_force=True)

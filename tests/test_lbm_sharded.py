@@ -95,6 +95,7 @@ def test_cavity_walls_and_moving_lid(axis):
     assert float(jnp.abs(jax.jit(stepper.macroscopic)(ref, params)[1]).max()) > 0.01  # lid drives
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_d3q19_periodic_with_body_force():
     shape = (16, 8, 8)
     stepper = lbm.LBMStepper(lbm.D3Q19, shape, body_force=True)
@@ -205,6 +206,7 @@ print("bitwise")
 """
 
 
+@pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 ISA flag")
 def test_bitwise_equal_without_fma_contraction():
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_cpu_max_isa=AVX"}

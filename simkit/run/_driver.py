@@ -670,7 +670,7 @@ def _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times
     raise SimulationBlowUp(
         f"{what} became NaN/inf at step {bad_step} (t = {bad_time:.6g}); frames up to step "
         f"{last_good} are kept" + (f" in {str(path)!r}" if path else "")
-        + ". Reduce the time step or check the parameters.",
+        + ". " + stepper.blow_up_hint(),
         step=bad_step, time=bad_time, path=path)
 
 

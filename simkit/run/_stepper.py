@@ -62,6 +62,10 @@ class AbstractStepper(eqx.Module):
         """Units of `time` (e.g. "ps"); "" for reduced units."""
         return ""
 
+    def blow_up_hint(self) -> str:
+        """What to try when a run of this stepper blows up (appended to the driver's message)."""
+        return "Reduce the time step or check the parameters."
+
     def save_groups(self) -> dict[str, tuple[str, ...]]:
         """Named groups of observed quantities that a run may save at their own rates, e.g.
         `{"thermo": ("kinetic_energy", "temperature"), "trajectory": ("position",)}`: then

@@ -295,3 +295,6 @@ class ShardedLBMStepper(AbstractStepper):
 
     def time_units(self) -> str:
         return self.stepper.time_units()
+
+    def blow_up_hint(self) -> str:
+        return self.stepper.blow_up_hint()

@@ -216,6 +216,12 @@ class LBMStepper(AbstractStepper):
             if not bool(jnp.all(jnp.isfinite(v))):
                 raise SimkitInputError("inlet_velocity contains NaN or inf.")
             self._check_mach("inlet_velocity", v)
+            axis, end = parse_side(self.inlet, d)
+            if bool(jnp.any(-end * v[..., axis] < 0)):
+                raise SimkitInputError(
+                    f"inlet_velocity points out of the domain on the {self.inlet} face (its "
+                    f"{'xyz'[axis]} component must be {'>=' if end < 0 else '<='} 0); an outflow "
+                    f"face takes an outlet instead.")
             out["inlet_velocity"] = v
         elif inlet_velocity is not None:
             raise SimkitInputError("inlet_velocity given but the stepper has no inlet.")
@@ -476,3 +482,8 @@ class LBMStepper(AbstractStepper):
 
     def time_units(self) -> str:
         return "1"
+
+    def blow_up_hint(self) -> str:
+        return ("Lattice Boltzmann is unstable at high lattice Mach number or tau close to 1/2: "
+                "lower the lattice velocity, raise the resolution or the viscosity, use TRT or "
+                "Regularized collisions, or start an inflow from rest and ramp it up.")
