@@ -6,12 +6,20 @@ must divide one another (10 | 100 | 1000, say), so one step loop nests one `lax.
 the innermost advances the smallest rate, each outer level repeats the one inside it and
 observes its groups at its end. No step is computed twice and no frame is computed that is not
 saved, so saving thermo every 10 steps and positions every 1000 costs what those frames cost.
+
+Reverse mode through the nest (`checkpoint`): plain scans keep every step's residuals (memory
+grows like the number of steps); `checkpoint=True` rematerialises each saved interval (memory
+like the number of frames plus the steps of one interval); `checkpoint="sqrt"` runs every scan of
+L iterations as about sqrt(L) rematerialised segments of sqrt(L) (`sqrt_scan`) and
+rematerialises each step, so memory grows like sqrt(steps) whatever the frame count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -122,9 +130,62 @@ def resolve_save_plan(save_every: int | Mapping[str, int], observed: Sequence[st
     return plan
 
 
+Checkpoint = bool | Literal["sqrt"]
+
+
+def check_checkpoint(checkpoint) -> Checkpoint:
+    """The `checkpoint` option as False, True or "sqrt"; SimkitInputError for anything else."""
+    if isinstance(checkpoint, (bool, np.bool_)):
+        return bool(checkpoint)
+    if isinstance(checkpoint, str) and checkpoint == "sqrt":
+        return "sqrt"
+    raise SimkitInputError(f"checkpoint must be False, True or 'sqrt', got {checkpoint!r}.")
+
+
+def sqrt_segments(length: int) -> tuple[int, int, int]:
+    """`(segment, n_segments, remainder)` with `segment = floor(sqrt(length))`,
+    `length = n_segments * segment + remainder` and `remainder < segment <= n_segments`."""
+    segment = max(1, math.isqrt(length))
+    n_segments, remainder = divmod(length, segment)
+    return segment, n_segments, remainder
+
+
+def sqrt_scan(body, carry, length: int):
+    """`lax.scan(body, carry, None, length=length)` with sqrt-rematerialisation for reverse mode.
+
+    The iterations run as `k ~ sqrt(length)` segments of `m = floor(sqrt(length))` (and a last,
+    shorter one for the remainder), each wrapped in `jax.checkpoint`: the forward pass keeps only
+    the carry at each segment start, and the backward pass recomputes one segment at a time,
+    holding its `m` iterations' residuals. Memory: `k` carries + `m` iterations' residuals, about
+    `2 sqrt(length)` states, instead of `length` iterations' residuals; cost: one more forward
+    pass. Results and outputs (stacked along a leading `(length,)` axis) are those of the plain
+    scan. Fewer than 4 iterations run as a plain scan.
+    """
+    segment, n_segments, remainder = sqrt_segments(length)
+    if segment == 1:
+        return jax.lax.scan(body, carry, None, length=length)
+
+    def run(length_):
+        return jax.checkpoint(lambda c: jax.lax.scan(body, c, None, length=length_))
+
+    carry, ys = jax.lax.scan(lambda c, _: run(segment)(c), carry, None, length=n_segments)
+    ys = jax.tree_util.tree_map(lambda y: y.reshape(n_segments * segment, *y.shape[2:]), ys)
+    if remainder:
+        carry, ys_rest = run(remainder)(carry)
+        ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), ys, ys_rest)
+    return carry, ys
+
+
 def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods: int,
-              plan: SavePlan, *, checkpoint: bool = False):
+              plan: SavePlan, *, checkpoint: Checkpoint = False):
     """Advance `n_periods * plan.period` steps, observing each group at its own rate.
+
+    Args:
+        checkpoint: reverse-mode memory scheme (forward results are the same for all three):
+            False, every step's residuals are kept; True, each block of `plan.period` steps is
+            rematerialised (`jax.checkpoint`); "sqrt", every scan in the nest runs as
+            `sqrt_scan` and each step is rematerialised as well (a segment's backward pass
+            keeps one state per step, not one step's residuals per step).
 
     Returns:
         `(final_state, frames, times, overflow)`: `frames[group]` maps quantity names to arrays
@@ -134,6 +195,12 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
     """
     rates = plan.rates
     at_rate = {r: [g for g, every, _ in plan.groups if every == r] for r in rates}
+    checkpoint = check_checkpoint(checkpoint)
+    if checkpoint == "sqrt":
+        scan = sqrt_scan
+    else:
+        def scan(body, carry, length):
+            return jax.lax.scan(body, carry, None, length=length)
 
     perms = dict(plan.transpose)
 
@@ -148,20 +215,24 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
         s = stepper.step(s, params)
         return (s, ovf | stepper.overflowed(s)), None
 
+    if checkpoint == "sqrt":
+        # Each step is rematerialised too: a segment's backward pass keeps one state per step
+        # and recomputes the step's residuals from it. Less memory and, for steppers whose
+        # residuals outweigh a forward step, less time.
+        inner = jax.checkpoint(inner, prevent_cse=False)
+
     def block(level):
         """One block of `rates[level]` steps, observing the groups of that rate at its end."""
         def body(s, _):
             if level == 0:
-                (s, ovf), _ = jax.lax.scan(inner, (s, jnp.asarray(False)), None,
-                                           length=rates[0])
+                (s, ovf), _ = scan(inner, (s, jnp.asarray(False)), rates[0])
                 sub = ovf
             else:
-                s, sub = jax.lax.scan(block(level - 1), s, None,
-                                      length=rates[level] // rates[level - 1])
+                s, sub = scan(block(level - 1), s, rates[level] // rates[level - 1])
             return s, (sub, observe(s, rates[level]))
-        return jax.checkpoint(body) if checkpoint else body
+        return jax.checkpoint(body) if checkpoint is True else body
 
-    state, out = jax.lax.scan(block(len(rates) - 1), state, None, length=n_periods)
+    state, out = scan(block(len(rates) - 1), state, n_periods)
     # Unnest: level L's outputs have leading axes (n_periods, r_top/r_{top-1}, ..., r_{L+1}/r_L).
     frames, times = {}, {}
     level_out = out
