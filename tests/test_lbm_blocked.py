@@ -72,6 +72,7 @@ def test_cavity_with_moving_lid():
     assert float(jnp.max(jnp.abs(a.f))) > 1e-3  # the lid has set the fluid moving
 
 
+@pytest.mark.slow  # default-suite time; the physics is also covered by faster tests
 def test_channel_with_inlet_outlet_and_cylinder():
     shape = (41, 18)
     plain, blocked = _pair(lbm.D2Q9, shape, 5, periodic=(False, False), inlet="x-",

@@ -99,7 +99,11 @@ def _central_differences(fn, theta, rel_step=1e-5):
     return out.reshape(theta.shape)
 
 
-@pytest.mark.parametrize("name", ["viscosity", "lid", "force", "inlet_velocity"])
+@pytest.mark.parametrize("name", [
+    "viscosity", "lid",
+    # compile-bound set-ups (a body force, Zou-He faces): run by ./dev.sh slow
+    pytest.param("force", marks=pytest.mark.slow),
+    pytest.param("inlet_velocity", marks=pytest.mark.slow)])
 def test_gradient_equals_central_finite_differences(name):
     """200 steps, float64: agreement to ~1e-10 relative is seen (h = 1e-5 relative: truncation
     ~h^2, rounding ~1e-16 / h); 1e-7 is asserted. The plain scan's gradient (cheapest to

@@ -108,6 +108,7 @@ def test_d3q19_periodic_with_body_force():
     _compare(sharded, params, stepper.init(params, velocity=u), 50)
 
 
+@pytest.mark.slow  # default-suite time; the physics is also covered by faster tests
 def test_channel_inlet_outlet_obstacle_split_along_y():
     # Zou-He faces on x (local slices when split along y), walls on y, an obstacle straddling
     # slab boundaries; float64 (the other cases are float32).

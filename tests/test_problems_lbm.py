@@ -68,6 +68,7 @@ def test_cavity_interrupted_run_resumes_and_compares_with_ghia(tmp_path, capsys,
     assert (tmp_path / "cavity.xdmf").exists()
 
 
+@pytest.mark.slow  # default-suite time; the physics is also covered by faster tests
 def test_poiseuille_profile_error_and_second_order(tmp_path, capsys):
     out = tmp_path / "p.h5"
     assert main(["run", "poiseuille", "--ny", "8", "--convergence", "--grids", "8", "16",
