@@ -8,6 +8,8 @@ One run for all (`_lbm_worker.cavity`: a 32 x 32 lid-driven cavity, float32, 400
 of 100, fields every 100 steps, diagnostics every 20), so the driver's chunk program is compiled
 once in this process (and once more in the worker)."""
 
+import errno
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from simkit.io import checkpoint_path, sidecar_path
+from simkit.io import StoreWriteError, WriterLock, WriterLockedError, checkpoint_path, sidecar_path
+from simkit.run import RunInterrupted
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _lbm_worker import CHUNK, N_STEPS, N, cavity, run_cavity
@@ -121,6 +124,69 @@ def test_resume_after_ctrl_c_with_walls_and_a_moving_wall_is_bitwise(full_run, t
     res = run_cavity(out, resume=True)
     assert res.state.flags is not None and int(res.state.flags.max()) == 3  # the lid's id
     _assert_same_run(res, out, full, full_out)
+
+
+def test_full_disk_during_a_field_append_keeps_whole_chunks_and_resumes_bitwise(
+        full_run, tmp_path, monkeypatch):
+    """ENOSPC injected into h5py in the middle of the third chunk's append: the run stops with
+    StoreWriteError, the file (and its sidecar) hold exactly the two whole chunks before, and
+    resume, once writes succeed again, finishes bitwise equal to the uninterrupted run."""
+    full, full_out = full_run
+    out = tmp_path / "full_disk.h5"
+    real, calls = h5py.Dataset.__setitem__, {"n": 0, "fail_from": None}
+
+    def setitem(ds, key, value):
+        calls["n"] += 1
+        if calls["fail_from"] is not None and calls["n"] >= calls["fail_from"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(ds, key, value)
+
+    def arm(step, n_frames):  # after chunk 2 is on disk: fail a few writes into the next append
+        if step == 2 * CHUNK:
+            calls["fail_from"] = calls["n"] + 5
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", setitem)
+    with pytest.raises(StoreWriteError, match="No space left on device"):
+        run_cavity(out, callback=arm)
+    monkeypatch.undo()
+    with h5py.File(out, "r") as f, h5py.File(full_out, "r") as g:
+        assert f.attrs["status"].startswith("failed: No space left on device")
+        assert list(f["step_fields"][:]) == [0, CHUNK, 2 * CHUNK]  # whole chunks only
+        for name in DATASETS:
+            n = len(f[name])
+            np.testing.assert_array_equal(f[name][:], g[name][:n], err_msg=name)
+    root = ET.parse(sidecar_path(out)).getroot()
+    assert len(root.findall("./Domain/Grid/Grid")) == 3  # only the frames in the file
+    _assert_same_run(run_cavity(out, resume=True), out, full, full_out)
+
+
+def test_sigterm_checkpoints_at_the_current_chunk_and_resumes_bitwise(full_run, tmp_path):
+    full, full_out = full_run
+    out = tmp_path / "sigterm.h5"
+
+    def term(step, n_frames):
+        if step == 2 * CHUNK:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(RunInterrupted) as info:
+        run_cavity(out, callback=term)
+    assert info.value.signum == signal.SIGTERM and info.value.exit_code == 143
+    with h5py.File(checkpoint_path(out), "r") as ck:
+        assert int(ck.attrs["step"]) == 2 * CHUNK
+    _assert_same_run(run_cavity(out, resume=True), out, full, full_out)
+
+
+def test_second_writer_on_a_field_file_is_refused_and_the_file_is_untouched(full_run, tmp_path):
+    _, full_out = full_run
+    out = tmp_path / "locked.h5"
+    out.write_bytes(full_out.read_bytes())
+    before = out.read_bytes()
+    with WriterLock(out):
+        with pytest.raises(WriterLockedError, match=f"PID {os.getpid()}"):
+            run_cavity(out, overwrite=True)
+        with pytest.raises(WriterLockedError):
+            run_cavity(out, resume=True)
+    assert out.read_bytes() == before
 
 
 @pytest.mark.slow  # a second process: JAX start-up and the chunk's compilation again
