@@ -48,10 +48,12 @@ class LBMState(eqx.Module):
 class LBMStepper(AbstractStepper):
     """Lattice Boltzmann for weakly compressible flow, in lattice units (dx = dt = 1, c_s^2 = 1/3).
 
-    One step is a single fused pass (collide, pull-stream, bounce-back, inlet/outlet): each
-    population is read once and written once, with no stacked temporaries (the state's `f` is
-    the only full-size buffer, Q * itemsize bytes per cell; the jitted step donates nothing, so
-    a run holds two copies: about 2 * Q * itemsize bytes per cell, 72 B for D2Q9 float32).
+    One step is one jitted function (collide, pull-stream, bounce-back, inlet/outlet) on the
+    populations, Q * itemsize bytes per cell (D2Q9 float32: 36 B). Grids whose populations
+    exceed 256 KiB each are stepped in cache-sized strips along x (`blocking`), written back in
+    place inside a loop of steps. Memory: the state, plus about 1.2 states of temporaries for
+    the plain step (compiled, D2Q9 1024^2 float32: 36 MiB state, 44 MiB temporaries), plus the
+    output state when a single step is called outside a loop.
 
     Args:
         lattice: `D2Q9`, `D3Q19`, `D3Q27` (or their names).
