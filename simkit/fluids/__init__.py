@@ -1,7 +1,8 @@
-"""Fluid solvers: lattice Boltzmann (`simkit.fluids.lbm`), the units helpers and diagnostics they
+"""Fluid solvers: lattice Boltzmann (`simkit.fluids.lbm`), pseudo-spectral Navier-Stokes
+(`simkit.fluids.spectral`), the units helpers and diagnostics they
 share, and published reference data (`GHIA_*`) used by the validations."""
 
-from . import lbm as lbm
+from . import lbm as lbm, spectral as spectral
 from ._diagnostics import kinetic_energy as kinetic_energy, vorticity_2d as vorticity_2d
 from ._reference import (
     GHIA_U as GHIA_U,
