@@ -3,7 +3,11 @@
 share, and published reference data (`GHIA_*`) used by the validations."""
 
 from . import lbm as lbm, spectral as spectral
-from ._diagnostics import kinetic_energy as kinetic_energy, vorticity_2d as vorticity_2d
+from ._diagnostics import (
+    energy_spectrum as energy_spectrum,
+    kinetic_energy as kinetic_energy,
+    vorticity_2d as vorticity_2d,
+)
 from ._reference import (
     GHIA_U as GHIA_U,
     GHIA_V as GHIA_V,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 
@@ -35,3 +36,28 @@ def kinetic_energy(density: Float[Array, "*grid"], velocity: Float[Array, "*grid
     if weight is not None:
         e = e * weight
     return jnp.sum(e)
+
+
+def energy_spectrum(velocity: Float[Array, "nx ny 2"], spacing: float = 1.0
+                    ) -> tuple[np.ndarray, Float[Array, "nshell"]]:
+    """Shell-averaged energy spectrum of a doubly periodic 2-D velocity field, from either solver
+    (a periodic lattice Boltzmann run, or `spectral` fields read back from a file).
+
+    Args:
+        velocity: `(nx, ny, 2)` velocity (length / time) on a periodic grid, axis 0 = x.
+        spacing: grid spacing (length); the box is `(nx spacing, ny spacing)`.
+
+    Returns:
+        `(k, E)`: shell centres k_s = s 2 pi / max(Lx, Ly) (1 / length, numpy) and E(k_s)
+        (velocity^2 x length) with sum(E) dk = <|u|^2> / 2, the box-mean kinetic energy
+        (without density; the same definition as `spectral.energy_spectrum`).
+    """
+    from .spectral import _diagnostics as sd
+    from .spectral._grid import SpectralGrid
+
+    nx, ny = velocity.shape[0], velocity.shape[1]
+    grid = SpectralGrid((nx, ny), (nx * spacing, ny * spacing))
+    uv_hat = grid.to_spectral(jnp.moveaxis(jnp.asarray(velocity), -1, 0))
+    n2 = float(nx * ny) ** 2
+    power = 0.5 * jnp.sum(jnp.abs(uv_hat) ** 2, axis=0) / n2
+    return sd.shell_wavenumbers(grid), sd.shell_spectrum(grid, power)

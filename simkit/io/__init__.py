@@ -17,5 +17,9 @@ from ._lock import WriterLock as WriterLock, WriterLockedError as WriterLockedEr
 from ._paths import add_output_arguments as add_output_arguments, output_path as output_path
 from ._results import save_results as save_results, summarize as summarize
 from ._store import FrameStore as FrameStore
-from ._fields import FieldStore as FieldStore, sidecar_path as sidecar_path
+from ._fields import (
+    MEMBER_DIM as MEMBER_DIM,
+    FieldStore as FieldStore,
+    sidecar_path as sidecar_path,
+)
 from ._h5md import H5MDStore as H5MDStore

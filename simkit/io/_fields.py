@@ -24,6 +24,14 @@ reading the coordinate datasets). A 2-D grid is a 3-D grid one point thick (z = 
 3 components are `Vector` attributes; 2-component vectors too (ParaView's XDMF Reader pads them
 with z = 0). Groups without fields (diagnostics) stay in the HDF5 file only.
 
+Ensembles: a field may have a leading `"member"` dimension (`MEMBER_DIM`, as
+`simkit.run.VmappedStepper` declares it), e.g. `("member", "x", "y", "component")`. Every member
+is saved in the HDF5 file, stored `(time, member, [z,] y, x[, component])` (xarray:
+`ds.vorticity.sel(member=3)`), but the sidecar lists member 0 only, under the field's own name:
+one HyperSlab per frame and field as for a single run, so the sidecar's size and rewrite cost do
+not grow with the ensemble (listing every member would multiply both by the member count).
+Look at other members in xarray, or slice the HDF5 dataset in ParaView's HDF5 reader.
+
 The sidecar is rewritten (temporary file + rename) after every append and truncate, so ParaView
 on a live run sees every frame flushed so far and never a half-written file; it lists only
 frames whose data and time entry are in the HDF5 file. Each rewrite costs O(frames): about
@@ -57,6 +65,9 @@ from ._store import FrameStore
 from ._xdmf import Axis, FieldAttribute, Series, document, number_type, write_atomic
 
 _OPTIONS = ("spatial_dims",)
+MEMBER_DIM = "member"
+"""Name of the leading ensemble dimension a field may have (saved whole; the XDMF sidecar
+shows member 0)."""
 _AXES = ("X", "Y", "Z")
 
 
@@ -97,7 +108,9 @@ class FieldStore(FrameStore):
             path: HDF5 file to create (`.h5`); the sidecar is `sidecar_path(path)`.
             groups: the save groups. A *field* has every spatial dimension, in any order, plus
                 at most one component axis of size 2 or 3 (a vector); shape
-                `(nx, ny[, nz][, ncomp])` when declared in that order. All fields share one grid.
+                `(nx, ny[, nz][, ncomp])` when declared in that order, optionally preceded by
+                an ensemble axis named `MEMBER_DIM` (`"member"`, first). All fields share one
+                grid.
                 Variables without spatial dimensions (diagnostics) are saved too, HDF5 only.
             config: the run configuration (compared on resume).
             coords: `{dim: (values, units)}`; required for every spatial dimension: 1-D,
@@ -130,17 +143,19 @@ class FieldStore(FrameStore):
     @classmethod
     def stored_groups(cls, groups: Sequence[SaveGroup],
                       options: Mapping[str, Any] | None = None) -> list[SaveGroup]:
-        """Fields with their axes in `[z,] y, x[, component]` order (see `HDF5Store`)."""
+        """Fields with their axes in `[member,] [z,] y, x[, component]` order (see
+        `HDF5Store`)."""
         groups = normalize_groups(groups)
         spatial = _spatial_dims(groups, (options or {}).get("spatial_dims"))
         out = []
         for g in groups:
             variables = {}
             for name, var in g.variables.items():
-                extra = [d for d in var.dims if d not in spatial]
+                member, extra = _split_extra(var.dims, spatial)
                 full = sorted(d for d in var.dims if d in spatial) == sorted(spatial)
                 # Only well-formed fields are reordered; `create` refuses the rest by name.
-                stored = spatial[::-1] + extra if full and len(extra) <= 1 else None
+                stored = (member + spatial[::-1] + extra if full and len(extra) <= 1
+                          and (not member or var.dims[0] == MEMBER_DIM) else None)
                 variables[name] = _stored_variable(var, stored)
             out.append(SaveGroup(g.name, g.every, variables))
         return out
@@ -229,8 +244,16 @@ class FieldStore(FrameStore):
     def _attribute(self, name: str, var: Variable) -> FieldAttribute:
         ds = self._h5[name]
         spatial_rank = len(self._axes)
+        members = int(ds.shape[1]) if self._fields[name][0] == MEMBER_DIM else 0
         return FieldAttribute(name, ds.name, tuple(ds.shape[1:]), ds.dtype.str,
-                              ds.shape[-1] if ds.ndim - 1 > spatial_rank else 0, var.units)
+                              ds.shape[-1] if ds.ndim - 1 - bool(members) > spatial_rank else 0,
+                              var.units, members=members)
+
+
+def _split_extra(dims: Sequence[str], spatial: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(`[MEMBER_DIM]` or `[]`, the other non-grid dims) of a variable's dims."""
+    member = [MEMBER_DIM] if MEMBER_DIM in dims else []
+    return member, [d for d in dims if d not in spatial and d != MEMBER_DIM]
 
 
 def _spatial_dims(groups: Sequence[SaveGroup], spatial_dims: Sequence[str] | None) -> list[str]:
@@ -284,7 +307,11 @@ def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
                     f"field {name!r} has grid shape {spatial_shape} along {tuple(spatial)}, "
                     f"the coordinates have {tuple(sizes[d] for d in spatial)}; every field "
                     "lives on the one grid of the file.")
-            extra = [d for d in var.dims if d not in spatial]
+            member, extra = _split_extra(var.dims, spatial)
+            if member and var.dims[0] != MEMBER_DIM:
+                raise SimkitInputError(
+                    f"field {name!r} has dims {var.dims}: the ensemble dimension "
+                    f"{MEMBER_DIM!r} must come first.")
             if len(extra) > 1:
                 raise SimkitInputError(
                     f"field {name!r} has dims {var.dims}: at most one axis besides the grid "
@@ -301,7 +328,7 @@ def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
                     f"field {name!r} has dtype {var.dtype!r}, which XDMF cannot describe; "
                     "use a float or integer dtype (complex fields: save real and imaginary "
                     "parts as two fields).")
-            fields[name] = spatial[::-1] + extra
+            fields[name] = member + spatial[::-1] + extra
     return spatial, fields
 
 

@@ -119,11 +119,13 @@ class FieldAttribute:
 
     Attributes:
         name: attribute name shown by the reader.
-        dataset: HDF5 path of the dataset, shaped `(time, [z,] y, x[, component])`.
-        frame_shape: shape of one frame, `([nz,] ny, nx[, ncomp])`.
+        dataset: HDF5 path of the dataset, shaped `(time, [member,] [z,] y, x[, component])`.
+        frame_shape: shape of one frame, `([nmember,] [nz,] ny, nx[, ncomp])`.
         dtype: numpy dtype of the dataset.
         components: 0 for a scalar, 2 or 3 for a vector.
         units: units string ("" if unknown).
+        members: size of a leading ensemble axis of the frame (0: none); the attribute reads
+            member 0.
     """
 
     name: str
@@ -132,6 +134,7 @@ class FieldAttribute:
     dtype: str
     components: int
     units: str = ""
+    members: int = 0
 
 
 def attribute_template(attr: FieldAttribute, h5_name: str, n_frames: int,
@@ -151,10 +154,11 @@ def attribute_template(attr: FieldAttribute, h5_name: str, n_frames: int,
     """
     full = (n_frames, *attr.frame_shape)
     rank = len(full)
-    count = (1, *attr.frame_shape)
+    grid_shape = attr.frame_shape[1:] if attr.members else attr.frame_shape
+    count = (1, *((1,) if attr.members else ()), *grid_shape)  # member 0 of an ensemble
     # The value block: 2-D fields read as "1 ny nx" (the one-point-thick z of the mesh).
-    spatial_rank = len(attr.frame_shape) - (1 if attr.components else 0)
-    block = count if spatial_rank == 2 else attr.frame_shape
+    spatial_rank = len(grid_shape) - (1 if attr.components else 0)
+    block = (1, *grid_shape) if spatial_rank == 2 else grid_shape
     ntype, prec = number_type(attr.dtype)  # checked when the store was created
     kind = "Vector" if attr.components else "Scalar"
     head = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']

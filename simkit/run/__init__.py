@@ -1,5 +1,5 @@
 """The run driver (host loop over jitted chunks, HDF5 output, checkpoints) and the solver
-contract it drives."""
+contract it drives; `VmappedStepper` runs an ensemble of one stepper as one run."""
 
 from ._driver import (
     ADAPTIVE_CHECKPOINT_FACTOR as ADAPTIVE_CHECKPOINT_FACTOR,
@@ -17,3 +17,4 @@ from ._saving import (
 from ._signals import RunInterrupted as RunInterrupted
 from ._simulate import simulate as simulate
 from ._stepper import AbstractStepper as AbstractStepper
+from ._vmapped import VmappedStepper as VmappedStepper, shard_members as shard_members

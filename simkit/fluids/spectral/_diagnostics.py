@@ -14,14 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ._grid import SpectralGrid, _real_dtype
+from ._grid import SpectralGrid, _real_dtype, lift
 
 
 def box_mean_product(grid: SpectralGrid, a_hat: Complex[Array, "*b nx nk"],
                      b_hat: Complex[Array, "*b nx nk"]) -> Float[Array, "*b"]:
     """<a b>, the box mean of the product of two real fields given by their rfft2 (Parseval)."""
     n2 = float(grid.shape[0] * grid.shape[1]) ** 2
-    w = grid.rfft_weights().astype(_real_dtype(a_hat)) / n2
+    w = lift(grid.rfft_weights().astype(_real_dtype(a_hat)) / n2, a_hat)
     return jnp.sum(w * jnp.real(jnp.conj(a_hat) * b_hat), axis=(-2, -1))
 
 
@@ -66,7 +66,7 @@ def shell_spectrum(grid: SpectralGrid, power: Float[Array, "*b nx nk"]) -> Float
     conjugate partner. Returns `(..., n_shells)` with sum(result) * dk = sum over all modes."""
     dk = 2 * math.pi / max(grid.box)
     index = _shell_index(grid).reshape(-1)
-    weighted = power * grid.rfft_weights().astype(power.dtype)
+    weighted = power * lift(grid.rfft_weights().astype(power.dtype), power)
     flat = weighted.reshape(weighted.shape[:-2] + (-1,))
     summed = jax.ops.segment_sum(jnp.moveaxis(flat, -1, 0), index, num_segments=_n_shells(grid))
     return jnp.moveaxis(summed, 0, -1) / dk

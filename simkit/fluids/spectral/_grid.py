@@ -47,11 +47,13 @@ class SpectralGrid(eqx.Module):
 
     def __init__(self, shape: Sequence[int], box: Sequence[float] = (2 * math.pi, 2 * math.pi)):
         try:
-            shape = tuple(int(n) for n in shape)
-            if len(shape) != 2 or any(isinstance(n, bool) for n in shape):
-                raise TypeError
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"shape must be two integers (nx, ny), got {shape!r}.") from None
+            entries = tuple(shape)
+        except TypeError:
+            entries = ()
+        if len(entries) != 2 or not all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in entries):
+            raise SimkitInputError(f"shape must be two integers (nx, ny), got {shape!r}.")
+        shape = tuple(int(n) for n in entries)
         if any(n < MIN_POINTS for n in shape):
             raise SimkitInputError(
                 f"every axis needs at least {MIN_POINTS} points (the resolution), got shape "
@@ -143,12 +145,13 @@ class SpectralGrid(eqx.Module):
         """psi_hat = w_hat / |k|^2 (the k = 0 mode set to 0)."""
         k2 = self.k_squared()
         inv = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
-        return vorticity_hat * inv.astype(_real_dtype(vorticity_hat))
+        return vorticity_hat * lift(inv.astype(_real_dtype(vorticity_hat)), vorticity_hat)
 
     def velocity_hat(self, vorticity_hat: Complex[Array, "*batch nx nk"]
                      ) -> tuple[Complex[Array, "*batch nx nk"], Complex[Array, "*batch nx nk"]]:
         """(u_hat, v_hat) = (i ky psi_hat, -i kx psi_hat) from the vorticity."""
-        kx, ky = (k.astype(_real_dtype(vorticity_hat)) for k in self.wavenumbers())
+        kx, ky = (lift(k.astype(_real_dtype(vorticity_hat)), vorticity_hat)
+                  for k in self.wavenumbers())
         psi = self.streamfunction_hat(vorticity_hat)
         return 1j * ky * psi, -1j * kx * psi
 
@@ -163,8 +166,15 @@ class SpectralGrid(eqx.Module):
         """Spectral vorticity i kx v_hat - i ky u_hat of a physical velocity `(..., nx, ny, 2)`
         (its divergent part has no vorticity and is dropped)."""
         uv_hat = self.to_spectral(jnp.moveaxis(velocity, -1, -3))
-        kx, ky = (k.astype(_real_dtype(uv_hat)) for k in self.wavenumbers())
+        kx, ky = (lift(k.astype(_real_dtype(uv_hat)), uv_hat[..., 0, :, :])
+                  for k in self.wavenumbers())
         return 1j * kx * uv_hat[..., 1, :, :] - 1j * ky * uv_hat[..., 0, :, :]
+
+
+def lift(constant: np.ndarray, x) -> np.ndarray:
+    """`constant` (a 2-D grid array) with leading unit axes to match the rank of `x`, so that
+    batched inputs `(..., nx, nk)` work under `jax_numpy_rank_promotion="raise"`."""
+    return np.reshape(constant, (1,) * (np.ndim(x) - constant.ndim) + constant.shape)
 
 
 def _real_dtype(x) -> np.dtype:

@@ -69,8 +69,13 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
         spectrum: instead, a function E(k) of the wavenumber magnitude (jnp, vectorised).
         dtype: of the result (default: jax's default float).
     """
-    if not isinstance(energy, jax.core.Tracer) and not (math.isfinite(energy) and energy > 0):
-        raise SimkitInputError(f"energy must be finite and > 0, got {energy!r}.")
+    if not isinstance(energy, jax.core.Tracer):
+        try:
+            energy_f = float(energy)
+        except (TypeError, ValueError):
+            energy_f = math.nan
+        if isinstance(energy, (bool, str)) or not (math.isfinite(energy_f) and energy_f > 0):
+            raise SimkitInputError(f"energy must be a finite number > 0, got {energy!r}.")
     if spectrum is None:
         if not (math.isfinite(peak_wavenumber) and peak_wavenumber > 0):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
@@ -83,6 +88,13 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
     # A shell of radius k holds ~2 pi k / dk modes: energy per mode ~ E(k) / k, and
     # |w_hat|^2 = k^2 |u_hat|^2, so |w_hat| ~ sqrt(k E(k)).
     amp = jnp.where(k > 0, jnp.sqrt(jnp.maximum(k * spectrum(jnp.asarray(k, dtype)), 0.0)), 0.0)
+    if not isinstance(amp, jax.core.Tracer):  # checked when called eagerly (traced under jit)
+        kept = np.asarray(amp)[grid.dealias_mask()]
+        if not np.all(np.isfinite(kept)) or not np.any(kept > 0):
+            raise SimkitInputError(
+                "the spectrum must be finite and > 0 on at least one mode the 2/3 rule keeps "
+                f"(|k| up to {float(np.max(k[grid.dealias_mask()])):.3g} on this grid); got "
+                + ("NaN/inf values." if not np.all(np.isfinite(kept)) else "zero on all of them."))
     w_hat = grid.to_spectral(noise) * amp * grid.dealias_mask()
     scale = jnp.sqrt(energy / diag.energy(grid, w_hat))
     return grid.to_physical(w_hat * scale).astype(dtype)

@@ -17,6 +17,7 @@ The nonlinear term uses the identity (u . grad) w = (d_xx - d_yy)(u v) + d_xy (v
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,6 +34,11 @@ from ...run import AbstractStepper
 from . import _diagnostics as diag
 from ._forcing import Kolmogorov, forcing_hat
 from ._grid import SpectralGrid
+
+# Frames skipped when a warning names its caller: simkit's and equinox's (methods of a Module
+# are called through an equinox wrapper, so a fixed stacklevel would point inside simkit).
+_INTERNAL_DIRS = (os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                  os.path.dirname(eqx.__file__))
 
 MAX_CFL = 1.0
 """Largest advective CFL number dt (|u|/dx + |v|/dy) accepted at `init`. RK4 is stable for
@@ -114,9 +120,13 @@ class NavierStokes2D(AbstractStepper):
                 f"forcing must be None, spectral.Kolmogorov(wavenumber) or \"field\", got "
                 f"{forcing!r}.")
         self.forcing = forcing
-        if str(np.dtype(dtype)) not in ("float32", "float64"):
+        try:
+            dtype_name = None if dtype is None else str(np.dtype(dtype))
+        except TypeError:
+            dtype_name = None
+        if dtype_name not in ("float32", "float64"):
             raise SimkitInputError(f"dtype must be float32 or float64, got {dtype!r}.")
-        self.dtype = str(np.dtype(dtype))
+        self.dtype = dtype_name
 
     @property
     def grid(self) -> SpectralGrid:
@@ -183,7 +193,11 @@ class NavierStokes2D(AbstractStepper):
 
     def _field(self, name, value, components: int = 0):
         want = self.shape + ((components,) if components else ())
-        arr = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
+        try:
+            arr = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
+        except ValueError:  # e.g. a ragged nested list
+            raise SimkitInputError(f"{name} must be an array of shape {want}, got a "
+                                   f"{type(value).__name__} numpy cannot read as one.") from None
         if arr.shape != want:
             raise SimkitInputError(f"{name} must have shape {want} (the grid"
                                    f"{', components' if components else ''}), got {arr.shape}.")
@@ -241,12 +255,12 @@ class NavierStokes2D(AbstractStepper):
             raise SimkitInputError(
                 f"dt = {self.dt:g} gives an advective CFL number of {c:.3g} for the initial "
                 f"field, above the stability limit {MAX_CFL}; use dt <= "
-                f"{self.dt * MAX_CFL / c:.3g} (e.g. spectral.stable_time_step(max_velocity, "
-                f"grid, cfl=0.5) = {self.dt * 0.5 / c:.3g}).")
+                f"{_round_down(self.dt * MAX_CFL / c):g} (e.g. spectral.stable_time_step("
+                f"max_velocity, grid, cfl=0.5) = {_round_down(self.dt * 0.5 / c):g}).")
         if c > 0.5 * MAX_CFL:
             warnings.warn(f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
                           f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
-                          stacklevel=3)
+                          skip_file_prefixes=_INTERNAL_DIRS)  # shown at the user's call
 
     # ---- the step ------------------------------------------------------------------------
 
@@ -342,27 +356,29 @@ class NavierStokes2D(AbstractStepper):
     def variables(self, state: SpectralState, params) -> dict[str, Variable]:
         shape, dt = self.shape, self.dtype
         n_shells = len(diag.shell_wavenumbers(self.grid))
+        # Reduced units: "1" as the LBM stepper writes (udunits-parsable, dimensionless); the
+        # dimensions in box length and time units are in each long_name.
         return {
-            "velocity": Variable(("x", "y", "component"), shape + (2,), dt, "length/time",
-                                 "velocity (u, v)"),
-            "vorticity": Variable(("x", "y"), shape, dt, "1/time", "vorticity dv/dx - du/dy"),
-            "energy": Variable((), (), dt, "length^2/time^2", "kinetic energy <|u|^2>/2"),
-            "enstrophy": Variable((), (), dt, "1/time^2", "enstrophy <w^2>/2"),
-            "dissipation": Variable((), (), dt, "length^2/time^3",
-                                    "viscous dissipation rate nu <w^2>"),
-            "injection": Variable((), (), dt, "length^2/time^3", "forcing power <f . u>"),
+            "velocity": Variable(("x", "y", "component"), shape + (2,), dt, "1",
+                                 "velocity (u, v) [length/time]"),
+            "vorticity": Variable(("x", "y"), shape, dt, "1", "vorticity dv/dx - du/dy [1/time]"),
+            "energy": Variable((), (), dt, "1", "kinetic energy <|u|^2>/2 [length^2/time^2]"),
+            "enstrophy": Variable((), (), dt, "1", "enstrophy <w^2>/2 [1/time^2]"),
+            "dissipation": Variable((), (), dt, "1",
+                                    "viscous dissipation rate nu <w^2> [length^2/time^3]"),
+            "injection": Variable((), (), dt, "1", "forcing power <f . u> [length^2/time^3]"),
             "cfl": Variable((), (), dt, "1", "advective CFL number dt max(|u|/dx + |v|/dy)"),
-            "energy_spectrum": Variable(("k",), (n_shells,), dt, "length^3/time^2",
-                                        "shell-averaged energy spectrum E(k)"),
+            "energy_spectrum": Variable(("k",), (n_shells,), dt, "1",
+                                        "shell-averaged energy spectrum E(k) [length^3/time^2]"),
         }
 
     def coords(self, state, params) -> dict[str, tuple[Any, str]]:
         x, y = self.grid.points()
-        return {"x": (x, "length"), "y": (y, "length"), "component": (["u", "v"], ""),
-                "k": (diag.shell_wavenumbers(self.grid), "1/length")}
+        return {"x": (x, "1"), "y": (y, "1"), "component": (["x", "y"], ""),
+                "k": (diag.shell_wavenumbers(self.grid), "1")}
 
     def time_units(self) -> str:
-        return "time"
+        return "1"
 
     def blow_up_hint(self) -> str:
         return ("A spectral Navier-Stokes run blows up when the advective CFL number "
@@ -389,9 +405,32 @@ def stable_time_step(max_velocity: float, grid: SpectralGrid, cfl: float = 0.5) 
         grid: the `SpectralGrid`.
         cfl: target CFL number, in (0, MAX_CFL].
     """
-    if not (isinstance(max_velocity, (int, float)) and math.isfinite(max_velocity)
-            and max_velocity > 0):
+    if not isinstance(grid, SpectralGrid):
+        raise SimkitInputError(f"grid must be a spectral.SpectralGrid (e.g. stepper.grid), got "
+                               f"{type(grid).__name__}.")
+    u, c = _real_number(max_velocity), _real_number(cfl)
+    if u is None or not (math.isfinite(u) and u > 0):
         raise SimkitInputError(f"max_velocity must be a finite number > 0, got {max_velocity!r}.")
-    if not (0 < cfl <= MAX_CFL):
+    if c is None or not (0 < c <= MAX_CFL):
         raise SimkitInputError(f"cfl must be in (0, {MAX_CFL}], got {cfl!r}.")
-    return cfl * min(grid.spacing) / (2.0 * max_velocity)
+    return c * min(grid.spacing) / (2.0 * u)
+
+
+def _round_down(x: float, digits: int = 3) -> float:
+    """`x` > 0 to `digits` significant digits, rounded down (a suggested dt must pass)."""
+    unit = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    r = float(f"{x:.{digits}g}")
+    return r if r <= x else float(f"{r - unit:.{digits}g}")
+
+
+def _real_number(value) -> float | None:
+    """`float(value)` for a real scalar (Python, numpy or a concrete 0-d array), else None
+    (bools, strings, complex numbers, arrays with more than one element, tracers)."""
+    if isinstance(value, (bool, np.bool_, str, bytes, jax.core.Tracer)):
+        return None
+    if np.ndim(value) != 0 or np.iscomplexobj(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
