@@ -67,7 +67,8 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
         energy: total kinetic energy per unit area (velocity^2), > 0.
         peak_wavenumber: k_p of the default spectrum k^4 exp(-2 (k/k_p)^2) (1 / length).
         spectrum: instead, a function E(k) of the wavenumber magnitude (jnp, vectorised).
-        dtype: of the result (default: jax's default float).
+        dtype: of the result (default: jax's default float). The random numbers are drawn in
+            float32 either way, so a seed gives the same field (to rounding) in both.
     """
     if not isinstance(energy, jax.core.Tracer):
         try:
@@ -77,13 +78,20 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
         if isinstance(energy, (bool, str)) or not (math.isfinite(energy_f) and energy_f > 0):
             raise SimkitInputError(f"energy must be a finite number > 0, got {energy!r}.")
     if spectrum is None:
-        if not (math.isfinite(peak_wavenumber) and peak_wavenumber > 0):
+        if isinstance(peak_wavenumber, (bool, str)) or not isinstance(
+                peak_wavenumber, (int, float, np.integer, np.floating)) \
+                or not (math.isfinite(peak_wavenumber) and peak_wavenumber > 0):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
         spectrum = default_spectrum(peak_wavenumber)
+    is_key = hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)
+    if not is_key and (isinstance(seed, (bool, float, str)) or (
+            hasattr(seed, "dtype") and not jnp.issubdtype(seed.dtype, jnp.integer))):
+        raise SimkitInputError(f"seed must be an integer or a jax.random key, got {seed!r}.")
     key = seed if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)) \
         else jax.random.key(seed)
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
-    noise = jax.random.normal(key, grid.shape, dtype)
+    # Drawn in float32 whatever `dtype`: one seed gives the same field in float32 and float64.
+    noise = jax.random.normal(key, grid.shape, jnp.float32).astype(dtype)
     k = np.sqrt(grid.k_squared())
     # A shell of radius k holds ~2 pi k / dk modes: energy per mode ~ E(k) / k, and
     # |w_hat|^2 = k^2 |u_hat|^2, so |w_hat| ~ sqrt(k E(k)).

@@ -106,10 +106,9 @@ class NavierStokes2D(AbstractStepper):
                  dtype: str = "float32"):
         grid = SpectralGrid(shape, box)
         self.shape, self.box = grid.shape, grid.box
-        try:
-            dt_f = float(dt)
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"dt must be a number, got {dt!r}.") from None
+        dt_f = _real_number(dt)
+        if dt_f is None:
+            raise SimkitInputError(f"dt must be a number, got {dt!r}.")
         if not (math.isfinite(dt_f) and dt_f > 0):
             raise SimkitInputError(f"dt must be finite and > 0, got {dt!r}.")
         self.dt = dt_f
@@ -179,10 +178,9 @@ class NavierStokes2D(AbstractStepper):
     def _scalar(self, name, value, *, positive, sign_free=False):
         if isinstance(value, jax.core.Tracer):
             return value
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"{name} must be a number, got {value!r}.") from None
+        v = _real_number(value)
+        if v is None:
+            raise SimkitInputError(f"{name} must be a number, got {value!r}.")
         if not math.isfinite(v):
             raise SimkitInputError(f"{name} must be finite, got {value!r}.")
         if positive and v <= 0:
