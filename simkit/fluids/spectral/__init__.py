@@ -29,3 +29,17 @@ from ._stepper import (
     cfl_number as cfl_number,
     stable_time_step as stable_time_step,
 )
+from ._grid3d import SpectralGrid3D as SpectralGrid3D
+from ._ns3d import (
+    FFTS_PER_STEP_3D as FFTS_PER_STEP_3D,
+    NavierStokes3D as NavierStokes3D,
+    SpectralState3D as SpectralState3D,
+    abc_flow as abc_flow,
+    box_mean_product_3d as box_mean_product_3d,
+    cfl_number_3d as cfl_number_3d,
+    energy_3d as energy_3d,
+    energy_spectrum_3d as energy_spectrum_3d,
+    random_velocity_3d as random_velocity_3d,
+    shell_wavenumbers_3d as shell_wavenumbers_3d,
+    taylor_green_3d as taylor_green_3d,
+)
