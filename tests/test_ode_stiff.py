@@ -357,10 +357,19 @@ def test_per_component_atol_is_accepted(robertson_ref):
     np.testing.assert_array_less(np.abs(np.asarray(sol.ys) - robertson_ref), bound)
 
 
-def test_rodas5_refuses_non_vector_state():
-    with pytest.raises(ValueError, match=r"1-D array of shape \(dim,\)"):
-        diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: -y), Rodas5(), 0.0, 1.0, 0.1,
-                            jnp.ones((2, 2)))
+def test_rodas5_matrix_state_equals_the_flattened_solve():
+    # Rodas works on the raveled state (issue 13, defect 3): a (2, 2) state is 4 ODEs.
+    a = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
+    y0 = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+
+    def run(y):
+        if y.ndim == 2:
+            vf = lambda t, y, _: a @ y  # noqa: E731
+        else:
+            vf = lambda t, y, _: (a @ y.reshape(2, 2)).ravel()  # noqa: E731
+        return diffrax.diffeqsolve(diffrax.ODETerm(vf), Rodas5(), 0.0, 1.0, 0.1, y).ys[0]
+
+    np.testing.assert_allclose(np.asarray(run(y0)).ravel(), np.asarray(run(y0.ravel())), rtol=1e-12)
 
 
 # --- long-time validation -----------------------------------------------------------------------

@@ -772,7 +772,7 @@ def raise_on_fused_failure(sol: FusedSolution, method: str, max_steps: int) -> N
     raise RuntimeError(
         f"ODE solve reached max_steps={max_steps} before t1 in {n_failed} ensemble member(s) "
         f"(first: member {first}). {method} is explicit; if the problem is stiff use a stiff "
-        "solver (stiff=True, e.g. Kvaerno5) instead of raising max_steps."
+        "solver (stiff=True, i.e. simkit.ode.Rodas5) instead of raising max_steps."
     )
 
 
@@ -835,7 +835,8 @@ def solve_ensemble_fused(
             dcoeff, safety, factormin, factormax, dtmax); overrides `rtol`/`atol`.
         saveat: save times `(n_save,)` in `[t0, t1]`, non-decreasing; default `t1` only.
             Adaptive steps are clipped to land on them (no interpolation).
-        max_steps: per-member limit on attempted steps (adaptive) or on the number of steps.
+        max_steps: per-member limit on attempted steps (adaptive) or on the number of steps,
+            at most 2**31 - 1 (32-bit step counters).
         segment_steps: attempted steps between host-side regroupings (adaptive).
         regroup: compact still-active members into smaller batches between segments.
         shard: spread members over the devices of `mesh` (`simkit.ensemble.sharded_call`);
@@ -867,7 +868,7 @@ def solve_ensemble_fused(
     """
     from .._checks import require_positive
     from ._problem import validate_problem
-    from ._solve import _saveat, broadcast_ensemble
+    from ._solve import _saveat, broadcast_ensemble, check_max_steps
     from ._tableau import tableau_for
 
     tab = tableau_for(solver)
@@ -883,7 +884,7 @@ def solve_ensemble_fused(
     y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
     if not jnp.issubdtype(y0s.dtype, jnp.floating):
         raise SimkitInputError(f"ensemble y0 must be floating point, got dtype {y0s.dtype}.")
-    require_positive("max_steps", max_steps, integer=True)
+    check_max_steps(max_steps)
     if dt0 is not None:
         require_positive("dt0", dt0)
     if saveat is not None:

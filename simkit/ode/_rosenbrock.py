@@ -27,20 +27,24 @@ Numerical values (method and dense output) are the published coefficients as tab
 Julia SciML OrdinaryDiffEq.jl Rosenbrock tableaux. `tests/test_ode_stiff.py` checks the order of
 each method and of its interpolant on problems with a closed-form solution.
 
-The state must be a 1-D array (one ODE system); ensembles are a `jax.vmap` of the solve.
+States may be any pytree of floating or complex arrays; ensembles are a `jax.vmap` of the solve.
+Reverse time (`t1 < t0`) follows diffrax's convention (see `AbstractRodas`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
+
+from .._checks import SimkitInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +191,8 @@ def _lu_solve_small(lu, perm, b: Float[Array, " n"]) -> Float[Array, " n"]:
 
 def _factor(m: Float[Array, "n n"]) -> Callable[[Float[Array, " n"]], Float[Array, " n"]]:
     """Factor `m` once; return a function that solves `m x = b`."""
+    if m.shape[0] == 0:  # empty state: nothing to solve
+        return lambda b: b
     if m.shape[0] <= _UNROLLED_LU_MAX_DIM:
         lu, perm = _lu_factor_small(m)
         return lambda b: _lu_solve_small(lu, perm, b)
@@ -194,36 +200,104 @@ def _factor(m: Float[Array, "n n"]) -> Callable[[Float[Array, " n"]], Float[Arra
     return lambda b: jsl.lu_solve(lu_piv, b)
 
 
+class _Flat(NamedTuple):
+    """A state pytree as one real vector: leaves raveled, cast to one dtype, and (for complex
+    states) split into real and imaginary halves, so the Jacobian is that of a real system."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+    dtype: Any  # common dtype of the leaves (complex or real)
+
+    @classmethod
+    def of(cls, tree) -> _Flat:
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        dtypes = tuple(jnp.result_type(x) for x in leaves)
+        with jax.numpy_dtype_promotion("standard"):
+            common = jnp.result_type(*dtypes)
+        return cls(treedef, tuple(jnp.shape(x) for x in leaves), dtypes, common)
+
+    @property
+    def complex(self) -> bool:
+        return jnp.issubdtype(self.dtype, jnp.complexfloating)
+
+    @property
+    def real_dtype(self):
+        return jnp.finfo(self.dtype).dtype
+
+    def ravel(self, tree) -> Array:
+        leaves = jax.tree_util.tree_leaves(tree)
+        v = jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in leaves])
+        return jnp.concatenate([v.real, v.imag]) if self.complex else v
+
+    def unravel(self, v: Array):
+        if self.complex:
+            half = v.shape[0] // 2
+            v = jax.lax.complex(v[:half], v[half:])
+        leaves, i = [], 0
+        for shape, dt in zip(self.shapes, self.dtypes):
+            size = math.prod(shape)
+            leaves.append(v[i:i + size].reshape(shape).astype(dt))
+            i += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
 class RodasDenseInterpolation(diffrax.AbstractLocalInterpolation):
-    """4th-order continuous extension of one Rodas step (see `RodasTableau.h`)."""
+    """4th-order continuous extension of one Rodas step (see `RodasTableau.h`).
+
+    `y0`, `y1` have the structure of the state; `q` the same structure with a leading axis of 3
+    on every leaf. Times are diffrax's internal (always increasing) times.
+    """
 
     t0: float | Array
     t1: float | Array
-    y0: Float[Array, " dim"]
-    y1: Float[Array, " dim"]
-    q: Float[Array, "3 dim"]
+    y0: PyTree[Array]
+    y1: PyTree[Array]
+    q: PyTree[Array]
 
-    def evaluate(self, t0, t1=None, left: bool = True) -> Float[Array, " dim"]:
+    def evaluate(self, t0, t1=None, left: bool = True) -> PyTree[Array]:
         del left
         if t1 is not None:
-            return self.evaluate(t1) - self.evaluate(t0)
-        theta = (t0 - self.t0) / (self.t1 - self.t0)
-        one_m = 1 - theta
-        q0, q1, q2 = self.q[0], self.q[1], self.q[2]
-        return one_m * self.y0 + theta * (self.y1 + one_m * (q0 + theta * (q1 + theta * q2)))
+            return jax.tree_util.tree_map(jnp.subtract, self.evaluate(t1), self.evaluate(t0))
+        # A zero-length step happens in vmapped solves (members that reached t1 keep stepping,
+        # masked): guard the division, or its NaN leaks into gradients through the mask.
+        span = self.t1 - self.t0
+        zero = span == 0
+        theta = jnp.where(zero, 0, (t0 - self.t0) / jnp.where(zero, 1, span))
+
+        def leaf(y0, y1, q):
+            th = jnp.asarray(theta, y0.dtype)  # time and state dtypes may differ
+            one_m = 1 - th
+            return one_m * y0 + th * (y1 + one_m * (q[0] + th * (q[1] + th * q[2])))
+
+        return jax.tree_util.tree_map(leaf, self.y0, self.y1, self.q)
 
 
 class AbstractRodas(diffrax.AbstractAdaptiveSolver):
     """An 8-stage stiffly accurate Rosenbrock method of order 5(4), given by its `tableau`.
 
     Per step: one Jacobian `df/dy` (`jax.jacfwd`, exact), one `df/dt` (`jax.jvp`), one LU
-    factorisation of `I/(h gamma) - J`, 7 vector-field evaluations and 8 triangular solves; no
-    Newton iteration. Error estimate: the last stage increment (order-5 solution minus the
-    embedded order-4 one). Dense output: the method's own 4th-order interpolant, so
-    `SaveAt(ts=...)` does not shorten steps.
+    factorisation, 7 vector-field evaluations and 8 triangular solves; no Newton iteration.
+    Error estimate: the last stage increment (order-5 solution minus the embedded order-4 one).
+    Dense output: the method's own 4th-order interpolant, so `SaveAt(ts=...)` does not shorten
+    steps.
 
-    Requirements: `y` is a 1-D floating array `(dim,)` and the term an `ODETerm`. float32 and
-    float64 both work; stiff problems at tight tolerances need float64 (see `solve_stiff`).
+    The step is written with diffrax's term interface: the stage function is
+    `F(t, y) = terms.vf_prod(t, y, args, terms.contr(t0, t1))` (for an `ODETerm`, `h f(t, y)`),
+    and the method reads, with `dt = t1 - t0` in diffrax's internal time,
+
+        (I / gamma - dF/dy) u_i = F(t0 + c_i dt, y0 + sum_j a_ij u_j) + sum_j C_ij u_j
+                                  + d_i dt dF/dt.
+
+    This is the transformed form above multiplied by h. diffrax integrates `t1 < t0` by
+    negating time and wrapping the term so that its control carries the sign; going through
+    `contr`/`vf_prod` makes reverse-time solves (and so `BacksolveAdjoint`) correct.
+
+    States: any pytree of floating or complex arrays (diffrax's convention). The step works
+    on one real vector (leaves raveled; a complex state as real and imaginary parts, so the
+    Jacobian is exact even for a non-holomorphic vector field). An empty state is carried
+    through unchanged. float32 and float64 both work; stiff problems at tight tolerances need
+    float64 (see `solve_stiff`).
     """
 
     tableau: ClassVar[RodasTableau]  # set by each concrete method
@@ -236,44 +310,58 @@ class AbstractRodas(diffrax.AbstractAdaptiveSolver):
         return 5
 
     def init(self, terms, t0, t1, y0, args) -> None:
-        if jnp.ndim(y0) != 1:
-            raise ValueError(
-                f"{type(self).__name__} needs the state y to be a 1-D array of shape (dim,), "
-                f"got shape {jnp.shape(y0)}; flatten the state (or vmap over extra axes)."
+        leaves = jax.tree_util.tree_leaves(y0)
+        if not leaves:
+            raise SimkitInputError(
+                f"{type(self).__name__} needs a state with at least one array, got {y0!r}."
             )
+        for x in leaves:
+            dtype = jnp.result_type(x)
+            if not jnp.issubdtype(dtype, jnp.inexact):
+                raise SimkitInputError(
+                    f"{type(self).__name__} needs floating-point (or complex) state arrays, "
+                    f"got dtype {dtype}; pass y0 as e.g. jnp.asarray(y0, float)."
+                )
         return None
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         tab = self.tableau
-        h = t1 - t0
+        flat = _Flat.of(y0)
+        control = terms.contr(t0, t1)
 
-        def f(t, y):
-            return terms.vf(t, y, args)
+        def F(t, v):  # the stage function on the flat real vector
+            return flat.ravel(terms.vf_prod(t, flat.unravel(v), args, control))
 
-        f0, dfdt = jax.jvp(lambda t: f(t, y0), (t0,), (jnp.ones_like(t0),))
-        jac = jax.jacfwd(lambda y: f(t0, y))(y0)
-        solve = _factor(jnp.eye(y0.shape[0], dtype=y0.dtype) / (h * tab.gamma) - jac)
+        v0 = flat.ravel(y0)
+        n, dtype = v0.shape[0], v0.dtype
+        dt = jnp.asarray(t1 - t0, dtype)
+        F0, dFdt = jax.jvp(lambda t: F(t, v0), (t0,), (jnp.ones_like(t0),))
+        jac = jax.jacfwd(lambda v: F(t0, v))(v0)
+        solve = _factor(jnp.eye(n, dtype=dtype) / tab.gamma - jac)
 
         u: list[Array] = []
-        y_in = y0
+        v_in = v0
         for i in range(8):
             if i == 0:
-                fi = f0
+                fi = F0
             else:
                 if i < 6:
-                    y_in = y0 + sum(a * uj for a, uj in zip(tab.a[i - 1], u))
+                    v_in = v0 + sum(a * uj for a, uj in zip(tab.a[i - 1], u))
                 else:  # stiffly accurate stages 7 and 8
-                    y_in = y_in + u[i - 1]
-                fi = f(t0 + tab.c[i] * h, y_in)
-                fi = fi + sum((cij / h) * uj for cij, uj in zip(tab.C[i - 1], u))
+                    v_in = v_in + u[i - 1]
+                fi = F(t0 + tab.c[i] * (t1 - t0), v_in)
+                fi = fi + sum(cij * uj for cij, uj in zip(tab.C[i - 1], u))
             if tab.d[i] != 0.0:
-                fi = fi + (tab.d[i] * h) * dfdt
+                fi = fi + (tab.d[i] * dt) * dFdt.astype(dtype)
             u.append(solve(fi))
-        y1 = y_in + u[7]
-        q = jnp.asarray(tab.h, dtype=y0.dtype) @ jnp.stack(u)
-        dense_info = dict(y0=y0, y1=y1, q=q)
-        return y1, u[7], dense_info, None, diffrax.RESULTS.successful
+        v1 = v_in + u[7]
+        q = jnp.asarray(tab.h, dtype=dtype) @ jnp.stack(u)  # (3, n)
+        y1 = flat.unravel(v1)
+        q_tree = jax.tree_util.tree_map(lambda *rows: jnp.stack(rows),
+                                        *[flat.unravel(q[k]) for k in range(3)])
+        dense_info = dict(y0=y0, y1=y1, q=q_tree)
+        return y1, flat.unravel(u[7]), dense_info, None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)

@@ -8,10 +8,64 @@ from typing import Any
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._problem import ODEProblem, validate_problem
+
+
+# A relative tolerance below this many machine epsilons of the state's dtype cannot be met:
+# the step-size controller would shrink steps into round-off and never reach t1.
+_RTOL_MIN_EPS = 100
+# `solve`/`solve_ensemble` take any diffrax solver and keep their historical rtol default (1e-6,
+# which float32 explicit solves reach): they refuse only what no solver can meet, an rtol below
+# one machine epsilon (e.g. 1e-12 with a float32 state).
+_RTOL_MIN_EPS_EXPLICIT = 1
+
+
+def check_tolerances(rtol: Any, atol: Any, y0: Any, min_eps: float = _RTOL_MIN_EPS) -> None:
+    """Host-side check of adaptive-step tolerances for a state like `y0` `(dim,)` (an array or
+    anything with `shape` and `dtype`): rtol a number > 0 and at least `min_eps` machine
+    epsilons of y0's dtype; atol a number or one per component, all > 0."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((rtol, atol))):
+        return  # traced tolerances (inside the caller's jit): nothing to check on the host
+    require_positive("rtol", rtol)
+    try:
+        atol_arr = np.asarray(atol, dtype=float)
+    except (TypeError, ValueError):
+        msg = f"atol must be a number or an array of numbers, got {atol!r}."
+        raise SimkitInputError(msg) from None
+    if atol_arr.ndim not in (0, 1) or (atol_arr.ndim == 1 and atol_arr.shape != y0.shape):
+        raise SimkitInputError(
+            f"atol must be a number or an array of shape {tuple(y0.shape)} (one per state "
+            f"component), got shape {atol_arr.shape}."
+        )
+    if not np.all(np.isfinite(atol_arr)) or not np.all(atol_arr > 0):
+        raise SimkitInputError(f"atol must be finite and > 0, got {atol!r}.")
+    eps = float(jnp.finfo(y0.dtype).eps)
+    if float(rtol) < min_eps * eps:
+        fix = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass a float64 "
+               "y0, or raise rtol") if y0.dtype != jnp.float64 else "raise rtol"
+        raise SimkitInputError(
+            f"rtol={rtol!r} is below what {y0.dtype} can resolve ({min_eps:g} x eps = "
+            f"{min_eps * eps:.2g}): {fix}."
+        )
+
+
+# Step counters in diffrax and in the fused kernels are 32-bit integers.
+_MAX_STEPS_LIMIT = 2**31 - 1
+
+
+def check_max_steps(max_steps: Any) -> None:
+    """`max_steps` must be a positive integer that fits the 32-bit step counters."""
+    require_positive("max_steps", max_steps, integer=True)
+    if max_steps > _MAX_STEPS_LIMIT:
+        raise SimkitInputError(
+            f"max_steps={max_steps} is above {_MAX_STEPS_LIMIT} (2**31 - 1), the largest step "
+            "count the 32-bit step counters hold; pass at most that (a solve needing more steps "
+            "wants a looser tolerance, a stiff solver or a shorter time span)."
+        )
 
 
 def default_solver(stiff: bool) -> diffrax.AbstractSolver:
@@ -32,6 +86,9 @@ def _saveat(problem: ODEProblem, ts, dense: bool) -> diffrax.SaveAt:
     if ts is None:
         return diffrax.SaveAt(t1=True, dense=dense)
     ts = jnp.asarray(ts)
+    dtype = _state_time_dtype(problem.y0)
+    if dtype is not None and jnp.issubdtype(ts.dtype, jnp.floating):
+        ts = ts.astype(dtype)  # save times in the state's precision, as t0 and t1
     if ts.ndim != 1:
         raise SimkitInputError(f"saveat times must be 1-D, got shape {tuple(ts.shape)}.")
     lo, hi = float(jnp.min(ts)), float(jnp.max(ts))
@@ -66,29 +123,41 @@ def solve(
 
     Args:
         problem: the `ODEProblem` (one member).
-        solver: any diffrax solver; default `Tsit5()` or, if `stiff`, `Kvaerno5()`.
+        solver: any diffrax solver; default `Tsit5()` or, if `stiff`, `simkit.ode.Rodas5()`.
         dt0: initial (or, with `fixed_step`, constant) step in model time units; must be > 0.
             Default: chosen by diffrax's step-size controller.
         fixed_step: constant steps of `dt0` (no error control).
-        rtol, atol: relative/absolute tolerance of the PID step-size controller.
+        rtol, atol: relative/absolute tolerance of the PID step-size controller, both > 0;
+            rtol at least one machine epsilon of `y0`'s dtype (float32: ~1.2e-7). Unused with
+            `fixed_step`.
         saveat: times at which to save, shape `(n_save,)`, inside `[t0, t1]`; default `t1` only.
+            Times (t0, t1, dt0, saveat) are cast to `y0`'s precision, so a float32 state is
+            solved in float32.
         dense: also return dense output (`sol.evaluate(t)`).
         event: a `diffrax.Event` to stop the solve at a root / condition.
-        max_steps: step limit; reaching it raises an error that suggests a stiff solver.
+        max_steps: step limit, at most 2**31 - 1; reaching it raises an error that suggests a
+            stiff solver (for an explicit one).
         adjoint: diffrax adjoint for reverse-mode gradients (default `RecursiveCheckpointAdjoint`).
         throw: raise on solver failure (default) rather than returning `sol.result`.
         validate: run host-side input checks (turn off only inside your own `jit`).
 
     Returns:
         `diffrax.Solution` with `ts` `(n_save,)` and `ys` `(n_save, dim)`.
+
+    Raises:
+        SimkitInputError: (with `validate`) bad problem, dt0, max_steps, tolerances or save
+            times, before anything is compiled.
+        RuntimeError: the solve failed or reached `max_steps` (with `throw`).
     """
     if validate:
         validate_problem(problem)
         if dt0 is not None:
             require_positive("dt0", dt0)
-        require_positive("max_steps", max_steps, integer=True)
+        check_max_steps(max_steps)
         if fixed_step and dt0 is None:
             raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+        if not fixed_step:
+            check_tolerances(rtol, atol, jnp.asarray(problem.y0), min_eps=_RTOL_MIN_EPS_EXPLICIT)
     solver = default_solver(stiff) if solver is None else solver
     if fixed_step:
         controller = diffrax.ConstantStepSize()
@@ -108,6 +177,12 @@ def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller,
                         event=None, max_steps=100_000, adjoint=None, throw=False):
     """Thin jittable call to `diffrax.diffeqsolve` (no host checks); used by `solve` and ensembles."""
     kwargs: dict[str, Any] = {}
+    # Times in the state's precision: diffrax promotes y0 to the time dtype, so float64 times
+    # would silently run a float32 state in float64 (and mix dtypes in the vector field).
+    dtype = _state_time_dtype(y0)
+    if dtype is not None:
+        t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+        dt0 = None if dt0 is None else jnp.asarray(dt0, dtype)
     if adjoint is not None:
         kwargs["adjoint"] = adjoint
     if event is not None:
@@ -119,6 +194,16 @@ def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller,
         args=params, saveat=saveat, stepsize_controller=controller, max_steps=max_steps,
         throw=throw, **kwargs,
     )
+
+
+def _state_time_dtype(y0):
+    """The real floating dtype of the state's leaves (None if they are not all one inexact
+    dtype): the dtype simkit gives the times, so that diffrax keeps the state's precision."""
+    dtypes = {jnp.result_type(x) for x in jax.tree_util.tree_leaves(y0)}
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else None
 
 
 def _raise_on_failure(result, solver, max_steps: int) -> None:
@@ -225,13 +310,13 @@ def solve_ensemble(
         y0: batched initial states `(n_members, dim)`; default: `problem.y0` for every member.
         params: pytree like `problem.params` with a leading `(n_members, ...)` axis on every leaf.
         solver: a diffrax solver, or a name: "tsit5", "dopri5", "rk4" (fused only, fixed step).
-            Default `Tsit5()` or, if `stiff`, `Kvaerno5()`.
+            Default `Tsit5()` or, if `stiff`, `simkit.ode.Rodas5()`.
         method: "auto" (fused when the solver is Tsit5/Dopri5/RK4 and, for adaptive steps, the
             inputs are concrete; diffrax otherwise), "fused", or "diffrax". Adaptive fused solves
             run a host loop, so under `jax.grad`/`jit` "auto" picks diffrax.
         shard: spread members over all local devices with `simkit.ensemble` (padding handled).
-        Other arguments as in `solve` (fixed-step fused solves need `t1 - t0` and the save
-        times to be whole multiples of `dt0`).
+        Other arguments as in `solve` (rtol, atol > 0; max_steps <= 2**31 - 1; fixed-step fused
+        solves need `t1 - t0` and the save times to be whole multiples of `dt0`).
 
     Returns:
         (ts `(n_save,)`, ys `(n_members, n_save, dim)`).
@@ -256,8 +341,13 @@ def solve_ensemble(
         if stiff:
             raise SimkitInputError(
                 f"stiff=True needs an implicit solver, got the explicit {solver!r}; leave solver "
-                "unset (Kvaerno5) or pass e.g. diffrax.Kvaerno5()."
+                "unset (simkit.ode.Rodas5) or pass e.g. diffrax.Kvaerno5()."
             )
+    check_max_steps(max_steps)
+    if not fixed_step:
+        dtype = jnp.result_type(problem.y0 if y0 is None else y0)
+        check_tolerances(rtol, atol, jax.ShapeDtypeStruct(jnp.shape(problem.y0), dtype),
+                         min_eps=_RTOL_MIN_EPS_EXPLICIT)
     solver = default_solver(stiff) if solver is None else solver
     tab = tableau_for(solver)
     traced = _is_traced(y0, params, problem.y0, problem.params)
@@ -289,7 +379,7 @@ def solve_ensemble(
     if fixed_step and dt0 is None:
         raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
     save = _saveat(problem, saveat, False)  # validates the save times
-    save_ts = None if saveat is None else jnp.asarray(saveat)
+    save_ts = None if saveat is None else save.subs.ts
     batched = _vmapped_diffrax(problem.vector_field, solver, bool(fixed_step), float(rtol),
                                float(atol), dt0, int(max_steps), problem.t0, problem.t1,
                                save_ts is not None)

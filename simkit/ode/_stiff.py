@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,35 +26,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._problem import ODEProblem, validate_problem
 from ._rosenbrock import AbstractRodas, Rodas5
-from ._solve import broadcast_ensemble
-
-# A relative tolerance below this many machine epsilons of the state's dtype cannot be met:
-# the step-size controller would shrink steps into round-off and never reach t1.
-_RTOL_MIN_EPS = 100
-
-
-def _check_tolerances(rtol: Any, atol: Any, y0: Array) -> None:
-    require_positive("rtol", rtol)
-    try:
-        atol_arr = np.asarray(atol, dtype=float)
-    except (TypeError, ValueError):
-        msg = f"atol must be a number or an array of numbers, got {atol!r}."
-        raise SimkitInputError(msg) from None
-    if atol_arr.ndim not in (0, 1) or (atol_arr.ndim == 1 and atol_arr.shape != y0.shape):
-        raise SimkitInputError(
-            f"atol must be a number or an array of shape {tuple(y0.shape)} (one per state "
-            f"component), got shape {atol_arr.shape}."
-        )
-    if not np.all(np.isfinite(atol_arr)) or not np.all(atol_arr > 0):
-        raise SimkitInputError(f"atol must be finite and > 0, got {atol!r}.")
-    eps = float(jnp.finfo(y0.dtype).eps)
-    if float(rtol) < _RTOL_MIN_EPS * eps:
-        fix = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass a float64 "
-               "y0, or raise rtol") if y0.dtype != jnp.float64 else "raise rtol"
-        raise SimkitInputError(
-            f"rtol={rtol!r} is below what {y0.dtype} can resolve ({_RTOL_MIN_EPS} x eps = "
-            f"{_RTOL_MIN_EPS * eps:.2g}): {fix}."
-        )
+from ._solve import broadcast_ensemble, check_max_steps, check_tolerances
 
 
 def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndarray:
@@ -77,18 +49,27 @@ def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndar
     return ts.astype(dtype)
 
 
-def _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0):
+def _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0,
+                 adjoint=None):
+    kwargs = {} if adjoint is None else {"adjoint": adjoint}
     return diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field), solver, t0, t1, dt0, y0, args=params,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps, throw=False,
+        max_steps=max_steps, throw=False, **kwargs,
     )
 
 
 @functools.partial(jax.jit, static_argnames=("vector_field", "solver", "t0", "t1", "max_steps"))
 def _solve_jit(y0, params, rtol, atol, ts, dt0, *, vector_field, solver, t0, t1, max_steps):
     return _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0)
+
+
+@eqx.filter_jit
+def _solve_jit_adjoint(y0, params, rtol, atol, ts, dt0, static):
+    """As `_solve_jit` with a user-chosen adjoint (some, e.g. `BacksolveAdjoint`, hold dicts
+    and are not hashable, so everything static goes through `filter_jit`'s partitioning)."""
+    return _diffeqsolve(*static[:5], y0, params, rtol, atol, ts, dt0, adjoint=static[5])
 
 
 _ensemble_fns: dict[tuple, Callable] = {}
@@ -112,6 +93,10 @@ def _ensemble_fn(vector_field, solver, t0, t1, max_steps, with_dt0: bool) -> Cal
 
 
 _jit_ensemble = jax.jit(lambda fn, *a: fn(*a), static_argnums=0)
+
+
+def _traced(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
 def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
@@ -167,8 +152,8 @@ def _check_common(problem: ODEProblem, solver, rtol, atol, max_steps, dt0, savea
             f"{type(solver).__name__}; for other diffrax solvers use simkit.ode.solve."
         )
     y0 = jnp.asarray(problem.y0)
-    _check_tolerances(rtol, atol, y0)
-    require_positive("max_steps", max_steps, integer=True)
+    check_tolerances(rtol, atol, y0)
+    check_max_steps(max_steps)
     if dt0 is not None:
         require_positive("dt0", dt0)
     return _save_times(problem, saveat, y0.dtype)
@@ -184,6 +169,7 @@ def solve_stiff(
     dt0: float | None = None,
     max_steps: int = 100_000,
     throw: bool = True,
+    adjoint: diffrax.AbstractAdjoint | None = None,
 ) -> diffrax.Solution:
     """Solve one stiff ODE problem with a Rosenbrock method (diffrax underneath).
 
@@ -203,6 +189,9 @@ def solve_stiff(
         dt0: first step (time units); default chosen by diffrax from the vector field.
         max_steps: step limit (accepted + rejected).
         throw: raise `RuntimeError` on failure (default); otherwise inspect `sol.result`.
+            Under the caller's `jit`/`vmap`/`grad` a failure raises through `eqx.error_if`.
+        adjoint: diffrax adjoint for gradients: default `RecursiveCheckpointAdjoint` (reverse
+            mode); `diffrax.ForwardMode()` for `jax.jacfwd`, `diffrax.BacksolveAdjoint()`, ...
 
     Returns:
         `diffrax.Solution` with `ts` `(n_save,)`, `ys` `(n_save, dim)`, `stats`, `result`.
@@ -219,12 +208,20 @@ def solve_stiff(
     _validate(problem)
     ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
     y0 = jnp.asarray(problem.y0)
-    sol = _solve_jit(
-        y0, problem.params, np.asarray(rtol, y0.dtype), np.asarray(atol, y0.dtype), ts,
-        None if dt0 is None else np.asarray(dt0, y0.dtype), vector_field=problem.vector_field,
-        solver=solver, t0=problem.t0, t1=problem.t1, max_steps=max_steps,
-    )
+    inputs = (y0, problem.params, np.asarray(rtol, y0.dtype), np.asarray(atol, y0.dtype), ts,
+              None if dt0 is None else np.asarray(dt0, y0.dtype))
+    if adjoint is None:
+        sol = _solve_jit(*inputs, vector_field=problem.vector_field, solver=solver,
+                         t0=problem.t0, t1=problem.t1, max_steps=max_steps)
+    else:
+        static = (problem.vector_field, solver, problem.t0, problem.t1, max_steps, adjoint)
+        sol = _solve_jit_adjoint(*inputs, static)
     if throw:
+        if _traced(sol.result):  # under the caller's jit/vmap/grad
+            return eqx.error_if(
+                sol, sol.result != diffrax.RESULTS.successful,
+                f"solve_stiff: {type(solver).__name__} failed or reached max_steps={max_steps} "
+                "before t1 (pass throw=False and read sol.result to handle it yourself).")
         _raise_on_failure(sol.result, solver, max_steps, "solve_stiff")
     return sol
 
@@ -290,5 +287,12 @@ def solve_stiff_ensemble(
     else:
         ys, result = _jit_ensemble(fn, y0s, batched_params, *shared)
     if throw:
-        _raise_on_failure(result, solver, max_steps, "solve_stiff_ensemble")
+        if _traced(result):  # under the caller's jit/vmap/grad
+            ys = eqx.error_if(
+                ys, result != diffrax.RESULTS.successful,
+                f"solve_stiff_ensemble: {type(solver).__name__} failed or reached "
+                f"max_steps={max_steps} before t1 in some member (pass throw=False to get inf "
+                "there instead).")
+        else:
+            _raise_on_failure(result, solver, max_steps, "solve_stiff_ensemble")
     return ts, ys
