@@ -1,8 +1,8 @@
 """Parameter fitting: least squares, minimisation, uncertainties, batches (LM, optimistix).
 
-- `fit(model, params0, data, sigma=..., bounds=...)`: one least-squares fit (simkit's
-  Levenberg-Marquardt by default, the same algorithm `fit_batch` runs; any optimistix
-  least-squares solver or minimiser selectable);
+- `fit(model, params0, data, sigma=..., bounds=...)`: one least-squares fit (optimistix's
+  Levenberg-Marquardt by default; any optimistix least-squares solver or minimiser, or
+  `solver="simkit-lm"`, simkit's Levenberg-Marquardt that `fit_batch` runs, selectable);
   returns a `FitResult` with params, covariance, stderr, correlation, residuals, chi2, n_steps
   and a status. A failed fit raises `FitError` (carrying the last iterate) unless `throw=False`.
 - `fit_batch`: many independent fits (one per experiment) as one batch, advanced in segments

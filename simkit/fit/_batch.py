@@ -27,7 +27,7 @@ from ._least_squares import (
     prepare,
 )
 from ._lm import lm_init, lm_step
-from ._problem import Model
+from ._problem import Model, require_step_limit
 from ._result import FitError, FitResult, FitStatus
 from ._transforms import ParamTransform
 
@@ -74,7 +74,7 @@ def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_ite
 
 @eqx.filter_jit
 def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched, shared,
-                    axes):
+                    axes, rtol=1e-8, atol=1e-8, cost0=None):
     """Covariances from the states' Jacobians (`J_x = J_u / D`); the Jacobians are evaluated
     afresh for the whole batch only if some member's transform is saturated."""
     J_fast, usable = jax.vmap(lambda s: jacobian_x_from_state(transform, s))(states)
@@ -89,20 +89,25 @@ def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, bat
 
     J_xs = jax.lax.cond(jnp.all(usable), lambda b: J_fast, slow, batched)
 
-    def one(s, J_x, b):
+    def one(s, J_x, b, c0):
         data, inv_sigma, args = _merge(b, shared, axes)
         return finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
-                           absolute_sigma=absolute_sigma, J_x=J_x,
-                           method="simkit batched LevenbergMarquardt")
+                           absolute_sigma=absolute_sigma, J_x=J_x, rtol=rtol, atol=atol,
+                           method="simkit batched LevenbergMarquardt",
+                           r0_norm=None if c0 is None else jnp.sqrt(2.0 * c0))
 
-    return jax.vmap(one)(states, J_xs, batched)
+    return jax.vmap(one)(states, J_xs, batched, cost0)
 
 
 def _merge(b, shared, axes):
-    """(data, inv_sigma, args) for one member from its batched slice and the shared parts."""
+    """(data, inv_sigma, args) for one member from its batched slice and the shared parts (for
+    batched `args`, the shared part holds its non-array leaves, e.g. functions)."""
     out = []
     for i, ax in enumerate(axes):
-        out.append(b[i] if ax else shared[i])
+        if ax and shared[i] is not None:
+            out.append(eqx.combine(b[i], shared[i]))
+        else:
+            out.append(b[i] if ax else shared[i])
     return tuple(out)
 
 
@@ -145,6 +150,7 @@ def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, ja
     """
     n = int(x0s.shape[0])
     states = _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes)
+    cost0 = states.cost
     n_iter = jnp.asarray(segment_steps, jnp.int32)
     rtol_a, atol_a = jnp.asarray(rtol), jnp.asarray(atol)
     max_a = jnp.asarray(max_steps, jnp.int32)
@@ -178,7 +184,7 @@ def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, ja
         running = np.asarray(cur.status) == FitStatus.RUNNING
     states = cur if idx is None else _put(states, idx, cur)
     return _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched,
-                           shared, axes)
+                           shared, axes, rtol_a, atol_a, cost0)
 
 
 def _leading(tree, name: str) -> int:
@@ -192,8 +198,8 @@ def _leading(tree, name: str) -> int:
 
 def _check_common(jac, max_steps, rtol, atol, segment_steps):
     _check_jac(jac)
-    require_positive("max_steps", max_steps, integer=True)
-    require_positive("segment_steps", segment_steps, integer=True)
+    require_step_limit("max_steps", max_steps)
+    require_step_limit("segment_steps", segment_steps)
     require_positive("rtol", rtol)
     require_positive("atol", atol)
 
@@ -248,8 +254,12 @@ def fit_batch(
     if n_p != n:
         raise SimkitInputError(f"params0 has {n_p} starts but data has {n} members; give one "
                                "start per member (a leading batch axis on every leaf).")
-    if args is not None and _leading(args, "args") != n:
-        raise SimkitInputError(f"args has {_leading(args, 'args')} members but data has {n}.")
+    # Array leaves of args are batched (one per member); the others (functions, static
+    # configuration) are shared by every member.
+    args_dyn, args_static = eqx.partition(args, eqx.is_array)
+    if args is not None and _leading(args_dyn, "args") != n:
+        raise SimkitInputError(f"args has {_leading(args_dyn, 'args')} members but data has "
+                               f"{n}.")
     transform, data, inv_sigma, has_args = prepare(
         model, params0, data, sigma=sigma, args=args, bounds=bounds,
         batch_axes_params=1, batch_axes_data=1)
@@ -258,8 +268,9 @@ def fit_batch(
         np.ndim(w) > 0 and np.shape(w) == np.shape(d)
         for w, d in zip(jax.tree_util.tree_leaves(inv_sigma), jax.tree_util.tree_leaves(data)))
     axes = (True, sigma_batched, args is not None)
-    batched = (data, inv_sigma if sigma_batched else None, args)
-    shared = (None, None if sigma_batched else inv_sigma, None)
+    batched = (data, inv_sigma if sigma_batched else None, args_dyn)
+    shared = (None, None if sigma_batched else inv_sigma,
+              args_static if jax.tree_util.tree_leaves(args_static) else None)
     result = _run(model, has_args, transform, x0s, batched, shared, axes, solver=solver, jac=jac,
                   rtol=rtol, atol=atol, max_steps=max_steps, segment_steps=segment_steps,
                   absolute_sigma=absolute_sigma)

@@ -15,8 +15,9 @@ from jaxtyping import Array, Float, PyTree
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._lm import LMState, lm_solve
 from ._problem import (
-    Model, call_model, check_model_output, flat_weighted_residual, inverse_sigma, member_struct,
-    require_float_tree, require_x64, weighted_residual,
+    Model, call_model, check_model_output, eval_shape_static, flat_weighted_residual,
+    inverse_sigma, member_struct, require_float_tree, require_step_limit, require_x64,
+    weighted_residual,
 )
 from ._result import (
     FitError, FitResult, FitStatus, covariance_from_jacobian, status_from_optimistix,
@@ -25,6 +26,9 @@ from ._transforms import ParamTransform, _is_bound_leaf, check_start, ravel_host
 
 Jac = Literal["fwd", "bwd"]
 OPTIMALITY_TOL = 0.1  # remaining Gauss-Newton step, in standard errors, still called a minimum
+STEP_TOL_FACTOR = 10.0  # ... or within this many times the solver's tolerance atol + rtol |x|
+ZERO_RESIDUAL = 1e4  # ... or residuals within this many eps of the size of their terms
+GRAD_TOL_FACTOR = 100.0  # ... or the gradient's angle test within this many times rtol
 
 
 def _check_jac(jac: str) -> None:
@@ -34,7 +38,8 @@ def _check_jac(jac: str) -> None:
 
 def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[Array, " p"],
              data: PyTree, inv_sigma: PyTree | None, args: Any, *, n_steps, status, jac: Jac,
-             absolute_sigma: bool, method: str) -> FitResult:
+             absolute_sigma: bool, method: str, rtol=1e-8, atol=1e-8,
+             r0_norm=None) -> FitResult:
     """Turn an optimum `u` into a `FitResult` (jittable, vmappable), evaluating the Jacobian.
 
     The covariance uses the Jacobian of the weighted residuals with respect to the *constrained*
@@ -52,8 +57,10 @@ def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[A
     J, pred = jac_fn(res_x, has_aux=True)(x)
     r = flat_weighted_residual(pred, data, inv_sigma)
     residuals = jax.tree_util.tree_map(lambda d, q: d - q, data, pred)
-    return assemble_result(transform, x, J, r, residuals, n_steps=n_steps, status=status,
-                           scale=(inv_sigma is None) or (not absolute_sigma), method=method)
+    return assemble_result(transform, x, J, r, residuals, weighted_data(data, inv_sigma),
+                           n_steps=n_steps, status=status,
+                           scale=(inv_sigma is None) or (not absolute_sigma), method=method,
+                           rtol=rtol, atol=atol, r0_norm=r0_norm)
 
 
 def jacobian_x_from_state(transform: ParamTransform, state: LMState):
@@ -72,7 +79,8 @@ def jacobian_x_from_state(transform: ParamTransform, state: LMState):
 
 def finalise_lm(model: Model, has_args: bool, transform: ParamTransform, state: LMState,
                 data: PyTree, inv_sigma: PyTree | None, args: Any, *, jac: Jac,
-                absolute_sigma: bool, method: str, J_x: Array | None = None) -> FitResult:
+                absolute_sigma: bool, method: str, rtol=1e-8, atol=1e-8,
+                J_x: Array | None = None, r0_norm=None) -> FitResult:
     """`FitResult` from a finished LM state, reusing its residuals and Jacobian (jittable).
 
     Args:
@@ -92,9 +100,15 @@ def finalise_lm(model: Model, has_args: bool, transform: ParamTransform, state: 
         residuals = jax.tree_util.tree_map(lambda e: -e, diff)
     else:
         residuals = jax.tree_util.tree_map(lambda e, w: -e / w, diff, inv_sigma)
-    return assemble_result(transform, x, J_x, r, residuals, n_steps=state.n_steps,
-                           status=state.status,
-                           scale=(inv_sigma is None) or (not absolute_sigma), method=method)
+    return assemble_result(transform, x, J_x, r, residuals, weighted_data(data, inv_sigma),
+                           n_steps=state.n_steps, status=state.status,
+                           scale=(inv_sigma is None) or (not absolute_sigma), method=method,
+                           rtol=rtol, atol=atol, r0_norm=r0_norm)
+
+
+def weighted_data(data: PyTree, inv_sigma: PyTree | None) -> Float[Array, " m"]:
+    """The data divided by sigma, flat `(m,)` (the scale of the weighted residuals)."""
+    return flat_weighted_residual(data, jax.tree_util.tree_map(jnp.zeros_like, data), inv_sigma)
 
 
 def jacobian_x(model, has_args, transform, x, data, inv_sigma, args, jac: Jac):
@@ -118,21 +132,60 @@ def unflatten_like(flat: Float[Array, " m"], tree: PyTree) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def assemble_result(transform: ParamTransform, x, J, r, residuals, *, n_steps, status,
-                    scale: bool, method: str) -> FitResult:
-    """Covariance, status refinement (not a minimum / at a bound) and the `FitResult`."""
+def assemble_result(transform: ParamTransform, x, J, r, residuals, dw, *, n_steps, status,
+                    scale: bool, method: str, rtol, atol, r0_norm=None) -> FitResult:
+    """Covariance, status refinement (not a minimum / at a bound) and the `FitResult`.
+
+    An optimiser can stop "successfully" where every trial step fails (e.g. a model that is NaN
+    all around the iterate, or a step limit on the damping): such a point is reported as
+    `NOT_A_MINIMUM` unless one of these says it is converged:
+
+    - the Gauss-Newton step still possible from `x` is below `OPTIMALITY_TOL` standard errors
+      (the noise level floored at the residuals' rounding level, see below);
+    - that step is within `STEP_TOL_FACTOR * (atol + rtol |x|)` in every parameter: converged
+      to the requested tolerance, whatever the size of the residuals (this also covers m = p,
+      where there is no residual variance);
+    - the residuals are zero to working precision: `|r| <= ZERO_RESIDUAL * eps * (|a| + |r0|)`,
+      where `a_i = |d_i| + |pred_i| + sum_j |J_ij x_j|` (weighted) is the size of the terms
+      residual `i` is computed from and `r0` the residuals at the start. chi2 = 0 is the
+      global minimum; the remaining "step" is rounding;
+    - the gradient `g = J^T r` is orthogonal to the residuals to within `GRAD_TOL_FACTOR *
+      rtol`: `|g_j| <= tol |J_j| |r|` for every column (MINPACK's angle test; not relative to
+      the size of `r`, and meaningful where `J` is rank-deficient at the minimum, as at the
+      local minima of Freudenstein-Roth or Jennrich-Sampson, where the Gauss-Newton step is
+      not: it blows up along the null direction while the gradient is zero).
+
+    Args:
+        dw: `(m,)` the data divided by sigma (the scale of the weighted residuals).
+        rtol, atol: the solver's convergence tolerances.
+        r0_norm: `|r|` at the start (None: not used).
+    """
     params = transform.unravel(x)
     chi2 = jnp.sum(r * r)
     m, p = J.shape
     dof = m - p
-    cov, corr, se, ok, cond, s2, optimality, gn_step = covariance_from_jacobian(J, r, dof, scale)
-    # An optimiser can stop "successfully" where every trial step fails (e.g. a model that is
-    # NaN all around the iterate): refuse to call that a minimum. If the step still to be taken
-    # would cross a bound, the minimum is outside the bounds: say so (the optimiser, working on
-    # the transformed parameter, creeps towards the bound until max_steps or a stall).
+    eps = jnp.finfo(J.dtype).eps
+    J_f = jnp.where(jnp.isfinite(J), J, 0.0)
+    terms = jnp.abs(dw) + jnp.abs(dw + r) + jnp.abs(J_f) @ jnp.abs(x)
+    r_round = ZERO_RESIDUAL * eps * jnp.sqrt(jnp.sum(terms * terms))
+    floor = r_round**2 / max(dof, 1)
+    r_zero = r_round if r0_norm is None else r_round + ZERO_RESIDUAL * eps * r0_norm
+    cov, corr, se, ok, cond, s2, optimality, gn_step = covariance_from_jacobian(
+        J, r, dof, scale, noise_floor=floor)
+    r_norm = jnp.sqrt(chi2)
+    zero_residual = r_norm <= r_zero
+    within_tol = jnp.all(jnp.abs(gn_step) <= STEP_TOL_FACTOR * (atol + rtol * jnp.abs(x)))
+    r_f = jnp.where(jnp.isfinite(r), r, 0.0)
+    col_norms = jnp.sqrt(jnp.sum(J_f * J_f, axis=0))
+    angle_ok = jnp.all(jnp.abs(J_f.T @ r_f) <= GRAD_TOL_FACTOR * rtol * col_norms * r_norm)
+    angle_ok = angle_ok & jnp.all(jnp.isfinite(J)) & jnp.all(jnp.isfinite(r)) & (r_norm > 0)
+    converged = (optimality <= OPTIMALITY_TOL) | within_tol | zero_residual | angle_ok
     status = jnp.asarray(status, jnp.int32)
-    status = jnp.where((status == FitStatus.SUCCESS) & (optimality > OPTIMALITY_TOL),
-                       FitStatus.NOT_A_MINIMUM, status)
+    status = jnp.where((status == FitStatus.SUCCESS) & ~converged, FitStatus.NOT_A_MINIMUM,
+                       status)
+    # If the step still to be taken would cross a bound, the minimum is outside the bounds: say
+    # so (the optimiser, working on the transformed parameter, creeps towards the bound until
+    # max_steps or a stall).
     x_next = x + gn_step
     at_bound = (transform.kind != 0) & ((x_next <= transform.lower) | (x_next >= transform.upper))
     unfinished = ((status == FitStatus.NOT_A_MINIMUM) | (status == FitStatus.MAX_STEPS)
@@ -157,7 +210,8 @@ def _fit_lm_impl(model, has_args, jac, absolute_sigma, transform, x0, data, inv_
     s0, s = lm_solve(model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol,
                      max_steps)
     res = finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
-                      absolute_sigma=absolute_sigma, method=LM_METHOD)
+                      absolute_sigma=absolute_sigma, method=LM_METHOD, rtol=rtol, atol=atol,
+                      r0_norm=jnp.sqrt(2.0 * s0.cost))
     return res, jnp.isfinite(s0.cost)
 
 
@@ -200,7 +254,9 @@ def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max
     status = status_from_optimistix(sol.result)
     res = finalise(model, has_args, transform, sol.value, data, inv_sigma, args,
                    n_steps=sol.stats["num_steps"], status=status, jac=jac,
-                   absolute_sigma=absolute_sigma, method=type(solver).__name__)
+                   absolute_sigma=absolute_sigma, method=type(solver).__name__,
+                   rtol=getattr(solver, "rtol", 1e-8), atol=getattr(solver, "atol", 1e-8),
+                   r0_norm=jnp.sqrt(jnp.sum(r0 * r0)))
     return res, init_finite
 
 
@@ -208,11 +264,14 @@ _PREPARED: dict = {}
 
 
 def _signature(tree: PyTree):
-    """Hashable (treedef, leaf shapes and dtypes) of a pytree."""
+    """Hashable (treedef, leaf shapes and dtypes) of a pytree; a leaf that is not array-like
+    (e.g. a function in `args`) enters as itself (TypeError if it cannot be hashed)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple(
+    key = treedef, tuple(
         (np.shape(x), str(x.dtype) if hasattr(x, "dtype") else type(x).__name__)
-        for x in leaves)
+        if eqx.is_array_like(x) else ("static", x) for x in leaves)
+    hash(key)
+    return key
 
 
 def _bounds_key(bounds: PyTree | None):
@@ -277,7 +336,8 @@ def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
         one_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], params0)
     one_args = args
     if has_args and batch_axes_data:
-        one_args = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], args)
+        one_args = jax.tree_util.tree_map(
+            lambda x: np.asarray(x)[0] if eqx.is_array(x) else x, args)
     check_model_output(model, one_params, one_args, has_args,
                        member_struct(data, batch_axes_data))
     inv_sigma = inverse_sigma(sigma, data, batch_axes=batch_axes_data)
@@ -365,7 +425,7 @@ def fit(
         >>> res.params["k"], res.stderr["k"]
     """
     _check_jac(jac)
-    require_positive("max_steps", max_steps, integer=True)
+    require_step_limit("max_steps", max_steps)
     require_positive("rtol", rtol)
     require_positive("atol", atol)
     if isinstance(solver, str):
@@ -487,15 +547,19 @@ def minimise(
         the parameter covariance when `loss` is a negative log-likelihood.
     """
     require_x64()
-    require_positive("max_steps", max_steps, integer=True)
+    require_step_limit("max_steps", max_steps)
+    require_positive("rtol", rtol)
+    require_positive("atol", atol)
     if not callable(loss):
         raise SimkitInputError(f"loss must be callable, got {type(loss).__name__}.")
     require_float_tree("params0", params0)
     has_args = args is not None
     try:
-        out = jax.eval_shape(lambda p, a: call_model(loss, p, a, has_args), params0, args)
+        out = eval_shape_static(lambda p, a: call_model(loss, p, a, has_args), params0, args)
     except Exception as exc:
-        raise SimkitInputError(f"loss failed to evaluate at params0: {exc}") from exc
+        call = "loss(params, args)" if has_args else "loss(params)"
+        raise SimkitInputError(f"{call} failed to evaluate at params0: "
+                               f"{type(exc).__name__}: {exc}") from exc
     if getattr(out, "shape", None) != ():
         raise SimkitInputError(
             f"loss must return a scalar, got shape {getattr(out, 'shape', out)}.")

@@ -16,6 +16,7 @@ from ..ode import ODEProblem, validate_problem
 from ..ode._fused import _rk_step
 from ..ode._solve import default_solver, diffeqsolve_problem
 from ..ode._tableau import RK4
+from ._problem import require_step_limit
 
 
 def rk4_saveat(vector_field, y0: Float[Array, " dim"], params: PyTree,
@@ -96,8 +97,12 @@ def ode_model(
         raise SimkitInputError(f"method must be 'diffrax' or 'rk4', got {method!r}.")
     if jac not in ("fwd", "bwd"):
         raise SimkitInputError(f"jac must be 'fwd' or 'bwd', got {jac!r}.")
-    require_positive("max_steps", max_steps, integer=True)
+    require_step_limit("max_steps", max_steps)
     require_positive("substeps", substeps, integer=True)
+    require_positive("rtol", rtol)
+    require_positive("atol", atol)
+    if dt0 is not None:
+        require_positive("dt0", dt0)
     if method == "rk4" and ts_np[0] != problem.t0:
         raise SimkitInputError(
             f"method='rk4' integrates from ts[0]; ts[0] = {ts_np[0]} must equal t0 = "

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
-from .._checks import SimkitInputError, require_finite
+from .._checks import SimkitInputError, require_finite, require_positive
 from ._transforms import ParamTransform
 
 Model = Callable[..., PyTree]
@@ -38,19 +39,46 @@ def require_float_tree(name: str, tree: PyTree) -> None:
     require_finite(name, tree)
 
 
+def require_step_limit(name: str, value) -> None:
+    """A positive integer below 2**31: step counters are int32 (a larger limit would wrap)."""
+    require_positive(name, value, integer=True)
+    if value >= 2**31:
+        raise SimkitInputError(
+            f"{name} must be < 2**31 (step counters are 32-bit), got {value!r}; a limit that "
+            "large never stops a fit anyway: use e.g. 10**6.")
+
+
 def call_model(model: Model, params: PyTree, args: Any, has_args: bool) -> PyTree:
     return model(params, args) if has_args else model(params)
 
 
 def _struct(tree: PyTree) -> PyTree:
-    return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(
-            np.result_type(x) if not hasattr(x, "dtype") else x.dtype)), tree)
+    """Shapes and dtypes of the array-like leaves; other leaves (functions, strings, static
+    configuration in `args`) are kept as they are: they are passed to the model unchanged."""
+    def one(x):
+        if not eqx.is_array_like(x):
+            return x
+        return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(
+            np.result_type(x) if not hasattr(x, "dtype") else x.dtype))
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def _struct_key(tree: PyTree):
+    """Hashable key of a `_struct` tree (raises TypeError for an unhashable static leaf)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
+    key = tuple((tuple(x.shape), str(x.dtype)) if isinstance(x, jax.ShapeDtypeStruct)
+                else ("static", x) for x in leaves)
+    hash(key)
+    return treedef, key
+
+
+def eval_shape_static(fn: Callable, *trees: PyTree) -> PyTree:
+    """`jax.eval_shape(fn, *trees)` where the trees may hold non-array leaves (e.g. a function
+    in `args`): those are closed over, only the `ShapeDtypeStruct`/array leaves are traced."""
+    is_struct = lambda x: isinstance(x, jax.ShapeDtypeStruct) or eqx.is_array_like(x)  # noqa: E731
+    dyn, static = eqx.partition(trees, is_struct)
+    return jax.eval_shape(lambda d: fn(*eqx.combine(d, static)), dyn)
 
 
 _CHECKED: dict = {}
@@ -84,7 +112,7 @@ def check_model_output(model: Model, params: PyTree, args: Any, has_args: bool,
 
 def _check_model_output(model, params, args, has_args, data_struct) -> None:
     try:
-        out = jax.eval_shape(lambda p, a: call_model(model, p, a, has_args), params, args)
+        out = eval_shape_static(lambda p, a: call_model(model, p, a, has_args), params, args)
     except Exception as exc:  # the user's function failed to trace: say where
         call = "model(params, args)" if has_args else "model(params)"
         raise SimkitInputError(f"{call} failed to evaluate at the start parameters: "

@@ -33,8 +33,10 @@ _STATUS_TEXT = {
     FitStatus.SOLVER_FAILED: "the optimiser failed (see optimistix result); the parameters are "
                              "the last iterate",
     FitStatus.NOT_A_MINIMUM: "stopped at a point that is not a minimum (the remaining "
-                             "Gauss-Newton step exceeds 0.1 standard errors, e.g. the model is "
-                             "NaN around it); the parameters are the last iterate",
+                             "Gauss-Newton step exceeds 0.1 standard errors and the solver's "
+                             "tolerance, the gradient is not orthogonal to the residuals and "
+                             "they are not zero, e.g. the model is NaN around it); the "
+                             "parameters are the last iterate",
     FitStatus.AT_BOUND: "ended against a bound: the least-squares minimum lies outside the "
                         "bounds (see `at_bound`), so the covariance is not valid there; widen "
                         "the bounds, fix that parameter, or check the model",
@@ -71,9 +73,12 @@ class FitResult(eqx.Module):
         covariance_ok: whether `J^T J` was well-conditioned enough to invert.
         condition: condition number of `J^T J` (of the weighted residual Jacobian, squared).
         optimality: length of the Gauss-Newton step still possible from `params`, in standard
-            errors (covariance metric); ~0 at a minimum. A "converged" fit with
-            optimality > 0.1 is reported as `NOT_A_MINIMUM`, or as `AT_BOUND` when that step
-            would cross a bound.
+            errors (covariance metric; the noise level floored at the residuals' rounding
+            level, so an exact fit scores ~0, not ~sqrt(dof)); ~0 at a minimum. A "converged"
+            fit with optimality > 0.1 whose step also exceeds the solver's tolerance, whose
+            gradient fails the angle test and whose residuals are not zero is reported as
+            `NOT_A_MINIMUM` (see `simkit.fit._least_squares.assemble_result`), or as
+            `AT_BOUND` when that step would cross a bound.
         at_bound: `(p,)` flat flags: the remaining Gauss-Newton step would cross this
             parameter's bound (its minimum lies outside the bounds).
         param_names: names of the flat parameter entries (static).
@@ -160,7 +165,8 @@ class FitResult(eqx.Module):
 
 
 def covariance_from_jacobian(
-    jac: Float[Array, "m p"], r: Float[Array, " m"], dof: int, scale_by_residuals: bool
+    jac: Float[Array, "m p"], r: Float[Array, " m"], dof: int, scale_by_residuals: bool,
+    noise_floor: Float[Array, ""] | float = 0.0,
 ) -> tuple[Float[Array, "p p"], Float[Array, "p p"], Float[Array, " p"], Bool[Array, ""],
            Float[Array, ""], Float[Array, ""], Float[Array, ""]]:
     """Covariance `s^2 (J^T J)^-1` from the weighted residual Jacobian at the optimum (jittable).
@@ -174,7 +180,10 @@ def covariance_from_jacobian(
     Also returns the *optimality* of the point: the length, in this covariance's metric, of the
     Gauss-Newton step that would still be taken from it, `sqrt(delta^T cov^-1 delta)` =
     `|U^T r| / s`. At a least-squares minimum it is ~0; 1 means the minimum is still about one
-    standard error away (so the optimiser stopped somewhere that is not a minimum).
+    standard error away (so the optimiser stopped somewhere that is not a minimum). The noise
+    level `s` in it is floored at `noise_floor`: with exact data the residuals are rounding
+    noise, and measuring the step in units of rounding noise would call any exact fit a
+    non-minimum.
 
     Args:
         jac: `(m, p)` Jacobian of the weighted residuals w.r.t. the (constrained) flat params.
@@ -182,10 +191,14 @@ def covariance_from_jacobian(
         dof: `m - p`.
         scale_by_residuals: multiply by `s^2 = chi2 / dof` (no sigma given, or
             `absolute_sigma=False`); otherwise sigma is taken as the true noise level.
+        noise_floor: lower bound on the per-residual variance used for the optimality (not
+            for the covariance), e.g. the rounding level of the residuals.
 
     Returns:
         (covariance, correlation, stderr `(p,)`, ok, condition number of `J^T J`, s^2 =
-        chi2 / dof, optimality, the Gauss-Newton step `(p,)` still possible from here)
+        chi2 / dof, optimality, the Gauss-Newton step `(p,)` still possible from here; zero
+        where `J` is rank-deficient, but computed whenever `J` has full column rank, even when
+        the covariance is not available because dof = 0)
     """
     m, p = jac.shape
     chi2 = jnp.sum(r * r)
@@ -202,7 +215,8 @@ def covariance_from_jacobian(
     eps = jnp.finfo(jac.dtype).eps
     smax = s[0]
     smin = s[-1]
-    ok = (smin > max(m, p) * eps * smax) & finite & (m >= p)
+    full_rank = (smin > max(m, p) * eps * smax) & finite & (m >= p)
+    ok = full_rank
     inv_s2 = jnp.where(ok, 1.0 / jnp.where(ok, s, 1.0) ** 2, jnp.inf)
     cov = (vt.T * inv_s2[None, :]) @ vt
     s2 = chi2 / dof if dof > 0 else jnp.full_like(chi2, jnp.nan)
@@ -217,10 +231,12 @@ def covariance_from_jacobian(
     condition = jnp.where(smin > 0, (smax / jnp.where(smin > 0, smin, 1.0)) ** 2, jnp.inf)
     ur = u.T @ jnp.where(finite, r, 0.0)
     proj2 = jnp.sum(ur**2)
-    safe_scale = jnp.where(ok & (scale > 0), scale, 1.0)
-    optimality = jnp.where(ok, jnp.where(scale > 0, jnp.sqrt(proj2 / safe_scale), 0.0), jnp.nan)
-    gn_step = -(vt.T @ (ur / jnp.where(ok, s, 1.0)))
-    gn_step = jnp.where(ok, gn_step, 0.0)
+    scale_opt = jnp.maximum(scale, noise_floor) if scale_by_residuals else scale
+    safe_scale = jnp.where(ok & (scale_opt > 0), scale_opt, 1.0)
+    optimality = jnp.where(ok, jnp.where(scale_opt > 0, jnp.sqrt(proj2 / safe_scale), 0.0),
+                           jnp.nan)
+    gn_step = -(vt.T @ (ur / jnp.where(full_rank, s, 1.0)))
+    gn_step = jnp.where(full_rank, gn_step, 0.0)
     return cov, corr, stderr, ok, condition, s2, optimality, gn_step
 
 

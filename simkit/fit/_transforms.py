@@ -125,12 +125,16 @@ class ParamTransform(eqx.Module):
     def to_flat(self, u: Float[Array, " p"]) -> Float[Array, " p"]:
         """Constrained flat parameters x = T(u)."""
         k, lo, hi = self.kind, self.lower, self.upper
-        # Each branch sees safe inputs so that no NaN/inf leaks into the selected gradient.
+        # Each branch sees safe inputs so that no NaN/inf leaks into the selected gradient: the
+        # exponential is taken of u only where a one-sided bound uses it (of 0 elsewhere), so an
+        # unbounded u = 1000 does not overflow exp(u) in the unused branch, whose zero cotangent
+        # times inf would be NaN in reverse mode.
         lo_s = jnp.where(jnp.isfinite(lo), lo, 0.0)
         hi_s = jnp.where(jnp.isfinite(hi), hi, 0.0)
-        x_low = lo_s + jnp.exp(u)
-        x_up = hi_s - jnp.exp(u)
-        x_both = lo_s + (hi_s - lo_s) * jax.nn.sigmoid(u)
+        e = jnp.exp(jnp.where((k == _LOWER) | (k == _UPPER), u, 0.0))
+        x_low = lo_s + e
+        x_up = hi_s - e
+        x_both = lo_s + (hi_s - lo_s) * jax.nn.sigmoid(jnp.where(k == _BOTH, u, 0.0))
         return jnp.where(k == _NONE, u, jnp.where(k == _LOWER, x_low,
                                                   jnp.where(k == _UPPER, x_up, x_both)))
 
