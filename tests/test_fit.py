@@ -110,6 +110,7 @@ def test_reverse_mode_jacobian_matches_forward():
     np.testing.assert_allclose(a.params["k"], b.params["k"], rtol=1e-8)
 
 
+@pytest.mark.slow  # default-suite time; covariances: the recovery/coverage tests
 def test_covariance_from_lm_state_equals_fresh_jacobian():
     """The default fit takes the covariance from its last Jacobian (`J_x = J_u / D`, D = dx/du);
     it equals the one from a Jacobian evaluated afresh at x. Where the transform saturates
@@ -152,6 +153,7 @@ def test_covariance_from_lm_state_equals_fresh_jacobian():
 # Lotka-Volterra
 
 
+@pytest.mark.slow  # default-suite time; LV recovery: test_problem_script_recovers_parameters
 def test_lotka_volterra_diffrax_recovers_truth_within_3_stderr():
     """Adaptive diffrax solve (forward-mode adjoint) inside optimistix LM: the 4 rates are
     recovered within 3 standard errors (a 99.7% interval per parameter for a correct
@@ -314,6 +316,7 @@ def test_batched_fits_equal_individual_fits():
         np.testing.assert_allclose(lockstep.member(i).stderr["k"], one.stderr["k"], rtol=1e-5)
 
 
+@pytest.mark.slow  # default-suite time; fit_batch: test_batched_fits_equal_individual_fits
 def test_batch_compaction_with_very_different_iteration_counts():
     """Members needing 1 vs many iterations (starts at / far from the optimum) in a batch of 80:
     once only the 8 slow ones run they are gathered into a batch of 16 (padded); every member

@@ -117,6 +117,7 @@ def test_gradient_equals_central_finite_differences(name):
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-9 * np.max(np.abs(fd)))
 
 
+@pytest.mark.slow  # default-suite time; sqrt = plain: test_spectral_gradients
 def test_sqrt_checkpoint_gradient_equals_plain_and_per_frame():
     """A loss on velocity frames (every 40 steps), kinetic-energy frames (every 10) and the
     final populations: the three checkpoint schemes give the same frames and gradient (to

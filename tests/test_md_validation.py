@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _md_common import block_mean_se, trajectory
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype", [jnp.float64, pytest.param(jnp.float32, marks=pytest.mark.slow)])
 def test_fcc_lattice_energy_at_rho_0_8442_with_plain_truncation_at_2_5(dtype):
     """U/N = -6.773368 for a perfect fcc crystal at rho* = 0.8442 with LJ cut (unshifted) at
     2.5 sigma: direct lattice sum over 54 neighbours (computed in float64; LAMMPS and OpenMM

@@ -341,6 +341,7 @@ def test_gradient_fixed_step_analytic_and_vs_diffrax():
     np.testing.assert_allclose(jax.grad(mine)(p), jax.grad(theirs)(p), rtol=1e-9)
 
 
+@pytest.mark.slow  # default-suite time; fused gradients are covered by the fixed-step test
 def test_adaptive_gradient_falls_back_to_diffrax():
     prob = ODEProblem(decay, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
     k = jnp.array([0.5, 2.0])
@@ -423,6 +424,7 @@ def test_block_sizes():
     assert _fused.adaptive_block_size(50, 3) == 50
 
 
+@pytest.mark.slow  # default-suite time; blocking: test_adaptive_blocking_gives_identical_steps
 @pytest.mark.parametrize("batched", [False, True])
 def test_fixed_step_blocking_does_not_change_results(batched):
     # 13 members in blocks of 4: the last block is padded with 3 copies of member 12.
@@ -441,6 +443,7 @@ def test_fixed_step_blocking_does_not_change_results(batched):
     np.testing.assert_allclose(sharded, whole, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.slow  # default-suite time; fused gradients: test_gradient_fixed_step_analytic_and_vs_diffrax
 def test_fixed_step_blocking_gradients():
     # Padding copies of the last member must not leak gradient into it: blocked (5 members,
     # blocks of 2) and unblocked gradients agree w.r.t. both y0 and params.

@@ -212,7 +212,7 @@ def test_rodas5_works_through_simkit_solve():
     np.testing.assert_allclose(via_solve.ys, via_stiff.ys, rtol=1e-12, atol=1e-20)
 
 
-@pytest.mark.parametrize("shard, solver", [(True, Rodas5()), (False, Rodas5P())])
+@pytest.mark.parametrize("shard, solver", [pytest.param(True, Rodas5(), marks=pytest.mark.slow), (False, Rodas5P())])  # sharding: test_ode_fused
 def test_ensemble_over_rate_constants_equals_single_solves(shard, solver):
     k1 = 0.04 * np.array([0.1, 0.5, 1.0, 3.0, 10.0])
     ks = np.stack([k1, np.full(5, 3e7), np.full(5, 1e4)], axis=1)
@@ -240,6 +240,7 @@ def test_ensemble_over_initial_states():
     assert not np.allclose(ys[0], ys[1])
 
 
+@pytest.mark.slow  # default-suite time; stiff gradients: test_ode_regressions / test_ode_corners
 def test_gradient_with_respect_to_rate_constant():
     # d y1(t=10) / d k1 by reverse mode through the Rodas5 solve (diffrax's default
     # RecursiveCheckpointAdjoint), against the forward sensitivity s = dy/dk1 from

@@ -240,6 +240,7 @@ def test_decaying_resume_after_interrupt_is_bitwise(decaying, tmp_path, capsys, 
 
 # -- VmappedStepper --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # default-suite time; members = separate runs: test_spectral_ensemble; resume: the decaying_turbulence tests
 def test_vmapped_stepper_equals_separate_runs_and_stays_sharded():
     """Members of an ensemble run (per-member params: a viscosity sweep; and shared params)
     against runs of the stepper alone, float64, 32^2, 20 steps. The states are bitwise equal

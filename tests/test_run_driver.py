@@ -185,7 +185,7 @@ def _reference_final(tmp_path):
     return np.load(tmp_path / "ref.npy")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])  # SIGINT: the Ctrl-C resume tests of each solver
 def test_killed_run_keeps_flushed_frames_and_resumes_bitwise(tmp_path, sig):
     out = tmp_path / "run.h5"
     proc = _worker([out, tmp_path / "final.npy"])

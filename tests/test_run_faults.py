@@ -503,6 +503,7 @@ def test_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path,
             chunk_steps=40, progress=False, checkpoint_interval=0)
 
 
+@pytest.mark.slow  # default-suite time; SIGTERM: the LBM/spectral/MD driver tests
 def test_sigterm_is_acted_on_during_a_long_chunk(tmp_path):
     """A scheduler's SIGTERM is followed by SIGKILL after a grace period (Slurm: 30 s): the
     checkpoint and status must not wait for a long chunk in flight to finish. The driver waits

@@ -149,6 +149,7 @@ def test_bad_save_rates_are_named():
         _run(None, chunk_steps=120)
 
 
+@pytest.mark.slow  # default-suite time; SIGKILL resume: test_run_driver
 def test_sigkill_then_resume_is_bitwise_for_every_group(tmp_path):
     worker = Path(__file__).parent / "_run_worker.py"
 

@@ -41,6 +41,7 @@ def test_problem_script_writes_file(tmp_h5, capsys):
     ds.close()
 
 
+@pytest.mark.slow  # default-suite time; sensitivities: the closed-form peak test
 def test_sensitivity_agrees_with_finite_differences():
     params = {"beta": jnp.asarray(0.3), "gamma": jnp.asarray(0.1)}
     jac = jax.jacfwd(lambda p: jnp.stack(sir.peak(p)))(params)
