@@ -104,7 +104,11 @@ def test_bad_grid_or_stepper_configuration_is_refused(make, message):
 
 
 def test_largest_kolmogorov_wavenumber_the_2_3_rule_keeps_is_accepted():
-    sp.NavierStokes2D((N, N), 0.01, forcing=sp.Kolmogorov(5))  # 3 * 5 < 16: kept
+    ns = sp.NavierStokes2D((N, N), 0.01, forcing=sp.Kolmogorov(5))  # 3 * 5 < 16: kept
+    # ... and the forcing it applies is that mode, not zeroed by the dealiasing mask
+    f_hat = sp._forcing.forcing_hat(ns.grid, ns.forcing, ns.params(0.1), ns.complex_dtype)
+    assert float(abs(f_hat[0, 5])) > 0
+    assert float(abs(f_hat).sum() - abs(f_hat[0, 5])) < 1e-9 * float(abs(f_hat[0, 5]))
 
 
 # ---------------------------------------------------------------- params

@@ -21,9 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ..._checks import SimkitInputError
+from ._checks import MIN_POINTS as MIN_POINTS, check_grid
 
-MIN_POINTS = 8  # per axis: the 2/3 rule keeps |m| < n / 3, so 8 points keep modes |m| <= 2
 
 
 class SpectralGrid(eqx.Module):
@@ -46,26 +45,7 @@ class SpectralGrid(eqx.Module):
     box: tuple[float, float] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int], box: Sequence[float] = (2 * math.pi, 2 * math.pi)):
-        try:
-            entries = tuple(shape)
-        except TypeError:
-            entries = ()
-        if len(entries) != 2 or not all(
-                isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in entries):
-            raise SimkitInputError(f"shape must be two integers (nx, ny), got {shape!r}.")
-        shape = tuple(int(n) for n in entries)
-        if any(n < MIN_POINTS for n in shape):
-            raise SimkitInputError(
-                f"every axis needs at least {MIN_POINTS} points (the resolution), got shape "
-                f"{shape}; the 2/3 dealiasing rule keeps only |m| < n / 3 of them.")
-        try:
-            box = tuple(float(b) for b in box)
-            if len(box) != 2:
-                raise TypeError
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"box must be two lengths (Lx, Ly), got {box!r}.") from None
-        if not all(math.isfinite(b) and b > 0 for b in box):
-            raise SimkitInputError(f"box lengths must be finite and > 0, got {box}.")
+        shape, box = check_grid(shape, box, 2)
         self.shape, self.box = shape, box
 
     # ---- geometry -------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from ..._checks import SimkitInputError
-from ._grid import MIN_POINTS, _real_dtype, lift
+from ._checks import check_grid
+from ._grid import _real_dtype, lift
 
 
 class SpectralGrid3D(eqx.Module):
@@ -44,26 +45,7 @@ class SpectralGrid3D(eqx.Module):
     box: tuple[float, float, float] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int], box: Sequence[float] = (2 * math.pi,) * 3):
-        try:
-            entries = tuple(shape)
-        except TypeError:
-            entries = ()
-        if len(entries) != 3 or not all(
-                isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in entries):
-            raise SimkitInputError(f"shape must be three integers (nx, ny, nz), got {shape!r}.")
-        shape = tuple(int(n) for n in entries)
-        if any(n < MIN_POINTS for n in shape):
-            raise SimkitInputError(
-                f"every axis needs at least {MIN_POINTS} points (the resolution), got shape "
-                f"{shape}; the 2/3 dealiasing rule keeps only |m| < n / 3 of them.")
-        try:
-            box = tuple(float(b) for b in box)
-            if len(box) != 3:
-                raise TypeError
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"box must be three lengths (Lx, Ly, Lz), got {box!r}.") from None
-        if not all(math.isfinite(b) and b > 0 for b in box):
-            raise SimkitInputError(f"box lengths must be finite and > 0, got {box}.")
+        shape, box = check_grid(shape, box, 3)
         self.shape, self.box = shape, box
 
     # ---- geometry -------------------------------------------------------------------------

@@ -36,7 +36,8 @@ from ...run import AbstractStepper
 from ._grid import _real_dtype, lift
 from ._grid3d import SpectralGrid3D
 from ._initial import default_spectrum
-from ._stepper import _INTERNAL_DIRS, MAX_CFL, _round_down, _real_number
+from ._checks import check_dt, check_dtype, real_number, round_down
+from ._stepper import _INTERNAL_DIRS, MAX_CFL
 
 FFTS_PER_STEP_3D = 36  # 4 stages x (6 inverse + 3 forward); +3 with a force field
 
@@ -99,24 +100,12 @@ class NavierStokes3D(AbstractStepper):
                  dtype: str = "float32"):
         grid = SpectralGrid3D(shape, box)
         self.shape, self.box = grid.shape, grid.box
-        try:
-            dt_f = float(dt)
-        except (TypeError, ValueError):
-            raise SimkitInputError(f"dt must be a number, got {dt!r}.") from None
-        if not (math.isfinite(dt_f) and dt_f > 0):
-            raise SimkitInputError(f"dt must be finite and > 0, got {dt!r}.")
-        self.dt = dt_f
+        self.dt = check_dt(dt)
         if not (forcing is None or (isinstance(forcing, str) and forcing == "field")):
             raise SimkitInputError(f'forcing must be None or "field" (a force field in params), '
                                    f"got {forcing!r}.")
         self.forcing = forcing
-        try:
-            dtype_name = None if dtype is None else str(np.dtype(dtype))
-        except TypeError:
-            dtype_name = None
-        if dtype_name not in ("float32", "float64"):
-            raise SimkitInputError(f"dtype must be float32 or float64, got {dtype!r}.")
-        self.dtype = dtype_name
+        self.dtype = check_dtype(dtype)
 
     @property
     def grid(self) -> SpectralGrid3D:
@@ -158,7 +147,7 @@ class NavierStokes3D(AbstractStepper):
     def _scalar(self, name, value, *, positive):
         if isinstance(value, jax.core.Tracer):
             return value
-        v = _real_number(value)
+        v = real_number(value)
         if v is None:
             raise SimkitInputError(f"{name} must be a real number, got {value!r}.")
         if not math.isfinite(v):
@@ -222,8 +211,8 @@ class NavierStokes3D(AbstractStepper):
             raise SimkitInputError(
                 f"dt = {self.dt:g} gives an advective CFL number of {c:.3g} for the initial "
                 f"field, above the stability limit {MAX_CFL}; use dt <= "
-                f"{_round_down(self.dt * MAX_CFL / c):g} (CFL 0.5: "
-                f"{_round_down(self.dt * 0.5 / c):g}).")
+                f"{round_down(self.dt * MAX_CFL / c):g} (CFL 0.5: "
+                f"{round_down(self.dt * 0.5 / c):g}).")
         if c > 0.5 * MAX_CFL:
             warnings.warn(f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
                           f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
@@ -486,11 +475,11 @@ def random_velocity_3d(grid: SpectralGrid3D, seed: int | Array = 0, *, energy: f
     Jittable and vmappable over `seed` (a key or an int array)."""
     grid = _check_grid(grid)
     if not isinstance(energy, jax.core.Tracer):
-        e = _real_number(energy)
+        e = real_number(energy)
         if e is None or not (math.isfinite(e) and e > 0):
             raise SimkitInputError(f"energy must be a finite number > 0, got {energy!r}.")
     if spectrum is None:
-        p = _real_number(peak_wavenumber)
+        p = real_number(peak_wavenumber)
         if p is None or not (math.isfinite(p) and p > 0):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
         spectrum = _default_spectrum(p)

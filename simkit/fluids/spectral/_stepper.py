@@ -32,6 +32,7 @@ from ..._checks import SimkitInputError
 from ...io import Variable
 from ...run import AbstractStepper
 from . import _diagnostics as diag
+from ._checks import check_dt, check_dtype, real_number, round_down
 from ._forcing import Kolmogorov, forcing_hat
 from ._grid import SpectralGrid
 
@@ -106,12 +107,7 @@ class NavierStokes2D(AbstractStepper):
                  dtype: str = "float32"):
         grid = SpectralGrid(shape, box)
         self.shape, self.box = grid.shape, grid.box
-        dt_f = _real_number(dt)
-        if dt_f is None:
-            raise SimkitInputError(f"dt must be a number, got {dt!r}.")
-        if not (math.isfinite(dt_f) and dt_f > 0):
-            raise SimkitInputError(f"dt must be finite and > 0, got {dt!r}.")
-        self.dt = dt_f
+        self.dt = check_dt(dt)
         if isinstance(forcing, Kolmogorov):
             forcing.check(grid)
         elif forcing not in (None, "field"):
@@ -119,13 +115,7 @@ class NavierStokes2D(AbstractStepper):
                 f"forcing must be None, spectral.Kolmogorov(wavenumber) or \"field\", got "
                 f"{forcing!r}.")
         self.forcing = forcing
-        try:
-            dtype_name = None if dtype is None else str(np.dtype(dtype))
-        except TypeError:
-            dtype_name = None
-        if dtype_name not in ("float32", "float64"):
-            raise SimkitInputError(f"dtype must be float32 or float64, got {dtype!r}.")
-        self.dtype = dtype_name
+        self.dtype = check_dtype(dtype)
 
     @property
     def grid(self) -> SpectralGrid:
@@ -178,7 +168,7 @@ class NavierStokes2D(AbstractStepper):
     def _scalar(self, name, value, *, positive, sign_free=False):
         if isinstance(value, jax.core.Tracer):
             return value
-        v = _real_number(value)
+        v = real_number(value)
         if v is None:
             raise SimkitInputError(f"{name} must be a number, got {value!r}.")
         if not math.isfinite(v):
@@ -253,8 +243,8 @@ class NavierStokes2D(AbstractStepper):
             raise SimkitInputError(
                 f"dt = {self.dt:g} gives an advective CFL number of {c:.3g} for the initial "
                 f"field, above the stability limit {MAX_CFL}; use dt <= "
-                f"{_round_down(self.dt * MAX_CFL / c):g} (e.g. spectral.stable_time_step("
-                f"max_velocity, grid, cfl=0.5) = {_round_down(self.dt * 0.5 / c):g}).")
+                f"{round_down(self.dt * MAX_CFL / c):g} (e.g. spectral.stable_time_step("
+                f"max_velocity, grid, cfl=0.5) = {round_down(self.dt * 0.5 / c):g}).")
         if c > 0.5 * MAX_CFL:
             warnings.warn(f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
                           f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
@@ -406,29 +396,9 @@ def stable_time_step(max_velocity: float, grid: SpectralGrid, cfl: float = 0.5) 
     if not isinstance(grid, SpectralGrid):
         raise SimkitInputError(f"grid must be a spectral.SpectralGrid (e.g. stepper.grid), got "
                                f"{type(grid).__name__}.")
-    u, c = _real_number(max_velocity), _real_number(cfl)
+    u, c = real_number(max_velocity), real_number(cfl)
     if u is None or not (math.isfinite(u) and u > 0):
         raise SimkitInputError(f"max_velocity must be a finite number > 0, got {max_velocity!r}.")
     if c is None or not (0 < c <= MAX_CFL):
         raise SimkitInputError(f"cfl must be in (0, {MAX_CFL}], got {cfl!r}.")
     return c * min(grid.spacing) / (2.0 * u)
-
-
-def _round_down(x: float, digits: int = 3) -> float:
-    """`x` > 0 to `digits` significant digits, rounded down (a suggested dt must pass)."""
-    unit = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
-    r = float(f"{x:.{digits}g}")
-    return r if r <= x else float(f"{r - unit:.{digits}g}")
-
-
-def _real_number(value) -> float | None:
-    """`float(value)` for a real scalar (Python, numpy or a concrete 0-d array), else None
-    (bools, strings, complex numbers, arrays with more than one element, tracers)."""
-    if isinstance(value, (bool, np.bool_, str, bytes, jax.core.Tracer)):
-        return None
-    if np.ndim(value) != 0 or np.iscomplexobj(value):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
