@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -33,10 +33,11 @@ from jaxtyping import Array, Complex, Float, Int
 from ..._checks import SimkitInputError
 from ...io import Variable
 from ...run import AbstractStepper
+from ._checks import check_dt, check_dtype, real_number, round_down
 from ._grid import _real_dtype, lift
 from ._grid3d import SpectralGrid3D
+from ._ifrk4 import ifrk4_step
 from ._initial import default_spectrum
-from ._checks import check_dt, check_dtype, real_number, round_down
 from ._stepper import _INTERNAL_DIRS, MAX_CFL
 
 FFTS_PER_STEP_3D = 36  # 4 stages x (6 inverse + 3 forward); +3 with a force field
@@ -243,23 +244,10 @@ class NavierStokes3D(AbstractStepper):
         `NavierStokes2D.step` with L = -nu k^2 - mu and N(u) = P[u x w] + P f. Pure and
         jittable; 36 real 3-D FFTs (39 with a force field)."""
         u = state.velocity_hat
-        h = self.dt
         k2 = self.grid.k_squared_like(u)
         lin = -(params["viscosity"] * k2 + params["drag"])
-        e1 = jnp.exp(lin * h)
-        e2 = jnp.exp(lin * (0.5 * h))
-        f = self.forcing_hat(params)
-
-        def n(x):
-            out = self.nonlinear(x)
-            return out if f is None else out + f
-
-        a = n(u)
-        b = n(e2 * (u + (0.5 * h) * a))
-        cc = n(e2 * u + (0.5 * h) * b)
-        d = n(e1 * u + h * (e2 * cc))
-        new = e1 * u + (h / 6.0) * (e1 * a + 2.0 * (e2 * (b + cc)) + d)
-        return SpectralState3D(velocity_hat=new.astype(u.dtype), step=state.step + 1)
+        new = ifrk4_step(u, lin, self.dt, self.nonlinear, self.forcing_hat(params))
+        return SpectralState3D(velocity_hat=new, step=state.step + 1)
 
     def time(self, state: SpectralState3D) -> Array:
         return state.step.astype(self.dtype) * self.dt
