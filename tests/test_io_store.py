@@ -11,6 +11,7 @@ import xarray as xr
 
 from simkit import SimkitInputError
 from simkit.io import FrameStore, StoreError, Variable, save_results, summarize
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import signal_when, spawn  # noqa: E402
 
@@ -22,15 +23,29 @@ VARS = {
 
 def _fill(store, n, start=0):
     for i in range(start, start + n):
-        store.append({"": ([i * 10], [i * 0.1],
-                          {"y": np.full((1, 5, 3), i, np.float64),
-                           "energy": np.full((1, 5), -i, np.float32)})})
+        store.append(
+            {
+                "": (
+                    [i * 10],
+                    [i * 0.1],
+                    {
+                        "y": np.full((1, 5, 3), i, np.float64),
+                        "energy": np.full((1, 5), -i, np.float32),
+                    },
+                )
+            }
+        )
 
 
 def test_xarray_opens_with_named_dimensions_coords_and_units(tmp_h5):
-    store = FrameStore.create(tmp_h5, VARS, config={"a": 1},
-                              coords={"component": (["x", "y", "z"], ""), "member": (np.arange(5) * 2.0, "id")},
-                              attrs={"parameters": {"rho": 28.0}, "solver": "Tsit5"}, time_units="s")
+    store = FrameStore.create(
+        tmp_h5,
+        VARS,
+        config={"a": 1},
+        coords={"component": (["x", "y", "z"], ""), "member": (np.arange(5) * 2.0, "id")},
+        attrs={"parameters": {"rho": 28.0}, "solver": "Tsit5"},
+        time_units="s",
+    )
     _fill(store, 4)
     store.close()
     ds = xr.open_dataset(tmp_h5, engine="h5netcdf")
@@ -124,6 +139,7 @@ def test_resume_rejects_non_simkit_and_corrupt_files(tmp_path):
 
 def test_frames_flushed_before_sigkill_read_back(tmp_h5):
     """Kill -9 a writer mid-run: every frame it reported as flushed must read back intact."""
+
     def live(line):
         if int(line) == 100:  # read it while it runs: every flushed frame is visible
             with h5py.File(tmp_h5, "r") as f:
@@ -138,7 +154,10 @@ def test_frames_flushed_before_sigkill_read_back(tmp_h5):
         assert n >= last + 1
         field = f["field"][: last + 1]
         np.testing.assert_array_equal(field[:, 0, 0], np.arange(last + 1))
-        np.testing.assert_array_equal(field, np.broadcast_to(np.arange(last + 1, dtype=np.float32)[:, None, None], field.shape))
+        np.testing.assert_array_equal(
+            field,
+            np.broadcast_to(np.arange(last + 1, dtype=np.float32)[:, None, None], field.shape),
+        )
         np.testing.assert_array_equal(f["step"][: last + 1], np.arange(last + 1))
     ds = xr.open_dataset(tmp_h5, engine="h5netcdf")
     assert ds["field"].shape[0] >= last + 1
@@ -147,10 +166,15 @@ def test_frames_flushed_before_sigkill_read_back(tmp_h5):
 
 def test_save_results_and_summarize(tmp_h5):
     t = np.linspace(0, 1, 4)
-    save_results(tmp_h5, {"y": (("time", "species"), np.ones((4, 2)), "mol/L"),
-                          "k": (("param",), np.array([1.0, 2.0]), "1/s")},
-                 coords={"time": (t, "s"), "species": (["A", "B"], "")},
-                 attrs={"parameters": {"k1": 1.0}, "problem": "demo"})
+    save_results(
+        tmp_h5,
+        {
+            "y": (("time", "species"), np.ones((4, 2)), "mol/L"),
+            "k": (("param",), np.array([1.0, 2.0]), "1/s"),
+        },
+        coords={"time": (t, "s"), "species": (["A", "B"], "")},
+        attrs={"parameters": {"k1": 1.0}, "problem": "demo"},
+    )
     ds = xr.open_dataset(tmp_h5, engine="h5netcdf")
     assert ds["y"].dims == ("time", "species") and ds["y"].attrs["units"] == "mol/L"
     assert list(ds["species"].values) == ["A", "B"]
@@ -170,3 +194,32 @@ def test_summarize_bad_files(tmp_path):
     bad.write_text("hello")
     with pytest.raises(SimkitInputError, match="not a readable HDF5"):
         summarize(bad)
+
+
+def test_summarize_rereads_a_file_caught_mid_update_by_its_live_writer(tmp_h5, monkeypatch):
+    # Regression (CI, stop 17): `simkit info` on a live run read a dataset between two of the
+    # writer's metadata updates; h5py raised IndexError and the CLI called it an internal error.
+    import simkit.io._results as results
+    from simkit.io import WriterLock
+
+    save_results(tmp_h5, {"y": (("time",), np.arange(3.0), "1")})
+    real, calls = results._summarize_once, []
+
+    def torn_twice(path):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise IndexError("Index (1084) out of range for (0-1082)")
+        return real(path)
+
+    monkeypatch.setattr(results, "_summarize_once", torn_twice)
+    monkeypatch.setattr(results, "LIVE_READ_PAUSE", 0.001)
+    with WriterLock(tmp_h5):
+        assert summarize(tmp_h5)["datasets"]["y"]["shape"] == (3,)
+        assert len(calls) == 3
+        # A writer that never leaves it consistent: a clear error that names it.
+        monkeypatch.setattr(results, "_summarize_once", lambda path: [][1])
+        with pytest.raises(SimkitInputError, match=r"being written by PID \d+ .*try again"):
+            summarize(tmp_h5)
+    # Nobody writing: the damage is the file's, and is not hidden behind rereads.
+    with pytest.raises(IndexError):
+        summarize(tmp_h5)

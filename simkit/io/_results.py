@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import numpy as np
 
 from .._checks import SimkitInputError
 from ._attrs import write_attrs
-from ._paths import check_new_path
 from ._hdf5 import LAYOUTS, StoreError
+from ._lock import lock_owner
+from ._paths import check_new_path
 from ._store import simkit_version, write_coordinate
 
 
@@ -56,8 +58,9 @@ def save_results(
         arr = np.asarray(arr)
         if len(dims) != arr.ndim:
             raise SimkitInputError(
-                f"data_vars[{name!r}] has {arr.ndim} axes but dims {tuple(dims)}.")
-        for d, n in zip(dims, arr.shape):
+                f"data_vars[{name!r}] has {arr.ndim} axes but dims {tuple(dims)}."
+            )
+        for d, n in zip(dims, arr.shape, strict=False):
             if sizes.setdefault(d, n) != n:
                 raise SimkitInputError(f"dimension {d!r} has sizes {sizes[d]} and {n}.")
         arrays[name] = (tuple(dims), arr, units)
@@ -86,27 +89,61 @@ def save_results(
     return path
 
 
+# A file another process is writing (without SWMR) can be read between two of its metadata
+# updates: a dataset's extent and its chunk index briefly disagree, and h5py raises. The
+# writer flushes after every chunk, so a reread a moment later sees a consistent file.
+LIVE_READ_ATTEMPTS = 8
+LIVE_READ_PAUSE = 0.05  # seconds, doubled after each failed read
+
+
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
     """Describe a simkit HDF5 file: datasets (shape, dtype, units), attributes, run progress
     (overall, and per save group: rate, frames, last step and time), for any store layout.
 
+    A file that a live run is writing is read again, a moment later, when a read lands between
+    two of the writer's updates.
+
     Raises:
-        SimkitInputError: the file does not exist or is not readable HDF5 (names the file).
+        SimkitInputError: the file does not exist or is not readable HDF5 (names the file), or a
+            live writer kept it inconsistent through every reread (names the writer).
     """
     path = Path(path)
     if not path.exists():
         raise SimkitInputError(f"{str(path)!r} does not exist.")
-    try:
-        h5 = h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise SimkitInputError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from None
-    with h5:
+    pause = LIVE_READ_PAUSE
+    for attempt in range(LIVE_READ_ATTEMPTS):
+        try:
+            return _summarize_once(path)
+        except (OSError, IndexError, KeyError, ValueError, RuntimeError) as exc:
+            owner = lock_owner(path)
+            if owner is None:  # nobody is writing it: the file itself is damaged
+                if isinstance(exc, OSError):
+                    raise SimkitInputError(
+                        f"{str(path)!r} is not a readable HDF5 file: {exc}"
+                    ) from None
+                raise
+            if attempt == LIVE_READ_ATTEMPTS - 1:
+                raise SimkitInputError(
+                    f"{str(path)!r} is being written by PID {owner.get('pid', '?')} on "
+                    f"{owner.get('host', '?')} and read inconsistently {LIVE_READ_ATTEMPTS} times "
+                    f"({type(exc).__name__}: {exc}); try again."
+                ) from None
+            time.sleep(pause)
+            pause *= 2
+    raise AssertionError("unreachable")
+
+
+def _summarize_once(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r", locking=False) as h5:
         datasets = {}
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
-                datasets[name] = {"shape": tuple(obj.shape), "dtype": str(obj.dtype),
-                                  "units": _text(obj.attrs.get("units", obj.attrs.get("unit", "")))}
+                datasets[name] = {
+                    "shape": tuple(obj.shape),
+                    "dtype": str(obj.dtype),
+                    "units": _text(obj.attrs.get("units", obj.attrs.get("unit", ""))),
+                }
 
         h5.visititems(visit)
         attrs = {k: _text(v) for k, v in h5.attrs.items()}
@@ -123,15 +160,23 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
             n = h5["time"].shape[0]
             groups = {"": {"frames": n}}
             if n:
-                groups[""].update(last_step=int(h5["step"][n - 1]),
-                                  last_time=float(h5["time"][n - 1]))
+                groups[""].update(
+                    last_step=int(h5["step"][n - 1]), last_time=float(h5["time"][n - 1])
+                )
         if groups:
             # The furthest group tells how far the run got.
             far = max(groups.values(), key=lambda g: g.get("last_step", -1))
-            progress = {"frames": sum(g["frames"] for g in groups.values()),
-                        **{k: far[k] for k in ("last_step", "last_time") if k in far}}
-    return {"path": str(path), "datasets": datasets, "attrs": attrs, "progress": progress,
-            "groups": groups}
+            progress = {
+                "frames": sum(g["frames"] for g in groups.values()),
+                **{k: far[k] for k in ("last_step", "last_time") if k in far},
+            }
+    return {
+        "path": str(path),
+        "datasets": datasets,
+        "attrs": attrs,
+        "progress": progress,
+        "groups": groups,
+    }
 
 
 def _maybe_json(value):
