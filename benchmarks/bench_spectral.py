@@ -97,10 +97,16 @@ class SimkitEngine:
         n = w0.shape[0]
         self.n, self.steps = n, steps
         self.ns = spectral.NavierStokes2D(
-            (n, n), dt=float(init["dt"]), forcing=spectral.Kolmogorov(int(init["forcing_k"])),
-            dtype="float32")
-        self.params = self.ns.params(viscosity=float(init["viscosity"]), drag=float(init["drag"]),
-                                     forcing_amplitude=float(init["forcing_amplitude"]))
+            (n, n),
+            dt=float(init["dt"]),
+            forcing=spectral.Kolmogorov(int(init["forcing_k"])),
+            dtype="float32",
+        )
+        self.params = self.ns.params(
+            viscosity=float(init["viscosity"]),
+            drag=float(init["drag"]),
+            forcing_amplitude=float(init["forcing_amplitude"]),
+        )
         self.state = self.ns.init(self.params, vorticity=w0)
         ns, params = self.ns, self.params
 
@@ -111,8 +117,11 @@ class SimkitEngine:
         self.compiled = block(steps).lower(self.state).compile()
         self.compile_s = time.perf_counter() - t0
         self.ffts_in_loop = count_ffts(self.compiled.as_text())
-        self.ready = {"compile_s": self.compile_s, **self.observables(),
-                      "ffts_in_loop_body": self.ffts_in_loop}
+        self.ready = {
+            "compile_s": self.compile_s,
+            **self.observables(),
+            "ffts_in_loop_body": self.ffts_in_loop,
+        }
         t0 = time.perf_counter()
         if warmup:
             self.state = jax.block_until_ready(block(warmup)(self.state))
@@ -123,8 +132,9 @@ class SimkitEngine:
         reps = 20
 
         def pairs(a):
-            return jax.lax.fori_loop(0, reps, lambda i, a: jnp.fft.irfft2(jnp.fft.rfft2(a),
-                                                                            s=(n, n)), a)
+            return jax.lax.fori_loop(
+                0, reps, lambda i, a: jnp.fft.irfft2(jnp.fft.rfft2(a), s=(n, n)), a
+            )
 
         self._pairs, self._x, self._reps = jax.jit(pairs), x, reps
         jax.block_until_ready(self._pairs(x))
@@ -132,8 +142,11 @@ class SimkitEngine:
     def observables(self) -> dict:
         sp, w = self.spectral, self.state.vorticity_hat
         g = self.ns.grid
-        return {"energy": float(sp.energy(g, w)), "enstrophy": float(sp.enstrophy(g, w)),
-                "finite": bool(self.jnp.isfinite(w).all())}
+        return {
+            "energy": float(sp.energy(g, w)),
+            "enstrophy": float(sp.enstrophy(g, w)),
+            "finite": bool(self.jnp.isfinite(w).all()),
+        }
 
     def run_block(self, timeout=None) -> dict:
         t0 = time.perf_counter()
@@ -163,32 +176,48 @@ def bench_size(n: int, args, tmp: Path) -> dict:
 
     with np.load(npz) as z:
         init = {k: z[k] for k in z.files}
-    print(f"\n=== Kolmogorov flow {n}^2 float32, dt {case['dt']:.3g}, nu {case['viscosity']}, "
-          f"drag {case['drag']}: warm-up {warmup} steps, {steps} steps per block, "
-          f"{args.rounds} rounds", flush=True)
+    print(
+        f"\n=== Kolmogorov flow {n}^2 float32, dt {case['dt']:.3g}, nu {case['viscosity']}, "
+        f"drag {case['drag']}: warm-up {warmup} steps, {steps} steps per block, "
+        f"{args.rounds} rounds",
+        flush=True,
+    )
     engines, failures = [], {}
     t0 = time.perf_counter()
     sim = SimkitEngine(init, steps, warmup)
     engines.append(sim)
-    print(f"  simkit   ready in {time.perf_counter() - t0:6.1f} s  compile {sim.compile_s:5.2f} s  "
-          f"FFTs in the step loop {sim.ffts_in_loop}  E({warmup}) {sim.warm['energy']:.7g}",
-          flush=True)
+    print(
+        f"  simkit   ready in {time.perf_counter() - t0:6.1f} s  compile {sim.compile_s:5.2f} s  "
+        f"FFTs in the step loop {sim.ffts_in_loop}  E({warmup}) {sim.warm['energy']:.7g}",
+        flush=True,
+    )
     peer = None
     if not args.no_peer:
         try:
             py = str(peer_setup.ensure())
             env = peer_setup.env_for("jaxcfd")
             env.pop("XLA_FLAGS", None)
-            cmd = [py, str(HERE / "spectral_peers" / "jaxcfd_worker.py"), "--init", str(npz),
-                   "--chunk", str(steps), "--warmup", str(warmup)]
+            cmd = [
+                py,
+                str(HERE / "spectral_peers" / "jaxcfd_worker.py"),
+                "--init",
+                str(npz),
+                "--chunk",
+                str(steps),
+                "--warmup",
+                str(warmup),
+            ]
             peer = Worker("jax-cfd", "jaxcfd", cmd, env, steps, tmp)
             t0 = time.perf_counter()
             peer.start(args.timeout)
             engines.append(peer)
-            print(f"  jax-cfd  ready in {time.perf_counter() - t0:6.1f} s  compile "
-                  f"{peer.ready['compile_s']:5.2f} s  FFTs per step {peer.ready['ffts_per_step']} "
-                  f"{peer.ready['ffts_per_step_by_type']}  E({warmup}) {peer.warm['energy']:.7g}  "
-                  f"(jax {peer.ready['jax']}, jax-cfd {peer.ready['jax_cfd']})", flush=True)
+            print(
+                f"  jax-cfd  ready in {time.perf_counter() - t0:6.1f} s  compile "
+                f"{peer.ready['compile_s']:5.2f} s  FFTs per step {peer.ready['ffts_per_step']} "
+                f"{peer.ready['ffts_per_step_by_type']}  E({warmup}) {peer.warm['energy']:.7g}  "
+                f"(jax {peer.ready['jax']}, jax-cfd {peer.ready['jax_cfd']})",
+                flush=True,
+            )
         except Exception as exc:  # noqa: BLE001
             failures["jax-cfd"] = f"{exc}\n{peer.stderr_tail(1500) if peer else ''}"
             print(f"  jax-cfd: FAILED: {exc}", flush=True)
@@ -218,27 +247,43 @@ def summarise(n, case, plan, sim, peer, fft_rounds, peer_fft, failures, args) ->
     med = statistics.median
     t_fft = med(fft_rounds)
     sim_ffts = sum(sim.ffts_in_loop.values()) or SIMKIT_FFTS_PER_STEP
-    out = {"n": n, "case": case, "plan": plan, "rounds": args.rounds,
-           "fft_s": t_fft, "fft_rounds_s": fft_rounds,
-           "simkit": {"steps_per_s": med([t["steps_per_s"] for t in sim.timed]),
-                      "rounds_s": [t["run_s"] for t in sim.timed], "compile_s": sim.compile_s,
-                      "ffts_per_step": sim_ffts, "ffts_by_type": sim.ffts_in_loop,
-                      "warm": sim.warm, "final": sim.final},
-           "failures": failures}
+    out = {
+        "n": n,
+        "case": case,
+        "plan": plan,
+        "rounds": args.rounds,
+        "fft_s": t_fft,
+        "fft_rounds_s": fft_rounds,
+        "simkit": {
+            "steps_per_s": med([t["steps_per_s"] for t in sim.timed]),
+            "rounds_s": [t["run_s"] for t in sim.timed],
+            "compile_s": sim.compile_s,
+            "ffts_per_step": sim_ffts,
+            "ffts_by_type": sim.ffts_in_loop,
+            "warm": sim.warm,
+            "final": sim.final,
+        },
+        "failures": failures,
+    }
     s = out["simkit"]
     s["fft_bound_steps_per_s"] = 1.0 / (sim_ffts * t_fft)
     s["fraction_of_fft_bound"] = s["steps_per_s"] / s["fft_bound_steps_per_s"]
     if peer is not None and len(peer.timed) == args.rounds:
         p_ffts = peer.ready["ffts_per_step"]
-        out["jax-cfd"] = {"steps_per_s": med([t["steps_per_s"] for t in peer.timed]),
-                          "rounds_s": [t["run_s"] for t in peer.timed],
-                          "compile_s": peer.ready["compile_s"], "ffts_per_step": p_ffts,
-                          "ffts_by_type": peer.ready["ffts_per_step_by_type"],
-                          "ffts_per_step_source": peer.ready.get("ffts_per_step_source"),
-                          "warm": peer.warm, "final": peer.final,
-                          "fft_one_call": peer_fft[0] if peer_fft else None,
-                          "jax": peer.ready["jax"], "jax_cfd": peer.ready["jax_cfd"],
-                          "cpu_util": [t.get("cpu_util") for t in peer.timed]}
+        out["jax-cfd"] = {
+            "steps_per_s": med([t["steps_per_s"] for t in peer.timed]),
+            "rounds_s": [t["run_s"] for t in peer.timed],
+            "compile_s": peer.ready["compile_s"],
+            "ffts_per_step": p_ffts,
+            "ffts_by_type": peer.ready["ffts_per_step_by_type"],
+            "ffts_per_step_source": peer.ready.get("ffts_per_step_source"),
+            "warm": peer.warm,
+            "final": peer.final,
+            "fft_one_call": peer_fft[0] if peer_fft else None,
+            "jax": peer.ready["jax"],
+            "jax_cfd": peer.ready["jax_cfd"],
+            "cpu_util": [t.get("cpu_util") for t in peer.timed],
+        }
         c = out["jax-cfd"]
         c["fft_bound_steps_per_s"] = 1.0 / (p_ffts * t_fft)
         c["fraction_of_fft_bound"] = c["steps_per_s"] / c["fft_bound_steps_per_s"]
@@ -251,25 +296,37 @@ def summarise(n, case, plan, sim, peer, fft_rounds, peer_fft, failures, args) ->
 
 
 def print_table(results: list[dict]) -> None:
-    print("\n| grid | simkit steps/s | jax-cfd steps/s | speedup (median, min-max) | FFTs/step "
-          "simkit / jax-cfd | one FFT | FFT-bound steps/s simkit / jax-cfd | % of FFT bound "
-          "simkit / jax-cfd | warm-up energy rel. diff |")
+    print(
+        "\n| grid | simkit steps/s | jax-cfd steps/s | speedup (median, min-max) | FFTs/step "
+        "simkit / jax-cfd | one FFT | FFT-bound steps/s simkit / jax-cfd | % of FFT bound "
+        "simkit / jax-cfd | warm-up energy rel. diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, c = r["simkit"], r.get("jax-cfd")
         sp = r.get("speedup")
-        print(f"| {r['n']}^2 | {s['steps_per_s']:.1f} | "
-              f"{c['steps_per_s']:.1f} | " if c else f"| {r['n']}^2 | {s['steps_per_s']:.1f} | - | ",
-              end="")
+        print(
+            f"| {r['n']}^2 | {s['steps_per_s']:.1f} | {c['steps_per_s']:.1f} | "
+            if c
+            else f"| {r['n']}^2 | {s['steps_per_s']:.1f} | - | ",
+            end="",
+        )
         print(f"{sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f}) | " if sp else "- | ", end="")
-        print(f"{s['ffts_per_step']} / {c['ffts_per_step'] if c else '-'} | "
-              f"{r['fft_s'] * 1e3:.3f} ms | {s['fft_bound_steps_per_s']:.0f} / "
-              f"{c['fft_bound_steps_per_s']:.0f} | " if c else
-              f"{s['ffts_per_step']} / - | {r['fft_s'] * 1e3:.3f} ms | "
-              f"{s['fft_bound_steps_per_s']:.0f} / - | ", end="")
-        print(f"{100 * s['fraction_of_fft_bound']:.0f}% / "
-              f"{100 * c['fraction_of_fft_bound']:.0f}% | {r['warm_energy_rel_diff']:.1e} |"
-              if c else f"{100 * s['fraction_of_fft_bound']:.0f}% / - | - |")
+        print(
+            f"{s['ffts_per_step']} / {c['ffts_per_step'] if c else '-'} | "
+            f"{r['fft_s'] * 1e3:.3f} ms | {s['fft_bound_steps_per_s']:.0f} / "
+            f"{c['fft_bound_steps_per_s']:.0f} | "
+            if c
+            else f"{s['ffts_per_step']} / - | {r['fft_s'] * 1e3:.3f} ms | "
+            f"{s['fft_bound_steps_per_s']:.0f} / - | ",
+            end="",
+        )
+        print(
+            f"{100 * s['fraction_of_fft_bound']:.0f}% / "
+            f"{100 * c['fraction_of_fft_bound']:.0f}% | {r['warm_energy_rel_diff']:.1e} |"
+            if c
+            else f"{100 * s['fraction_of_fft_bound']:.0f}% / - | - |"
+        )
 
 
 def main():
@@ -284,8 +341,10 @@ def main():
     if args.quick:
         args.sizes, args.rounds = [64, 128], 2
     facts = machine_facts()
-    print(f"machine: {facts['cpu_count']} cores, load {facts['loadavg']}, jax {facts['jax']}",
-          flush=True)
+    print(
+        f"machine: {facts['cpu_count']} cores, load {facts['loadavg']}, jax {facts['jax']}",
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
@@ -294,8 +353,11 @@ def main():
     facts["loadavg_end"] = list(__import__("os").getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "spectral", "machine": facts, "results": results},
-                              indent=1, default=str))
+    out.write_text(
+        json.dumps(
+            {"benchmark": "spectral", "machine": facts, "results": results}, indent=1, default=str
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -6,9 +6,15 @@ from pathlib import Path
 
 here = Path(__file__).resolve().parent
 names = sys.argv[1:]
-scripts = sorted(p for p in here.glob("bench_*.py") if not names or p.stem.removeprefix("bench_") in names or p.stem in names)
+scripts = sorted(
+    p
+    for p in here.glob("bench_*.py")
+    if not names or p.stem.removeprefix("bench_") in names or p.stem in names
+)
 if not scripts:
-    sys.exit(f"no benchmark matches {names}; available: {[p.stem for p in here.glob('bench_*.py')]}")
+    sys.exit(
+        f"no benchmark matches {names}; available: {[p.stem for p in here.glob('bench_*.py')]}"
+    )
 failed = []
 for s in scripts:
     print(f"\n===== {s.name} =====", flush=True)

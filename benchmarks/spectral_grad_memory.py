@@ -59,8 +59,9 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def worker(scheme: str, n_steps: int, n: int, dtype: str, frame_every: int,
-           run_limit: float) -> dict:
+def worker(
+    scheme: str, n_steps: int, n: int, dtype: str, frame_every: int, run_limit: float
+) -> dict:
     """One (scheme, N) measurement in this process; returns a JSON-able dict."""
     import jax
 
@@ -75,12 +76,16 @@ def worker(scheme: str, n_steps: int, n: int, dtype: str, frame_every: int,
     params = stepper.params(VISCOSITY, drag=DRAG, forcing_amplitude=AMPLITUDE)
     w0 = sp.random_vorticity(stepper.grid, 0, energy=0.5, peak_wavenumber=4.0, dtype=dtype)
     state = stepper.init(params, vorticity=w0)
-    save_every, checkpoint = {"none": (n_steps, False), "per-frame": (frame_every, True),
-                              "sqrt": (n_steps, "sqrt")}[scheme]
+    save_every, checkpoint = {
+        "none": (n_steps, False),
+        "per-frame": (frame_every, True),
+        "sqrt": (n_steps, "sqrt"),
+    }[scheme]
 
     def loss(nu):
-        _, frames = simulate(stepper, state, {**params, "viscosity": nu}, n_steps, save_every,
-                             checkpoint=checkpoint)
+        _, frames = simulate(
+            stepper, state, {**params, "viscosity": nu}, n_steps, save_every, checkpoint=checkpoint
+        )
         return jnp.sum(frames["vorticity"][-1] ** 2)
 
     nu = params["viscosity"]
@@ -91,17 +96,25 @@ def worker(scheme: str, n_steps: int, n: int, dtype: str, frame_every: int,
     t0 = time.perf_counter()
     forward = jax.jit(loss).lower(nu).compile()
     forward_compile_s = time.perf_counter() - t0
-    out = {"scheme": scheme, "steps": n_steps, "save_every": save_every,
-           "checkpoint": checkpoint, "grid": [n, n], "dtype": dtype,
-           "state_bytes": int(state.vorticity_hat.size) * 2 * np.dtype(dtype).itemsize,
-           "temp_bytes": int(mem.temp_size_in_bytes),
-           "argument_bytes": int(mem.argument_size_in_bytes),
-           "output_bytes": int(mem.output_size_in_bytes),
-           "generated_code_bytes": int(mem.generated_code_size_in_bytes),
-           "compile_s": compile_s, "forward_compile_s": forward_compile_s}
+    out = {
+        "scheme": scheme,
+        "steps": n_steps,
+        "save_every": save_every,
+        "checkpoint": checkpoint,
+        "grid": [n, n],
+        "dtype": dtype,
+        "state_bytes": int(state.vorticity_hat.size) * 2 * np.dtype(dtype).itemsize,
+        "temp_bytes": int(mem.temp_size_in_bytes),
+        "argument_bytes": int(mem.argument_size_in_bytes),
+        "output_bytes": int(mem.output_size_in_bytes),
+        "generated_code_bytes": int(mem.generated_code_size_in_bytes),
+        "compile_s": compile_s,
+        "forward_compile_s": forward_compile_s,
+    }
     if mem.temp_size_in_bytes > run_limit * 2**30:
-        out["skipped"] = (f"not run: temp {mem.temp_size_in_bytes / 2**30:.1f} GiB > "
-                          f"--run-limit-gb {run_limit}")
+        out["skipped"] = (
+            f"not run: temp {mem.temp_size_in_bytes / 2**30:.1f} GiB > --run-limit-gb {run_limit}"
+        )
         return out
     jax.block_until_ready(forward(nu))
     t0 = time.perf_counter()
@@ -128,14 +141,30 @@ def worker(scheme: str, n_steps: int, n: int, dtype: str, frame_every: int,
 
 
 def run_one(scheme, n_steps, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", scheme, str(n_steps), "--n", str(args.n),
-           "--dtype", args.dtype, "--frame-every", str(args.frame_every),
-           "--run-limit-gb", str(args.run_limit_gb)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        scheme,
+        str(n_steps),
+        "--n",
+        str(args.n),
+        "--dtype",
+        args.dtype,
+        "--frame-every",
+        str(args.frame_every),
+        "--run-limit-gb",
+        str(args.run_limit_gb),
+    ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"scheme": scheme, "steps": n_steps,
-                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
-                f"exit code {proc.returncode}"}
+        return {
+            "scheme": scheme,
+            "steps": n_steps,
+            "error": proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit code {proc.returncode}",
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -144,8 +173,10 @@ def mib(b):
 
 
 def table(rows, steps) -> str:
-    header = (f"{'scheme':<10}{'steps':>7}{'temp MiB':>10}{'x prev':>7}{'rss MiB':>9}"
-              f"{'fwd s':>8}{'grad s':>8}{'grad/fwd':>9}{'compile s':>10}  gradient")
+    header = (
+        f"{'scheme':<10}{'steps':>7}{'temp MiB':>10}{'x prev':>7}{'rss MiB':>9}"
+        f"{'fwd s':>8}{'grad s':>8}{'grad/fwd':>9}{'compile s':>10}  gradient"
+    )
     lines = [header]
     for scheme in SCHEMES:
         prev = None
@@ -167,7 +198,8 @@ def table(rows, steps) -> str:
                 f"{'-' if fwd is None else f'{fwd:.3f}':>8}"
                 f"{'-' if grad is None else f'{grad:.3f}':>8}{ratio:>9}"
                 f"{r['compile_s']:>10.1f}  "
-                + (f"{r['gradient']:.6e}" if "gradient" in r else r.get("skipped", "")))
+                + (f"{r['gradient']:.6e}" if "gradient" in r else r.get("skipped", ""))
+            )
     return "\n".join(lines)
 
 
@@ -177,22 +209,35 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, nargs="+", default=[250, 1000, 4000])
     p.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--frame-every", type=int, default=50,
-                   help="steps per frame of the per-frame scheme (must divide every N)")
-    p.add_argument("--run-limit-gb", type=float, default=3.0,
-                   help="run (RSS, timings) only where the compiled temp memory is below this")
+    p.add_argument(
+        "--frame-every",
+        type=int,
+        default=50,
+        help="steps per frame of the per-frame scheme (must divide every N)",
+    )
+    p.add_argument(
+        "--run-limit-gb",
+        type=float,
+        default=3.0,
+        help="run (RSS, timings) only where the compiled temp memory is below this",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results" / "spectral_grad_memory.json")
     p.add_argument("--worker", nargs=2, metavar=("SCHEME", "STEPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         scheme, n_steps = args.worker[0], int(args.worker[1])
-        print(json.dumps(worker(scheme, n_steps, args.n, args.dtype, args.frame_every,
-                                args.run_limit_gb)))
+        print(
+            json.dumps(
+                worker(scheme, n_steps, args.n, args.dtype, args.frame_every, args.run_limit_gb)
+            )
+        )
         return 0
     bad = [s for s in args.steps if s <= 0 or s % args.frame_every]
     if bad or args.n < 8:
-        p.error(f"every --steps must be a positive multiple of --frame-every "
-                f"({args.frame_every}) and --n >= 8; got steps {bad}, n {args.n}")
+        p.error(
+            f"every --steps must be a positive multiple of --frame-every "
+            f"({args.frame_every}) and --n >= 8; got steps {bad}, n {args.n}"
+        )
 
     sys.path.insert(0, str(HERE))
     from _runner import machine_facts
@@ -203,31 +248,55 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             r = run_one(scheme, n_steps, args)
             rows.append(r)
-            print(f"  {scheme:<10} N={n_steps:<6} temp {mib(r.get('temp_bytes'))} MiB "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"  {scheme:<10} N={n_steps:<6} temp {mib(r.get('temp_bytes'))} MiB "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     text = table(rows, args.steps)
-    print(f"\nKolmogorov flow {args.n}x{args.n} pseudo-spectral {args.dtype}, grad of sum(w(N)^2) "
-          f"w.r.t. viscosity; state {mib(rows[0].get('state_bytes'))} MiB; per-frame: a frame "
-          f"every {args.frame_every} steps")
+    print(
+        f"\nKolmogorov flow {args.n}x{args.n} pseudo-spectral {args.dtype}, grad of sum(w(N)^2) "
+        f"w.r.t. viscosity; state {mib(rows[0].get('state_bytes'))} MiB; per-frame: a frame "
+        f"every {args.frame_every} steps"
+    )
     print(text)
     fits = {}
     for scheme in args.schemes:
-        pts = [(r["steps"], r["temp_bytes"]) for r in rows
-               if r["scheme"] == scheme and "temp_bytes" in r]
+        pts = [
+            (r["steps"], r["temp_bytes"])
+            for r in rows
+            if r["scheme"] == scheme and "temp_bytes" in r
+        ]
         if len(pts) >= 2:
             (n0, t0_), (n1, t1_) = pts[0], pts[-1]
             fits[scheme] = math.log(t1_ / t0_) / math.log(n1 / n0)
     print("temp memory ~ N^a, a = " + ", ".join(f"{k}: {v:.2f}" for k, v in fits.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "benchmark": "spectral_grad_memory", "machine": machine_facts(),
-        "workload": {"flow": "Kolmogorov-forced 2-D turbulence, periodic 2 pi box",
-                     "grid": [args.n, args.n], "solver": "NavierStokes2D (IF-RK4, 2/3 rule)",
-                     "dtype": args.dtype, "dt": DT, "viscosity": VISCOSITY, "drag": DRAG,
-                     "forcing": {"wavenumber": 4, "amplitude": AMPLITUDE},
-                     "initial": "random_vorticity(seed 0, energy 0.5, peak 4)",
-                     "loss": "sum(w(N)^2)", "frame_every": args.frame_every},
-        "results": rows, "temp_exponent": fits, "table": text}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "spectral_grad_memory",
+                "machine": machine_facts(),
+                "workload": {
+                    "flow": "Kolmogorov-forced 2-D turbulence, periodic 2 pi box",
+                    "grid": [args.n, args.n],
+                    "solver": "NavierStokes2D (IF-RK4, 2/3 rule)",
+                    "dtype": args.dtype,
+                    "dt": DT,
+                    "viscosity": VISCOSITY,
+                    "drag": DRAG,
+                    "forcing": {"wavenumber": 4, "amplitude": AMPLITUDE},
+                    "initial": "random_vorticity(seed 0, energy 0.5, peak 4)",
+                    "loss": "sum(w(N)^2)",
+                    "frame_every": args.frame_every,
+                },
+                "results": rows,
+                "temp_exponent": fits,
+                "table": text,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.out}")
     return 0
 

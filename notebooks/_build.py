@@ -191,8 +191,10 @@ assert ds["data"].dims == ("time", "species")
 ds.close()
 """)
 
-nb = nbf.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+nb = nbf.v4.new_notebook(
+    cells=cells,
+    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+)
 out = Path(__file__).with_name("ensembles_and_fitting.ipynb")
 nbf.write(nb, out)
 print(f"wrote {out}")

@@ -114,28 +114,56 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit import finite_float, positive_int
     from simkit.io import add_output_arguments
 
-    p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--re", type=finite_float, default=100.0,
-                   help="Reynolds number U D / nu (U: mean inflow speed)")
-    p.add_argument("--d", type=positive_int, default=16,
-                   help="cells per cylinder diameter (the channel is 22 D x 4.1 D)")
-    p.add_argument("--u-mean", type=finite_float, default=0.05,
-                   help="mean inflow speed in cells per step (maximum 1.5x this)")
-    p.add_argument("--collision", choices=("trt", "regularized", "bgk"), default="trt",
-                   help="collision operator (BGK needs tau >= 0.51)")
-    p.add_argument("--time", type=finite_float, default=60.0,
-                   help="run length in convective times D / U (shedding periods are ~3.3)")
-    p.add_argument("--ramp", type=finite_float, default=10.0,
-                   help="the inflow rises smoothly from rest over this many D / U")
+    p = argparse.ArgumentParser(
+        prog=NAME,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--re",
+        type=finite_float,
+        default=100.0,
+        help="Reynolds number U D / nu (U: mean inflow speed)",
+    )
+    p.add_argument(
+        "--d",
+        type=positive_int,
+        default=16,
+        help="cells per cylinder diameter (the channel is 22 D x 4.1 D)",
+    )
+    p.add_argument(
+        "--u-mean",
+        type=finite_float,
+        default=0.05,
+        help="mean inflow speed in cells per step (maximum 1.5x this)",
+    )
+    p.add_argument(
+        "--collision",
+        choices=("trt", "regularized", "bgk"),
+        default="trt",
+        help="collision operator (BGK needs tau >= 0.51)",
+    )
+    p.add_argument(
+        "--time",
+        type=finite_float,
+        default=60.0,
+        help="run length in convective times D / U (shedding periods are ~3.3)",
+    )
+    p.add_argument(
+        "--ramp",
+        type=finite_float,
+        default=10.0,
+        help="the inflow rises smoothly from rest over this many D / U",
+    )
     p.add_argument("--float64", action="store_true", help="double precision (default float32)")
     add_output_arguments(p, NAME, resume=True)
     return p
 
 
 def config_from_args(args) -> dict:
-    return {k: getattr(args, k) for k in (
-        "re", "d", "u_mean", "collision", "time", "ramp", "float64")} | {"problem": NAME}
+    return {
+        k: getattr(args, k) for k in ("re", "d", "u_mean", "collision", "time", "ramp", "float64")
+    } | {"problem": NAME}
 
 
 def geometry(d: int):
@@ -155,7 +183,7 @@ def inflow_profile(shape, height: int, u_mean: float) -> np.ndarray:
     """Parabolic inflow (ny, 2): u(y) = 6 U y (H - y) / H^2 at the cell centres, y measured from
     the lower wall surface (row j at y = j - 1/2); zero on the wall rows."""
     y = np.arange(shape[1]) - 0.5
-    u = 6.0 * u_mean * y * (height - y) / height ** 2
+    u = 6.0 * u_mean * y * (height - y) / height**2
     u[0] = u[-1] = 0.0
     return np.stack([u, np.zeros_like(u)], axis=-1)
 
@@ -189,26 +217,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.ramp > args.time / 2:
         raise SimkitInputError(
             f"--ramp ({args.ramp:g}) must be at most half of --time ({args.time:g}): the second "
-            "half of the run is the one analysed.")
+            "half of the run is the one analysed."
+        )
     if args.d < 4:
         raise SimkitInputError(f"--d must be at least 4 cells per diameter, got {args.d}.")
     if 1.5 * args.u_mean * math.sqrt(3.0) > 0.3:
         raise SimkitInputError(
             f"--u-mean {args.u_mean:g} gives a peak inflow of {1.5 * args.u_mean:g} cells per "
             f"step (Mach {1.5 * args.u_mean * math.sqrt(3):.2f} > 0.3, and the flow speeds up "
-            f"around the cylinder): use --u-mean <= {0.3 / 1.5 / math.sqrt(3):.3f}.")
+            f"around the cylinder): use --u-mean <= {0.3 / 1.5 / math.sqrt(3):.3f}."
+        )
     collision = {"trt": "TRT", "regularized": "Regularized", "bgk": "BGK"}[args.collision]
-    units = lattice_units(length=1.0, velocity=1.0, resolution=args.d, reynolds=args.re,
-                          lattice_velocity=args.u_mean, collision=collision)
+    units = lattice_units(
+        length=1.0,
+        velocity=1.0,
+        resolution=args.d,
+        reynolds=args.re,
+        lattice_velocity=args.u_mean,
+        collision=collision,
+    )
     n_steps, fields_every, diag_every = plan_steps(args.time, args.d, args.u_mean)
 
     shape, centre, radius, height = geometry(args.d)
-    stepper = lbm.LBMStepper(lbm.D2Q9, shape, getattr(lbm, collision)(),
-                             periodic=(False, False), inlet="x-", outlet="x+",
-                             dtype="float64" if args.float64 else "float32")
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9,
+        shape,
+        getattr(lbm, collision)(),
+        periodic=(False, False),
+        inlet="x-",
+        outlet="x+",
+        dtype="float64" if args.float64 else "float32",
+    )
     profile = inflow_profile(shape, height, args.u_mean)
-    params = stepper.params(viscosity=units.viscosity, inlet_velocity=profile,
-                            outlet_density=1.0)
+    params = stepper.params(viscosity=units.viscosity, inlet_velocity=profile, outlet_density=1.0)
     walls = lbm.box_walls(shape, ["y-", "y+"])
     cylinder = lbm.cylinder(shape, centre, radius)
     state = stepper.init(params, walls=walls, obstacle=cylinder)  # at rest; the inflow ramps up
@@ -217,24 +258,39 @@ def main(argv: list[str] | None = None) -> int:
     out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
 
     t0 = time.perf_counter()
-    result = run(stepper, state, params, n_steps=n_steps,
-                 save_every={"fields": fields_every, "diagnostics": diag_every},
-                 out=out, overwrite=args.overwrite, resume=args.resume,
-                 config=config_from_args(args),
-                 attrs={"problem": NAME, "argv": argv_without_output(argv),
-                        "parameters": {"reynolds": args.re, "diameter_cells": args.d,
-                                       "mean_inflow": args.u_mean,
-                                       "viscosity": units.viscosity, "tau": units.tau,
-                                       "cylinder_centre": list(centre),
-                                       "ramp_steps": ramp_steps,
-                                       "channel_height_cells": height},
-                        "solver": f"lattice Boltzmann D2Q9 {collision}, Zou-He inlet/outlet",
-                        "geometry": "Schafer & Turek 2D-2 in cells: inlet column x = 0, outlet "
-                                    "x = 22 D, walls rows 0 and ny-1 (surfaces half a cell "
-                                    "inside), cylinder of diameter D at (2 D, 2 D + 1/2)"},
-                 progress=not args.no_progress, store_type=FieldStore,
-                 checkpoint_every=args.checkpoint_every,
-                 checkpoint_interval=args.checkpoint_interval)
+    result = run(
+        stepper,
+        state,
+        params,
+        n_steps=n_steps,
+        save_every={"fields": fields_every, "diagnostics": diag_every},
+        out=out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        config=config_from_args(args),
+        attrs={
+            "problem": NAME,
+            "argv": argv_without_output(argv),
+            "parameters": {
+                "reynolds": args.re,
+                "diameter_cells": args.d,
+                "mean_inflow": args.u_mean,
+                "viscosity": units.viscosity,
+                "tau": units.tau,
+                "cylinder_centre": list(centre),
+                "ramp_steps": ramp_steps,
+                "channel_height_cells": height,
+            },
+            "solver": f"lattice Boltzmann D2Q9 {collision}, Zou-He inlet/outlet",
+            "geometry": "Schafer & Turek 2D-2 in cells: inlet column x = 0, outlet "
+            "x = 22 D, walls rows 0 and ny-1 (surfaces half a cell "
+            "inside), cylinder of diameter D at (2 D, 2 D + 1/2)",
+        },
+        progress=not args.no_progress,
+        store_type=FieldStore,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_interval=args.checkpoint_interval,
+    )
     wall = time.perf_counter() - t0
     report(out, result, wall, args, units, collision, shape)
     return 0
@@ -246,8 +302,14 @@ def crossings(t: np.ndarray, x: np.ndarray) -> np.ndarray:
     return t[k] - x[k] * (t[k + 1] - t[k]) / (x[k + 1] - x[k])
 
 
-def analyse(t: np.ndarray, force: np.ndarray, d: float, u_mean: float,
-            min_periods: int = 4, tolerance: float = 0.05) -> dict:
+def analyse(
+    t: np.ndarray,
+    force: np.ndarray,
+    d: float,
+    u_mean: float,
+    min_periods: int = 4,
+    tolerance: float = 0.05,
+) -> dict:
     """Drag and lift coefficients and the Strouhal number from the obstacle force time series.
 
     Args:
@@ -265,17 +327,23 @@ def analyse(t: np.ndarray, force: np.ndarray, d: float, u_mean: float,
     (convective times t U / D); `strouhal` is nan and `periods` 0 without shedding (a lift
     oscillation below `MIN_LIFT_AMPLITUDE`).
     """
-    scale = 2.0 / (u_mean ** 2 * d)
+    scale = 2.0 / (u_mean**2 * d)
     tc = t * u_mean / d
     cd, cl = scale * force[:, 0], scale * force[:, 1]
     late = tc >= tc[-1] / 2
     up = crossings(tc, cl - cl[late].mean())
     if len(up) < 2 or np.ptp(cl[late]) < 2 * MIN_LIFT_AMPLITUDE:
-        return {"strouhal": math.nan, "periods": 0, "settled": False,
-                "cd_mean": float(cd[late].mean()), "cd_max": float(cd[late].max()),
-                "cl_max": float(cl[late].max()), "cd_max_raw": float(cd[late].max()),
-                "t_from": float(tc[late][0]),
-                "t_to": float(tc[-1])}
+        return {
+            "strouhal": math.nan,
+            "periods": 0,
+            "settled": False,
+            "cd_mean": float(cd[late].mean()),
+            "cd_max": float(cd[late].max()),
+            "cl_max": float(cl[late].max()),
+            "cd_max_raw": float(cd[late].max()),
+            "t_from": float(tc[late][0]),
+            "t_to": float(tc[-1]),
+        }
     amp = np.array([np.ptp(cl[(tc >= a) & (tc < b)]) for a, b in itertools.pairwise(up)])
     off = np.nonzero(np.abs(amp / amp[-1] - 1) > tolerance)[0]
     first = off[-1] + 1 if len(off) else 0
@@ -288,14 +356,31 @@ def analyse(t: np.ndarray, force: np.ndarray, d: float, u_mean: float,
     # Phase averages over the periods: the periodic part of c_D(t), c_L(t) without the acoustic
     # noise (pressure waves between inlet and outlet) that is not locked to the shedding.
     phase = np.linspace(0.0, 1.0, 64, endpoint=False)
-    cd_phase = np.mean([np.interp(a + phase * (b - a), tc, cd)
-                        for a, b in zip(up[first:-1], up[first + 1:])], axis=0)
-    cl_phase = np.mean([np.interp(a + phase * (b - a), tc, cl)
-                        for a, b in zip(up[first:-1], up[first + 1:])], axis=0)
-    return {"strouhal": periods / (t1 - t0), "periods": periods, "settled": bool(settled),
-            "cd_mean": float(cd[window].mean()), "cd_max": float(cd_phase.max()),
-            "cl_max": float(cl_phase.max()), "cd_max_raw": float(cd[window].max()),
-            "t_from": float(t0), "t_to": float(t1)}
+    cd_phase = np.mean(
+        [
+            np.interp(a + phase * (b - a), tc, cd)
+            for a, b in zip(up[first:-1], up[first + 1 :], strict=False)
+        ],
+        axis=0,
+    )
+    cl_phase = np.mean(
+        [
+            np.interp(a + phase * (b - a), tc, cl)
+            for a, b in zip(up[first:-1], up[first + 1 :], strict=False)
+        ],
+        axis=0,
+    )
+    return {
+        "strouhal": periods / (t1 - t0),
+        "periods": periods,
+        "settled": bool(settled),
+        "cd_mean": float(cd[window].mean()),
+        "cd_max": float(cd_phase.max()),
+        "cl_max": float(cl_phase.max()),
+        "cd_max_raw": float(cd[window].max()),
+        "t_from": float(t0),
+        "t_to": float(t1),
+    }
 
 
 def report(out: Path, result, wall: float, args, units, collision: str, shape) -> dict:
@@ -308,34 +393,49 @@ def report(out: Path, result, wall: float, args, units, collision: str, shape) -
         mach = float(np.max(f["max_mach"][:]))
     cells = shape[0] * shape[1]
     steps = result.steps_done
-    print(f"\nCylinder wake (Schafer-Turek 2D-2): Re = {args.re:g}, D = {args.d} cells, grid "
-          f"{shape[0]} x {shape[1]}, {collision} (tau = {units.tau:.4f}), mean inflow "
-          f"{args.u_mean:g} (largest Mach in the run {mach:.2f})")
-    print(f"{steps} steps ({steps * args.u_mean / args.d:.1f} D / U) in {wall:.1f} s "
-          f"({cells * steps / wall / 1e6:.2g} MLUPS including compilation)")
-    print(f"output: {out} (+ {out.with_suffix('.xdmf').name} for ParaView; "
-          f"xarray.open_dataset(path, engine='h5netcdf'))")
+    print(
+        f"\nCylinder wake (Schafer-Turek 2D-2): Re = {args.re:g}, D = {args.d} cells, grid "
+        f"{shape[0]} x {shape[1]}, {collision} (tau = {units.tau:.4f}), mean inflow "
+        f"{args.u_mean:g} (largest Mach in the run {mach:.2f})"
+    )
+    print(
+        f"{steps} steps ({steps * args.u_mean / args.d:.1f} D / U) in {wall:.1f} s "
+        f"({cells * steps / wall / 1e6:.2g} MLUPS including compilation)"
+    )
+    print(
+        f"output: {out} (+ {out.with_suffix('.xdmf').name} for ParaView; "
+        f"xarray.open_dataset(path, engine='h5netcdf'))"
+    )
     res = analyse(t, force, args.d, args.u_mean)
     ref = SCHAFER_TUREK_2D2 if abs(args.re - 100.0) < 1e-9 else None
     if res["periods"] == 0:
-        print(f"no vortex shedding in t U / D = {res['t_from']:.1f} .. {res['t_to']:.1f} (lift "
-              f"amplitude below {MIN_LIFT_AMPLITUDE}): the wake is steady at this Re, or has not "
-              f"started shedding yet (at Re = 100: run longer)")
+        print(
+            f"no vortex shedding in t U / D = {res['t_from']:.1f} .. {res['t_to']:.1f} (lift "
+            f"amplitude below {MIN_LIFT_AMPLITUDE}): the wake is steady at this Re, or has not "
+            f"started shedding yet (at Re = 100: run longer)"
+        )
     elif res["settled"]:
-        print(f"shedding: {res['periods']} whole lift periods in t U / D = {res['t_from']:.1f} .. "
-              f"{res['t_to']:.1f}, where the lift amplitude is steady (earlier: the start-up)")
+        print(
+            f"shedding: {res['periods']} whole lift periods in t U / D = {res['t_from']:.1f} .. "
+            f"{res['t_to']:.1f}, where the lift amplitude is steady (earlier: the start-up)"
+        )
     else:
-        print(f"shedding: the lift amplitude is still changing; the last {res['periods']} periods "
-              f"(t U / D = {res['t_from']:.1f} .. {res['t_to']:.1f}) are NOT settled: run longer, "
-              f"e.g. --time {2 * args.time:g}")
+        print(
+            f"shedding: the lift amplitude is still changing; the last {res['periods']} periods "
+            f"(t U / D = {res['t_from']:.1f} .. {res['t_to']:.1f}) are NOT settled: run longer, "
+            f"e.g. --time {2 * args.time:g}"
+        )
 
     def line(name, key, value):
         if ref is None or key not in ref:
             print(f"  {name:<26} {value:8.4f}")
             return
         lo, hi = ref[key]
-        where = ("inside the interval" if lo <= value <= hi else
-                 f"{100 * (value - (lo + hi) / 2) / ((lo + hi) / 2):+.1f}% from its centre")
+        where = (
+            "inside the interval"
+            if lo <= value <= hi
+            else f"{100 * (value - (lo + hi) / 2) / ((lo + hi) / 2):+.1f}% from its centre"
+        )
         print(f"  {name:<26} {value:8.4f}   Schafer & Turek {lo:g} - {hi:g} ({where})")
 
     if res["periods"] >= 1:
@@ -344,9 +444,11 @@ def report(out: Path, result, wall: float, args, units, collision: str, shape) -
     line("max drag coefficient c_D", "cd_max", res["cd_max"])
     line("max lift coefficient c_L", "cl_max", res["cl_max"])
     if ref is not None:
-        print(f"  resolution: D = {args.d} cells. St is the same from D = 12 to 24 (0.300); the "
-              f"drag is 3-7% high and falls slowly with D (mean c_D 3.39 / 3.38 / 3.32, c_D,max "
-              f"3.66 / 3.48 / 3.37 at D = 12 / 16 / 24); refine with --d 24 (3.4x the work of 16).")
+        print(
+            f"  resolution: D = {args.d} cells. St is the same from D = 12 to 24 (0.300); the "
+            f"drag is 3-7% high and falls slowly with D (mean c_D 3.39 / 3.38 / 3.32, c_D,max "
+            f"3.66 / 3.48 / 3.37 at D = 12 / 16 / 24); refine with --d 24 (3.4x the work of 16)."
+        )
     return res
 
 

@@ -59,18 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit import finite_float, positive_int
     from simkit.io import add_output_arguments
 
-    p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--members", type=positive_int, default=4,
-                   help="ensemble size (seeds --seed ... --seed + members - 1)")
+    p = argparse.ArgumentParser(
+        prog=NAME,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--members",
+        type=positive_int,
+        default=4,
+        help="ensemble size (seeds --seed ... --seed + members - 1)",
+    )
     p.add_argument("--n", type=positive_int, default=128, help="grid points per side")
-    p.add_argument("--viscosity", type=finite_float, default=5e-4,
-                   help="kinematic viscosity nu (length^2/time)")
+    p.add_argument(
+        "--viscosity",
+        type=finite_float,
+        default=5e-4,
+        help="kinematic viscosity nu (length^2/time)",
+    )
     p.add_argument("--time", type=finite_float, default=5.0, help="run length (time units)")
-    p.add_argument("--dt", type=finite_float, default=None,
-                   help="largest time step (default: CFL 0.5 for the initial fields)")
-    p.add_argument("--peak-wavenumber", type=finite_float, default=4.0,
-                   help="peak k_p of the initial energy spectrum (1/length)")
+    p.add_argument(
+        "--dt",
+        type=finite_float,
+        default=None,
+        help="largest time step (default: CFL 0.5 for the initial fields)",
+    )
+    p.add_argument(
+        "--peak-wavenumber",
+        type=finite_float,
+        default=4.0,
+        help="peak k_p of the initial energy spectrum (1/length)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of member 0")
     p.add_argument("--float64", action="store_true", help="double precision (default float32)")
     add_output_arguments(p, NAME, resume=True)
@@ -78,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> dict:
-    return {k: getattr(args, k) for k in (
-        "members", "n", "viscosity", "time", "dt", "peak_wavenumber", "seed", "float64")} | {
-        "problem": NAME}
+    return {
+        k: getattr(args, k)
+        for k in ("members", "n", "viscosity", "time", "dt", "peak_wavenumber", "seed", "float64")
+    } | {"problem": NAME}
 
 
 def plan_steps(run_time: float, max_dt: float) -> tuple[int, float, dict[str, int]]:
@@ -90,9 +110,15 @@ def plan_steps(run_time: float, max_dt: float) -> tuple[int, float, dict[str, in
     per_field = SPECTRA_PER_FIELD * DIAGNOSTICS_PER_SPECTRUM
     diag = max(1, math.ceil(run_time / max_dt / (FIELD_FRAMES * per_field)))
     n_steps = FIELD_FRAMES * per_field * diag
-    return n_steps, run_time / n_steps, {"fields": per_field * diag,
-                                         "spectrum": DIAGNOSTICS_PER_SPECTRUM * diag,
-                                         "diagnostics": diag}
+    return (
+        n_steps,
+        run_time / n_steps,
+        {
+            "fields": per_field * diag,
+            "spectrum": DIAGNOSTICS_PER_SPECTRUM * diag,
+            "diagnostics": diag,
+        },
+    )
 
 
 def initial_vorticity(grid, members: int, seed: int, peak_wavenumber: float, dtype: str):
@@ -103,9 +129,11 @@ def initial_vorticity(grid, members: int, seed: int, peak_wavenumber: float, dty
     @jax.jit  # one compiled program instead of an eager vmap of every primitive
     def fields(members):
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(members)
-        return jax.vmap(lambda k: sp.random_vorticity(grid, k, energy=0.5,
-                                                      peak_wavenumber=peak_wavenumber,
-                                                      dtype=dtype))(keys)
+        return jax.vmap(
+            lambda k: sp.random_vorticity(
+                grid, k, energy=0.5, peak_wavenumber=peak_wavenumber, dtype=dtype
+            )
+        )(keys)
 
     return fields(np.arange(members))
 
@@ -132,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.peak_wavenumber >= k_keep / 2:
         raise SimkitInputError(
             f"--peak-wavenumber {args.peak_wavenumber:g} is too close to the largest wavenumber "
-            f"the {args.n}^2 grid keeps ({k_keep}); use a peak below {k_keep / 2:g} or raise --n.")
+            f"the {args.n}^2 grid keeps ({k_keep}); use a peak below {k_keep / 2:g} or raise --n."
+        )
     if args.dt is not None:
         require_positive("--dt", args.dt)
     out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
@@ -149,28 +178,45 @@ def main(argv: list[str] | None = None) -> int:
     state = shard_members(ensemble.stack([ns.init(params, vorticity=w) for w in w0]))
 
     t0 = time.perf_counter()
-    result = run(ensemble, state, params, n_steps=n_steps, save_every=save_every,
-                 out=out, overwrite=args.overwrite, resume=args.resume,
-                 config=config_from_args(args),
-                 attrs={"problem": NAME, "argv": argv_without_output(argv),
-                        "parameters": {"viscosity": args.viscosity, "members": args.members,
-                                       "peak_wavenumber": args.peak_wavenumber, "dt": dt,
-                                       "seeds": f"fold_in(key({args.seed}), member)",
-                                       "initial_energy": 0.5},
-                        "solver": "pseudo-spectral vorticity form, 2/3 dealiasing, "
-                                  "integrating-factor RK4; members vmapped",
-                        "geometry": "periodic box 2 pi x 2 pi, points x_i = i 2 pi / n"},
-                 progress=not args.no_progress, store_type=FieldStore,
-                 checkpoint_every=args.checkpoint_every,
-                 checkpoint_interval=args.checkpoint_interval)
+    result = run(
+        ensemble,
+        state,
+        params,
+        n_steps=n_steps,
+        save_every=save_every,
+        out=out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        config=config_from_args(args),
+        attrs={
+            "problem": NAME,
+            "argv": argv_without_output(argv),
+            "parameters": {
+                "viscosity": args.viscosity,
+                "members": args.members,
+                "peak_wavenumber": args.peak_wavenumber,
+                "dt": dt,
+                "seeds": f"fold_in(key({args.seed}), member)",
+                "initial_energy": 0.5,
+            },
+            "solver": "pseudo-spectral vorticity form, 2/3 dealiasing, "
+            "integrating-factor RK4; members vmapped",
+            "geometry": "periodic box 2 pi x 2 pi, points x_i = i 2 pi / n",
+        },
+        progress=not args.no_progress,
+        store_type=FieldStore,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_interval=args.checkpoint_interval,
+    )
     wall = time.perf_counter() - t0
     devices = len(jax.tree_util.tree_leaves(result.state)[0].sharding.device_set)
     report(out, result, wall, args, dt, devices)
     return 0
 
 
-def spectrum_slope(k: np.ndarray, spectrum: np.ndarray, k_lo: float, k_hi: float
-                   ) -> tuple[float, int]:
+def spectrum_slope(
+    k: np.ndarray, spectrum: np.ndarray, k_lo: float, k_hi: float
+) -> tuple[float, int]:
     """Least-squares slope of log E against log k over the shells k_lo <= k <= k_hi, and the
     number of shells used (NaN with fewer than 2)."""
     sel = (k >= k_lo) & (k <= k_hi) & (spectrum > 0)
@@ -195,45 +241,65 @@ def report(out: Path, result, wall: float, args, dt: float, devices: int) -> dic
         k = f["k"][:].astype(np.float64)
     m, n = args.members, args.n
     steps = result.steps_done
-    print(f"\nDecaying 2-D turbulence: {m} members (seeds from {args.seed}), {n} x {n} "
-          f"{'float64' if args.float64 else 'float32'}, nu = {args.viscosity:g}, k_p = "
-          f"{args.peak_wavenumber:g}, initial energy 0.5")
-    print(f"{steps} steps of dt = {dt:.4g} (t = {steps * dt:g}) in {wall:.1f} s "
-          f"({m * steps / wall:.0f} member-steps/s including compilation) on {devices} "
-          f"device(s); largest CFL number {cfl.max():.2f}")
-    print(f"output: {out} (+ {out.with_suffix('.xdmf').name}, member 0, for ParaView; "
-          f"xarray.open_dataset(path, engine='h5netcdf'))")
+    print(
+        f"\nDecaying 2-D turbulence: {m} members (seeds from {args.seed}), {n} x {n} "
+        f"{'float64' if args.float64 else 'float32'}, nu = {args.viscosity:g}, k_p = "
+        f"{args.peak_wavenumber:g}, initial energy 0.5"
+    )
+    print(
+        f"{steps} steps of dt = {dt:.4g} (t = {steps * dt:g}) in {wall:.1f} s "
+        f"({m * steps / wall:.0f} member-steps/s including compilation) on {devices} "
+        f"device(s); largest CFL number {cfl.max():.2f}"
+    )
+    print(
+        f"output: {out} (+ {out.with_suffix('.xdmf').name}, member 0, for ParaView; "
+        f"xarray.open_dataset(path, engine='h5netcdf'))"
+    )
     e_rel, z_rel = energy / energy[0], enstrophy / enstrophy[0]
     print("ensemble mean +- spread (std across members) relative to t = 0:")
     print(f"{'t':>8} {'E/E0':>16} {'Z/Z0':>16}")
     for i in np.unique(np.linspace(0, len(t) - 1, 11).round().astype(int)):
-        print(f"{t[i]:8.3f} {e_rel[i].mean():8.4f} +- {e_rel[i].std():.4f} "
-              f"{z_rel[i].mean():8.4f} +- {z_rel[i].std():.4f}")
+        print(
+            f"{t[i]:8.3f} {e_rel[i].mean():8.4f} +- {e_rel[i].std():.4f} "
+            f"{z_rel[i].mean():8.4f} +- {z_rel[i].std():.4f}"
+        )
     # dE/dt = -nu <w^2> without forcing and drag: compare the energy lost with the
     # trapezoid-integrated dissipation, per member.
     lost = energy[0] - energy[-1]
     integrated = np.sum(0.5 * (dissipation[1:] + dissipation[:-1]) * np.diff(t)[:, None], axis=0)
     budget = np.max(np.abs(lost - integrated) / np.maximum(lost, 1e-300))
-    print(f"energy budget: E(0) - E(t) = {lost.mean():.5f} (mean), time-integrated dissipation "
-          f"nu <w^2> = {integrated.mean():.5f}; largest relative difference over the members "
-          f"{budget:.1e}")
+    print(
+        f"energy budget: E(0) - E(t) = {lost.mean():.5f} (mean), time-integrated dissipation "
+        f"nu <w^2> = {integrated.mean():.5f}; largest relative difference over the members "
+        f"{budget:.1e}"
+    )
     last = t_spec >= t_spec[-1] * (1 - LAST_FRACTION) - 1e-12
     e_mean = spectra[last].mean(axis=(0, 1))
     k_max = (n - 1) // 3
     k_lo, k_hi = 2 * args.peak_wavenumber, k_max / 2
     slope, used = spectrum_slope(k, e_mean, k_lo, k_hi)
-    print(f"energy spectrum E(k), mean over members and {last.sum()} spectra of "
-          f"t >= {t_spec[last][0]:g}:")
+    print(
+        f"energy spectrum E(k), mean over members and {last.sum()} spectra of "
+        f"t >= {t_spec[last][0]:g}:"
+    )
     for s in [int(x) for x in np.unique(np.round(np.geomspace(1, k_max, 10)))]:
         tag = "  (fit range)" if k_lo <= k[s] <= k_hi else ""
         print(f"  k = {k[s]:5.1f}   E = {e_mean[s]:.3e}{tag}")
-    print(f"spectral slope d ln E / d ln k over {k_lo:g} <= k <= {k_hi:g} ({used} shells): "
-          f"{slope:.2f}; Batchelor (1969) enstrophy cascade k^-3, decaying runs steepen towards "
-          "k^-4 (Saffman 1971) and beyond once coherent vortices form (McWilliams 1984)")
-    print(f"  note: at {n}^2 the fit spans a factor {k_hi / k_lo:.1f} in wavenumber only; "
-          "the slope is a qualitative check")
-    return {"slope": slope, "energy": e_rel[-1].mean(), "enstrophy": z_rel[-1].mean(),
-            "budget": budget}
+    print(
+        f"spectral slope d ln E / d ln k over {k_lo:g} <= k <= {k_hi:g} ({used} shells): "
+        f"{slope:.2f}; Batchelor (1969) enstrophy cascade k^-3, decaying runs steepen towards "
+        "k^-4 (Saffman 1971) and beyond once coherent vortices form (McWilliams 1984)"
+    )
+    print(
+        f"  note: at {n}^2 the fit spans a factor {k_hi / k_lo:.1f} in wavenumber only; "
+        "the slope is a qualitative check"
+    )
+    return {
+        "slope": slope,
+        "energy": e_rel[-1].mean(),
+        "enstrophy": z_rel[-1].mean(),
+        "budget": budget,
+    }
 
 
 if __name__ == "__main__":

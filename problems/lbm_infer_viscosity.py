@@ -50,19 +50,39 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit import finite_float, positive_int
     from simkit.io import add_output_arguments
 
-    p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=NAME,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--n", type=positive_int, default=32, help="grid cells per side (>= 8)")
-    p.add_argument("--steps", type=positive_int, default=600,
-                   help="lattice Boltzmann steps between the start and the measured snapshot")
-    p.add_argument("--viscosity", type=finite_float, default=0.02,
-                   help="true lattice viscosity nu (tau = 3 nu + 1/2) that makes the data")
-    p.add_argument("--guess", type=finite_float, default=0.05,
-                   help="starting value of the fitted viscosity")
-    p.add_argument("--velocity", type=finite_float, default=0.05,
-                   help="initial vortex speed U (cells per step; lattice Mach sqrt(3) U)")
-    p.add_argument("--noise", type=finite_float, default=1e-3,
-                   help="standard deviation of the Gaussian noise on each velocity component")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=600,
+        help="lattice Boltzmann steps between the start and the measured snapshot",
+    )
+    p.add_argument(
+        "--viscosity",
+        type=finite_float,
+        default=0.02,
+        help="true lattice viscosity nu (tau = 3 nu + 1/2) that makes the data",
+    )
+    p.add_argument(
+        "--guess", type=finite_float, default=0.05, help="starting value of the fitted viscosity"
+    )
+    p.add_argument(
+        "--velocity",
+        type=finite_float,
+        default=0.05,
+        help="initial vortex speed U (cells per step; lattice Mach sqrt(3) U)",
+    )
+    p.add_argument(
+        "--noise",
+        type=finite_float,
+        default=1e-3,
+        help="standard deviation of the Gaussian noise on each velocity component",
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     add_output_arguments(p, NAME)
     return p
@@ -74,7 +94,7 @@ def taylor_green(n: int, velocity: float):
     x = k * np.arange(n)
     X, Y = np.meshgrid(x, x, indexing="ij")
     u = velocity * np.stack([np.sin(X) * np.cos(Y), -np.cos(X) * np.sin(Y)], axis=-1)
-    rho = 1.0 - 0.75 * velocity ** 2 * (np.cos(2 * X) + np.cos(2 * Y))
+    rho = 1.0 - 0.75 * velocity**2 * (np.cos(2 * X) + np.cos(2 * Y))
     return rho, u
 
 
@@ -117,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def model(p):
         """Velocity field `(n, n, 2)` after `--steps` steps at viscosity p["viscosity"]."""
-        _, frames = simulate(stepper, state0, {"viscosity": p["viscosity"]}, args.steps,
-                             args.steps)
+        _, frames = simulate(stepper, state0, {"viscosity": p["viscosity"]}, args.steps, args.steps)
         return frames["velocity"][-1]
 
     t0 = time.perf_counter()
@@ -128,46 +147,78 @@ def main(argv: list[str] | None = None) -> int:
     t_data = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = fit(model, {"viscosity": jnp.asarray(args.guess)}, jnp.asarray(data),
-              sigma=args.noise, bounds={"viscosity": (0.0, None)}, solver="simkit-lm",
-              throw=False)
+    res = fit(
+        model,
+        {"viscosity": jnp.asarray(args.guess)},
+        jnp.asarray(data),
+        sigma=args.noise,
+        bounds={"viscosity": (0.0, None)},
+        solver="simkit-lm",
+        throw=False,
+    )
     wall = time.perf_counter() - t0
     nu, se = float(res.params["viscosity"]), float(res.stderr["viscosity"])
     nu_decay = analytic_estimate(data, u0, args.steps, n)
     decay = math.exp(-2 * (2 * math.pi / n) ** 2 * args.viscosity * args.steps)
 
-    print(f"Taylor-Green vortex, {n} x {n} periodic D2Q9 BGK (float64), U = {args.velocity}, "
-          f"snapshot after {args.steps} steps (amplitude decayed to {decay:.3f} of U); noise sd "
-          f"{args.noise} on {data.size} velocity components, seed {args.seed}")
+    print(
+        f"Taylor-Green vortex, {n} x {n} periodic D2Q9 BGK (float64), U = {args.velocity}, "
+        f"snapshot after {args.steps} steps (amplitude decayed to {decay:.3f} of U); noise sd "
+        f"{args.noise} on {data.size} velocity components, seed {args.seed}"
+    )
     print(f"{'':<28}{'viscosity':>12}{'tau':>10}")
     print(f"{'true':<28}{args.viscosity:>12.6g}{3 * args.viscosity + 0.5:>10.5f}")
     print(f"{'initial guess':<28}{args.guess:>12.6g}{3 * args.guess + 0.5:>10.5f}")
     print(f"{'fit (simkit.fit)':<28}{nu:>12.6g}{3 * nu + 0.5:>10.5f}")
-    print(f"estimate = {nu:.6g} +- {se:.2g} (1 standard error); truth {args.viscosity:.6g}; "
-          f"(estimate - truth) / stderr = {(nu - args.viscosity) / se:+.2f}; relative error "
-          f"{abs(nu - args.viscosity) / args.viscosity:.2e}")
-    print(f"chi2 = {float(res.chi2):.1f} for {res.dof} degrees of freedom; {res.message}; "
-          f"{int(res.n_steps)} LM steps  [{wall:.2f} s incl. compilation; data {t_data:.2f} s]")
-    print(f"cross-check without the solver (Taylor-Green decay law on the data's mode "
-          f"amplitude): nu = {nu_decay:.6g}")
+    print(
+        f"estimate = {nu:.6g} +- {se:.2g} (1 standard error); truth {args.viscosity:.6g}; "
+        f"(estimate - truth) / stderr = {(nu - args.viscosity) / se:+.2f}; relative error "
+        f"{abs(nu - args.viscosity) / args.viscosity:.2e}"
+    )
+    print(
+        f"chi2 = {float(res.chi2):.1f} for {res.dof} degrees of freedom; {res.message}; "
+        f"{int(res.n_steps)} LM steps  [{wall:.2f} s incl. compilation; data {t_data:.2f} s]"
+    )
+    print(
+        f"cross-check without the solver (Taylor-Green decay law on the data's mode "
+        f"amplitude): nu = {nu_decay:.6g}"
+    )
     if not res.success:
         print(f"WARNING: the fit did not converge: {res.message}")
 
     fitted = np.asarray(jax.jit(model)(res.params))
-    save_results(out, {
-        "data": (("x", "y", "component"), data, "cells/step"),
-        "data_clean": (("x", "y", "component"), clean, "cells/step"),
-        "fit_velocity": (("x", "y", "component"), fitted, "cells/step"),
-        "initial_velocity": (("x", "y", "component"), u0, "cells/step"),
-    }, coords={"x": (np.arange(n, dtype=float), "cells"), "y": (np.arange(n, dtype=float), "cells"),
-               "component": (["x", "y"], "")},
-       attrs={"problem": NAME, "true_viscosity": args.viscosity, "guess": args.guess,
-              "viscosity": nu, "stderr": se, "chi2": float(res.chi2), "dof": res.dof,
-              "n_steps_fit": int(res.n_steps), "status": res.message, "steps": args.steps,
-              "noise_sd": args.noise, "seed": args.seed, "initial_speed": args.velocity,
-              "viscosity_decay_law": nu_decay,
-              "solver": "lattice Boltzmann D2Q9 BGK float64; " + res.method + ", jac=fwd"},
-       overwrite=args.overwrite)
+    save_results(
+        out,
+        {
+            "data": (("x", "y", "component"), data, "cells/step"),
+            "data_clean": (("x", "y", "component"), clean, "cells/step"),
+            "fit_velocity": (("x", "y", "component"), fitted, "cells/step"),
+            "initial_velocity": (("x", "y", "component"), u0, "cells/step"),
+        },
+        coords={
+            "x": (np.arange(n, dtype=float), "cells"),
+            "y": (np.arange(n, dtype=float), "cells"),
+            "component": (["x", "y"], ""),
+        },
+        attrs={
+            "problem": NAME,
+            "true_viscosity": args.viscosity,
+            "guess": args.guess,
+            "viscosity": nu,
+            "stderr": se,
+            "chi2": float(res.chi2),
+            "dof": res.dof,
+            "n_steps_fit": int(res.n_steps),
+            "status": res.message,
+            "steps": args.steps,
+            "noise_sd": args.noise,
+            "seed": args.seed,
+            "initial_speed": args.velocity,
+            "viscosity_decay_law": nu_decay,
+            "solver": "lattice Boltzmann D2Q9 BGK float64; " + res.method + ", jac=fwd",
+        },
+        overwrite=args.overwrite,
+    )
     print(f"output: {out}")
     return 0 if res.success else 1
 

@@ -40,24 +40,44 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit import finite_float, nonnegative_float, positive_int
     from simkit.io import add_output_arguments
 
-    p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cells", type=positive_int, default=8,
-                   help="fcc unit cells per axis (N = 4 cells^3; 20 gives in.lj's 32 000)")
+    p = argparse.ArgumentParser(
+        prog=NAME,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--cells",
+        type=positive_int,
+        default=8,
+        help="fcc unit cells per axis (N = 4 cells^3; 20 gives in.lj's 32 000)",
+    )
     p.add_argument("--density", type=finite_float, default=0.8442, help="number density rho*")
     p.add_argument("--temperature", type=nonnegative_float, default=1.44, help="initial T*")
     p.add_argument("--steps", type=positive_int, default=2000, help="time steps")
     p.add_argument("--dt", type=finite_float, default=0.005, help="time step (tau)")
     p.add_argument("--cutoff", type=finite_float, default=2.5, help="LJ cutoff (sigma)")
     p.add_argument("--skin", type=nonnegative_float, default=0.3, help="neighbor skin (sigma)")
-    p.add_argument("--shift", choices=("none", "energy", "force"), default="none",
-                   help="LJ truncation: plain (in.lj), energy-shifted or force-shifted")
-    p.add_argument("--thermo-every", type=positive_int, default=50,
-                   help="steps between thermodynamic records")
-    p.add_argument("--trajectory-every", type=positive_int, default=500,
-                   help="steps between saved configurations")
-    p.add_argument("--chunk-steps", type=positive_int, default=None,
-                   help="steps per jitted chunk (default: chosen by the driver)")
+    p.add_argument(
+        "--shift",
+        choices=("none", "energy", "force"),
+        default="none",
+        help="LJ truncation: plain (in.lj), energy-shifted or force-shifted",
+    )
+    p.add_argument(
+        "--thermo-every", type=positive_int, default=50, help="steps between thermodynamic records"
+    )
+    p.add_argument(
+        "--trajectory-every",
+        type=positive_int,
+        default=500,
+        help="steps between saved configurations",
+    )
+    p.add_argument(
+        "--chunk-steps",
+        type=positive_int,
+        default=None,
+        help="steps per jitted chunk (default: chosen by the driver)",
+    )
     p.add_argument("--seed", type=int, default=87287, help="velocity seed")
     p.add_argument("--float64", action="store_true", help="double precision (default float32)")
     add_output_arguments(p, NAME, resume=True)
@@ -65,9 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> dict:
-    return {k: getattr(args, k) for k in (
-        "cells", "density", "temperature", "steps", "dt", "cutoff", "skin", "shift",
-        "thermo_every", "trajectory_every", "chunk_steps", "seed", "float64")} | {"problem": NAME}
+    return {
+        k: getattr(args, k)
+        for k in (
+            "cells",
+            "density",
+            "temperature",
+            "steps",
+            "dt",
+            "cutoff",
+            "skin",
+            "shift",
+            "thermo_every",
+            "trajectory_every",
+            "chunk_steps",
+            "seed",
+            "float64",
+        )
+    } | {"problem": NAME}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,32 +121,47 @@ def main(argv: list[str] | None = None) -> int:
         if args.steps % getattr(args, name):
             raise SimkitInputError(
                 f"--steps ({args.steps}) must be a multiple of --{name.replace('_', '-')} "
-                f"({getattr(args, name)}).")
+                f"({getattr(args, name)})."
+            )
     dtype = jnp.float64 if args.float64 else jnp.float32
     # Build and check the system before any output file exists or anything compiles.
     positions, box = md.lattice("fcc", args.cells, density=args.density, dtype=dtype)
     lj = md.LennardJones(cutoff=args.cutoff, shift=args.shift)
     params = lj.params(epsilon=1.0, sigma=1.0, dtype=dtype)
     stepper = md.VelocityVerlet(lj, box=box, dt=args.dt, skin=args.skin)
-    velocities = md.maxwell_boltzmann(jax.random.key(args.seed), positions.shape,
-                                      kT=args.temperature, dtype=dtype)
+    velocities = md.maxwell_boltzmann(
+        jax.random.key(args.seed), positions.shape, kT=args.temperature, dtype=dtype
+    )
     state = stepper.init(positions, params, velocities)
-    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume,
-                      suffix=".h5md")
+    out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume, suffix=".h5md")
 
     n = positions.shape[0]
     t0 = time.perf_counter()
-    result = run(stepper, state, params, n_steps=args.steps,
-                 save_every={"thermo": args.thermo_every, "trajectory": args.trajectory_every},
-                 chunk_steps=args.chunk_steps, out=out, overwrite=args.overwrite,
-                 resume=args.resume, config=config_from_args(args),
-                 attrs={"problem": NAME, "argv": argv_without_output(argv), "atoms": n,
-                        "parameters": {"epsilon": 1.0, "sigma": 1.0, "cutoff": args.cutoff},
-                        "solver": "velocity Verlet NVE", "dt": args.dt},
-                 progress=not args.no_progress, store_type=H5MDStore,
-                 store_options=stepper.h5md_options(),
-                 checkpoint_every=args.checkpoint_every,
-                 checkpoint_interval=args.checkpoint_interval)
+    result = run(
+        stepper,
+        state,
+        params,
+        n_steps=args.steps,
+        save_every={"thermo": args.thermo_every, "trajectory": args.trajectory_every},
+        chunk_steps=args.chunk_steps,
+        out=out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        config=config_from_args(args),
+        attrs={
+            "problem": NAME,
+            "argv": argv_without_output(argv),
+            "atoms": n,
+            "parameters": {"epsilon": 1.0, "sigma": 1.0, "cutoff": args.cutoff},
+            "solver": "velocity Verlet NVE",
+            "dt": args.dt,
+        },
+        progress=not args.no_progress,
+        store_type=H5MDStore,
+        store_options=stepper.h5md_options(),
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_interval=args.checkpoint_interval,
+    )
     wall = time.perf_counter() - t0
     report(out, result, wall, n, args)
     return 0
@@ -124,21 +174,37 @@ def report(out: Path, result, wall: float, n: int, args) -> None:
     with h5py.File(out, "r", locking=False) as f:
         obs = f["observables"]
         step = obs["temperature/step"][:]
-        q = {k: obs[f"{k}/value"][:] for k in ("temperature", "potential_energy",
-                                                  "kinetic_energy", "total_energy", "pressure")}
+        q = {
+            k: obs[f"{k}/value"][:]
+            for k in (
+                "temperature",
+                "potential_energy",
+                "kinetic_energy",
+                "total_energy",
+                "pressure",
+            )
+        }
         frames = f["particles/trajectory/position/value"].shape[0]
-    print(f"\nLJ melt: {n} atoms, {result.steps_done} steps of dt={args.dt} in {wall:.1f} s "
-          f"({n * result.steps_done / wall:.3g} atom-steps/s including compilation)")
-    print(f"output: {out} ({frames} configurations, {len(step)} thermo records; "
-          "MDAnalysis: see --help)")
+    print(
+        f"\nLJ melt: {n} atoms, {result.steps_done} steps of dt={args.dt} in {wall:.1f} s "
+        f"({n * result.steps_done / wall:.3g} atom-steps/s including compilation)"
+    )
+    print(
+        f"output: {out} ({frames} configurations, {len(step)} thermo records; "
+        "MDAnalysis: see --help)"
+    )
     print(f"{'step':>7} {'T*':>8} {'U/N':>10} {'K/N':>8} {'E/N':>10} {'p*':>8}")
     for i in np.unique(np.linspace(0, len(step) - 1, min(len(step), 11)).astype(int)):
-        print(f"{step[i]:7d} {q['temperature'][i]:8.4f} {q['potential_energy'][i]:10.5f} "
-              f"{q['kinetic_energy'][i]:8.4f} {q['total_energy'][i]:10.5f} {q['pressure'][i]:8.4f}")
+        print(
+            f"{step[i]:7d} {q['temperature'][i]:8.4f} {q['potential_energy'][i]:10.5f} "
+            f"{q['kinetic_energy'][i]:8.4f} {q['total_energy'][i]:10.5f} {q['pressure'][i]:8.4f}"
+        )
     e = q["total_energy"]
-    print(f"initial U/N {q['potential_energy'][0]:.6f} (perfect-lattice value {LATTICE_ENERGY} at "
-          f"rho*=0.8442, rc=2.5); total energy drift over the run: "
-          f"{(e[-1] - e[0]) / abs(e[0]):+.2e} relative, fluctuation {np.std(e) / abs(e.mean()):.1e}")
+    print(
+        f"initial U/N {q['potential_energy'][0]:.6f} (perfect-lattice value {LATTICE_ENERGY} at "
+        f"rho*=0.8442, rc=2.5); total energy drift over the run: "
+        f"{(e[-1] - e[0]) / abs(e[0]):+.2e} relative, fluctuation {np.std(e) / abs(e.mean()):.1e}"
+    )
 
 
 if __name__ == "__main__":

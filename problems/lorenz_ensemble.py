@@ -38,20 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(
-        prog="lorenz_ensemble", description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="lorenz_ensemble",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--members", type=int, default=4096, help="ensemble size")
     p.add_argument("--t1", type=finite_float, default=20.0, help="end time (model units)")
     p.add_argument("--dt", type=finite_float, default=1e-3, help="time step")
-    p.add_argument("--save-every", type=positive_int, default=200,
-                   help="steps between saved frames")
-    p.add_argument("--chunk-steps", type=positive_int, default=None,
-                   help="steps per jitted chunk (default: ~1/10 of the run, <= 10 000)")
+    p.add_argument(
+        "--save-every", type=positive_int, default=200, help="steps between saved frames"
+    )
+    p.add_argument(
+        "--chunk-steps",
+        type=positive_int,
+        default=None,
+        help="steps per jitted chunk (default: ~1/10 of the run, <= 10 000)",
+    )
     p.add_argument("--sigma", type=finite_float, default=10.0)
     p.add_argument("--rho", type=finite_float, default=28.0)
     p.add_argument("--beta", type=finite_float, default=8.0 / 3.0)
-    p.add_argument("--spread", type=finite_float, default=1e-10,
-                   help="std of the initial perturbation around the base point")
+    p.add_argument(
+        "--spread",
+        type=finite_float,
+        default=1e-10,
+        help="std of the initial perturbation around the base point",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float32", action="store_true", help="single precision (default float64)")
     add_output_arguments(p, NAME, resume=True)
@@ -60,10 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The settings that identify a run (stored in the file, compared on resume)."""
-    return {"problem": NAME, "members": args.members, "t1": args.t1, "dt": args.dt,
-            "sigma": args.sigma, "rho": args.rho, "beta": args.beta, "spread": args.spread,
-            "seed": args.seed, "float32": args.float32, "save_every": args.save_every,
-            "chunk_steps": args.chunk_steps}
+    return {
+        "problem": NAME,
+        "members": args.members,
+        "t1": args.t1,
+        "dt": args.dt,
+        "sigma": args.sigma,
+        "rho": args.rho,
+        "beta": args.beta,
+        "spread": args.spread,
+        "seed": args.seed,
+        "float32": args.float32,
+        "save_every": args.save_every,
+        "chunk_steps": args.chunk_steps,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,11 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.float32:
         jax.config.update("jax_enable_x64", True)
-    from simkit import SimkitInputError
-    from simkit import require_positive
+    from simkit import SimkitInputError, require_positive
+    from simkit.cli import argv_without_output, log_to_stderr
     from simkit.io import output_path
     from simkit.ode import ODEStepper
-    from simkit.cli import argv_without_output, log_to_stderr
     from simkit.run import run
 
     log_to_stderr()
@@ -91,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SimkitInputError(f"--t1 ({args.t1}) must be a positive multiple of --dt ({args.dt}).")
     if n_steps % args.save_every:
         raise SimkitInputError(
-            f"the run has {n_steps} steps, not a multiple of --save-every ({args.save_every}).")
+            f"the run has {n_steps} steps, not a multiple of --save-every ({args.save_every})."
+        )
     out = output_path(args.out, NAME, overwrite=args.overwrite, resume=args.resume)
 
     dtype = jnp.float32 if args.float32 else jnp.float64
@@ -104,14 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     stepper = ODEStepper(lorenz, dt=args.dt, component_names=("x", "y", "z"))
     state = stepper.init(y0, params)
     t0 = time.perf_counter()
-    result = run(stepper, state, params, n_steps=n_steps, save_every=args.save_every,
-                 chunk_steps=args.chunk_steps, out=out, overwrite=args.overwrite,
-                 resume=args.resume, config=config_from_args(args),
-                 attrs={"problem": NAME, "parameters": {k: float(v) for k, v in params.items()},
-                        "solver": "Tsit5 fixed step", "dt": args.dt, "members": args.members,
-                        "argv": argv_without_output(argv)},
-                 progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
-                 checkpoint_interval=args.checkpoint_interval)
+    result = run(
+        stepper,
+        state,
+        params,
+        n_steps=n_steps,
+        save_every=args.save_every,
+        chunk_steps=args.chunk_steps,
+        out=out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        config=config_from_args(args),
+        attrs={
+            "problem": NAME,
+            "parameters": {k: float(v) for k, v in params.items()},
+            "solver": "Tsit5 fixed step",
+            "dt": args.dt,
+            "members": args.members,
+            "argv": argv_without_output(argv),
+        },
+        progress=not args.no_progress,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_interval=args.checkpoint_interval,
+    )
     wall = time.perf_counter() - t0
     _report(out, result, wall, args)
     return 0
@@ -134,12 +170,20 @@ def _report(out: Path, result, wall: float, args) -> None:
     with h5py.File(out, "r", locking=False) as f:
         t = f["time"][:]
         y = f["y"]
-        spread = np.array([np.sqrt(np.mean(np.sum((y[i] - y[i].mean(axis=0)) ** 2, axis=1)))
-                           for i in range(len(t))])
-    print(f"\nLorenz-63 ensemble: {args.members} members, {result.steps_done} steps of dt={args.dt}"
-          f" in {wall:.1f} s ({args.members * result.steps_done / wall:.3g} member-steps/s)")
-    print(f"output: {out}  ({result.n_frames} frames; open with "
-          f"xarray.open_dataset(path, engine='h5netcdf'))")
+        spread = np.array(
+            [
+                np.sqrt(np.mean(np.sum((y[i] - y[i].mean(axis=0)) ** 2, axis=1)))
+                for i in range(len(t))
+            ]
+        )
+    print(
+        f"\nLorenz-63 ensemble: {args.members} members, {result.steps_done} steps of dt={args.dt}"
+        f" in {wall:.1f} s ({args.members * result.steps_done / wall:.3g} member-steps/s)"
+    )
+    print(
+        f"output: {out}  ({result.n_frames} frames; open with "
+        f"xarray.open_dataset(path, engine='h5netcdf'))"
+    )
     print(f"{'t':>8} {'ensemble spread':>16}")
     for i in np.linspace(0, len(t) - 1, min(len(t), 9)).astype(int):
         print(f"{t[i]:8.2f} {spread[i]:16.4e}")
@@ -155,8 +199,10 @@ def _report(out: Path, result, wall: float, args) -> None:
         mask = (t > 1.0) & (mean_log < np.log(1e-2)) & np.isfinite(mean_log)
         if mask.sum() >= 3:
             slope = np.polyfit(t[mask], mean_log[mask], 1)[0]
-            print(f"largest Lyapunov exponent from the ensemble's divergence: {slope:.3f} "
-                  f"(published {LYAPUNOV_REFERENCE}; finite-time estimate, ~10% expected)")
+            print(
+                f"largest Lyapunov exponent from the ensemble's divergence: {slope:.3f} "
+                f"(published {LYAPUNOV_REFERENCE}; finite-time estimate, ~10% expected)"
+            )
 
 
 if __name__ == "__main__":

@@ -49,19 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit.io import add_output_arguments
 
     p = argparse.ArgumentParser(
-        prog="robertson", description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="robertson",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--members", type=int, default=1024, help="number of k1 values (ensemble size)")
     p.add_argument("--k1-min", type=finite_float, default=0.1, help="smallest k1 factor (x 0.04)")
     p.add_argument("--k1-max", type=finite_float, default=10.0, help="largest k1 factor (x 0.04)")
     p.add_argument("--t1", type=finite_float, default=1e11, help="end time (s)")
-    p.add_argument("--n-save", type=int, default=60,
-                   help="number of save times, log-spaced from 1e-6 s to t1 (plus t = 0)")
+    p.add_argument(
+        "--n-save",
+        type=int,
+        default=60,
+        help="number of save times, log-spaced from 1e-6 s to t1 (plus t = 0)",
+    )
     p.add_argument("--rtol", type=finite_float, default=1e-8, help="relative tolerance")
-    p.add_argument("--atol", type=finite_float, default=1e-14,
-                   help="absolute tolerance (y2 falls to ~1e-13 by t = 1e11)")
-    p.add_argument("--solver", choices=("rodas5", "rodas5p"), default="rodas5",
-                   help="Rosenbrock method")
+    p.add_argument(
+        "--atol",
+        type=finite_float,
+        default=1e-14,
+        help="absolute tolerance (y2 falls to ~1e-13 by t = 1e11)",
+    )
+    p.add_argument(
+        "--solver", choices=("rodas5", "rodas5p"), default="rodas5", help="Rosenbrock method"
+    )
     p.add_argument("--chunk", type=int, default=256, help="members per jitted call")
     add_output_arguments(p, NAME)
     return p
@@ -71,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # stiff kinetics at rtol 1e-8 needs float64
-    from simkit import SimkitInputError
-    from simkit import require_positive
-    from simkit.io import output_path
-    from simkit.io import save_results
+    from simkit import SimkitInputError, require_positive
+    from simkit.io import output_path, save_results
     from simkit.ode import ODEProblem, Rodas5, Rodas5P, solve_stiff, solve_stiff_ensemble
 
     # Validate everything before compiling anything.
@@ -85,20 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     require_positive("--k1-max", args.k1_max)
     require_positive("--t1", args.t1)
     if args.k1_max < args.k1_min:
-        raise SimkitInputError(
-            f"--k1-max ({args.k1_max}) must be >= --k1-min ({args.k1_min}).")
+        raise SimkitInputError(f"--k1-max ({args.k1_max}) must be >= --k1-min ({args.k1_min}).")
     if args.t1 <= 1e-6:
         raise SimkitInputError(f"--t1 must be > 1e-6 s (the first save time), got {args.t1}.")
     out = output_path(args.out, NAME, overwrite=args.overwrite)
 
     solver = Rodas5() if args.solver == "rodas5" else Rodas5P()
     factors = np.geomspace(args.k1_min, args.k1_max, args.members)
-    ks = np.stack([K_NOMINAL[0] * factors, np.full(args.members, K_NOMINAL[1]),
-                   np.full(args.members, K_NOMINAL[2])], axis=1)
+    ks = np.stack(
+        [
+            K_NOMINAL[0] * factors,
+            np.full(args.members, K_NOMINAL[1]),
+            np.full(args.members, K_NOMINAL[2]),
+        ],
+        axis=1,
+    )
     ts = np.concatenate([[0.0], np.geomspace(1e-6, args.t1, args.n_save)])
     ts[-1] = args.t1  # exactly t1 despite round-off in geomspace
-    problem = ODEProblem(robertson, jnp.array([1.0, 0.0, 0.0]), jnp.array(K_NOMINAL), 0.0,
-                         args.t1)
+    problem = ODEProblem(robertson, jnp.array([1.0, 0.0, 0.0]), jnp.array(K_NOMINAL), 0.0, args.t1)
     opts = dict(solver=solver, rtol=args.rtol, atol=args.atol, saveat=ts)
 
     # Solve in equal chunks (the last one padded by repeating its last member) so every call
@@ -124,10 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     t_rest = wall - t_first
 
     conservation = ys.sum(axis=2) - 1.0
-    attrs = {"problem": NAME, "k_nominal": list(K_NOMINAL), "k1_factor_range": [args.k1_min,
-             args.k1_max], "rtol": args.rtol, "atol": args.atol, "solver": type(solver).__name__,
-             "members": args.members, "t1": args.t1, "wall_s": wall,
-             "argv": [a for a in argv if a not in ("--overwrite", "--no-progress")]}
+    attrs = {
+        "problem": NAME,
+        "k_nominal": list(K_NOMINAL),
+        "k1_factor_range": [args.k1_min, args.k1_max],
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "solver": type(solver).__name__,
+        "members": args.members,
+        "t1": args.t1,
+        "wall_s": wall,
+        "argv": [a for a in argv if a not in ("--overwrite", "--no-progress")],
+    }
     save_results(
         out,
         data_vars={
@@ -135,30 +156,46 @@ def main(argv: list[str] | None = None) -> int:
             "k1": (("member",), ks[:, 0], "1/s"),
             "conservation_error": (("member", "time"), conservation, "1"),
         },
-        coords={"time": (ts, "s"), "species": (np.array(["y1", "y2", "y3"]), ""),
-                "member": (np.arange(args.members), "")},
-        attrs=attrs, overwrite=args.overwrite,
+        coords={
+            "time": (ts, "s"),
+            "species": (np.array(["y1", "y2", "y3"]), ""),
+            "member": (np.arange(args.members), ""),
+        },
+        attrs=attrs,
+        overwrite=args.overwrite,
     )
 
-    print(f"\nRobertson k1 sweep: {args.members} members, k1 = 0.04 x [{args.k1_min:g}, "
-          f"{args.k1_max:g}], t1 = {args.t1:g} s, {type(solver).__name__} at rtol {args.rtol:g}, "
-          f"atol {args.atol:g}")
-    print(f"time: {wall:.2f} s total; first chunk (incl. compile) {t_first:.2f} s; other "
-          f"{n_chunks - 1} chunk(s) {t_rest:.2f} s"
-          + (f" ({t_rest / max(args.members - chunk, 1) * 1e3:.3f} ms/member)"
-             if n_chunks > 1 else ""))
-    print(f"conservation |y1 + y2 + y3 - 1|: max {np.abs(conservation).max():.2e} over all "
-          "members and save times")
+    print(
+        f"\nRobertson k1 sweep: {args.members} members, k1 = 0.04 x [{args.k1_min:g}, "
+        f"{args.k1_max:g}], t1 = {args.t1:g} s, {type(solver).__name__} at rtol {args.rtol:g}, "
+        f"atol {args.atol:g}"
+    )
+    print(
+        f"time: {wall:.2f} s total; first chunk (incl. compile) {t_first:.2f} s; other "
+        f"{n_chunks - 1} chunk(s) {t_rest:.2f} s"
+        + (
+            f" ({t_rest / max(args.members - chunk, 1) * 1e3:.3f} ms/member)"
+            if n_chunks > 1
+            else ""
+        )
+    )
+    print(
+        f"conservation |y1 + y2 + y3 - 1|: max {np.abs(conservation).max():.2e} over all "
+        "members and save times"
+    )
     print(f"{'k1 factor':>10} {'y1(t1)':>12} {'y2(t1)':>12} {'y3(t1)':>12}")
     for i in np.linspace(0, args.members - 1, min(args.members, 5)).astype(int):
         print(f"{factors[i]:10.3g} {ys[i, -1, 0]:12.5e} {ys[i, -1, 1]:12.5e} {ys[i, -1, 2]:12.5e}")
     if args.t1 == 1e11:
         nominal = problem
-        y_nom = np.asarray(solve_stiff(nominal, solver=solver, rtol=args.rtol,
-                                       atol=args.atol).ys[-1])
+        y_nom = np.asarray(
+            solve_stiff(nominal, solver=solver, rtol=args.rtol, atol=args.atol).ys[-1]
+        )
         rel = np.abs(y_nom - ROBER_1E11) / np.abs(ROBER_1E11)
-        print(f"nominal k at t = 1e11: y = {y_nom}; published ROBER reference {ROBER_1E11}; "
-              f"max relative difference {rel.max():.2e}")
+        print(
+            f"nominal k at t = 1e11: y = {y_nom}; published ROBER reference {ROBER_1E11}; "
+            f"max relative difference {rel.max():.2e}"
+        )
     print(f"output: {out}  (open with xarray.open_dataset(path, engine='h5netcdf'))")
     return 0
 

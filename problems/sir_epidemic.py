@@ -52,10 +52,18 @@ def peak(params, i0=1e-4, t1=1000.0, rtol=1e-10):
     in `params` with forward mode (event time via the implicit function theorem)."""
     from simkit.ode import solve
 
-    event = diffrax.Event(lambda t, y, args, **kw: y[0] * args["beta"] - args["gamma"],
-                          root_finder=optx.Newton(rtol=1e-12, atol=1e-14))
-    sol = solve(_problem(params, i0, t1), event=event, rtol=rtol, atol=rtol * 1e-2,
-                adjoint=diffrax.ForwardMode(), validate=False)
+    event = diffrax.Event(
+        lambda t, y, args, **kw: y[0] * args["beta"] - args["gamma"],
+        root_finder=optx.Newton(rtol=1e-12, atol=1e-14),
+    )
+    sol = solve(
+        _problem(params, i0, t1),
+        event=event,
+        rtol=rtol,
+        atol=rtol * 1e-2,
+        adjoint=diffrax.ForwardMode(),
+        validate=False,
+    )
     return sol.ts[-1], sol.ys[-1, 1]
 
 
@@ -63,8 +71,13 @@ def final_size(params, i0=1e-4, t1=2000.0, rtol=1e-10):
     """S(t1) for large t1: the susceptible fraction left when the epidemic is over."""
     from simkit.ode import solve
 
-    sol = solve(_problem(params, i0, t1), rtol=rtol, atol=rtol * 1e-2,
-                adjoint=diffrax.ForwardMode(), validate=False)
+    sol = solve(
+        _problem(params, i0, t1),
+        rtol=rtol,
+        atol=rtol * 1e-2,
+        adjoint=diffrax.ForwardMode(),
+        validate=False,
+    )
     return sol.ys[-1, 0]
 
 
@@ -77,6 +90,7 @@ def trajectory(params, i0, t1, n_save):
 
 
 # ------------------------------------------------------------------ closed forms (references)
+
 
 def analytic_peak(beta, gamma, i0):
     r0, s0 = beta / gamma, 1.0 - i0
@@ -114,22 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     from simkit import finite_float
     from simkit.io import add_output_arguments
 
-    p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=NAME,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--beta", type=finite_float, default=0.3, help="infection rate (1/day)")
     p.add_argument("--gamma", type=finite_float, default=0.1, help="recovery rate (1/day)")
     p.add_argument("--i0", type=finite_float, default=1e-4, help="initially infected fraction")
-    p.add_argument("--days", type=finite_float, default=200.0, help="length of the saved trajectory")
+    p.add_argument(
+        "--days", type=finite_float, default=200.0, help="length of the saved trajectory"
+    )
     add_output_arguments(p, NAME)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from simkit import SimkitInputError
-    from simkit import require_positive
-    from simkit.io import output_path
-    from simkit.io import save_results
+    from simkit import SimkitInputError, require_positive
+    from simkit.io import output_path, save_results
 
     require_positive("--beta", args.beta)
     require_positive("--gamma", args.gamma)
@@ -139,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.beta / args.gamma * (1 - args.i0) <= 1.0:
         raise SimkitInputError(
             f"R0 * S0 = {args.beta / args.gamma * (1 - args.i0):.3g} <= 1: no epidemic peak "
-            "(I decreases from the start). Choose beta > gamma / (1 - i0).")
+            "(I decreases from the start). Choose beta > gamma / (1 - i0)."
+        )
     out = output_path(args.out, NAME, overwrite=args.overwrite)
 
     params = {"beta": jnp.asarray(args.beta), "gamma": jnp.asarray(args.gamma)}
@@ -158,28 +176,49 @@ def main(argv: list[str] | None = None) -> int:
     d_tpeak = np.array([jac_peak["beta"][0], jac_peak["gamma"][0]])
     d_sinf = np.array([jac_final["beta"], jac_final["gamma"]])
 
-    print(f"SIR epidemic, beta={args.beta}, gamma={args.gamma} (R0 = {args.beta / args.gamma:.3g}), "
-          f"I0={args.i0}   [{wall:.1f} s incl. compilation]")
+    print(
+        f"SIR epidemic, beta={args.beta}, gamma={args.gamma} (R0 = {args.beta / args.gamma:.3g}), "
+        f"I0={args.i0}   [{wall:.1f} s incl. compilation]"
+    )
     print(f"{'quantity':<22}{'simkit':>16}{'closed form':>16}{'rel. error':>12}")
-    for name, got, ref in [("peak infected I_max", float(i_max), ref_imax),
-                           ("final susceptible", float(s_inf), ref_sinf),
-                           ("dI_max/dbeta", d_imax[0], ref_dimax[0]),
-                           ("dI_max/dgamma", d_imax[1], ref_dimax[1]),
-                           ("dS_inf/dbeta", d_sinf[0], ref_dsinf[0]),
-                           ("dS_inf/dgamma", d_sinf[1], ref_dsinf[1])]:
+    for name, got, ref in [
+        ("peak infected I_max", float(i_max), ref_imax),
+        ("final susceptible", float(s_inf), ref_sinf),
+        ("dI_max/dbeta", d_imax[0], ref_dimax[0]),
+        ("dI_max/dgamma", d_imax[1], ref_dimax[1]),
+        ("dS_inf/dbeta", d_sinf[0], ref_dsinf[0]),
+        ("dS_inf/dgamma", d_sinf[1], ref_dsinf[1]),
+    ]:
         print(f"{name:<22}{got:>16.8g}{ref:>16.8g}{abs(got - ref) / abs(ref):>12.2e}")
     print(f"{'peak time (days)':<22}{float(t_peak):>16.6g}{'(event)':>16}")
     print(f"{'dt_peak/dbeta':<22}{d_tpeak[0]:>16.6g}{'(AD)':>16}")
 
-    save_results(out, {
-        "y": (("time", "compartment"), np.asarray(ys), "1"),
-        "sensitivity": (("quantity", "parameter"), np.stack([d_tpeak, d_imax, d_sinf]), "mixed"),
-    }, coords={"time": (np.asarray(ts), "day"), "compartment": (["S", "I", "R"], ""),
-               "quantity": (["t_peak", "I_max", "S_inf"], ""), "parameter": (["beta", "gamma"], "")},
-       attrs={"problem": NAME, "parameters": {"beta": args.beta, "gamma": args.gamma, "i0": args.i0},
-              "t_peak": float(t_peak), "I_max": float(i_max), "S_inf": float(s_inf),
-              "solver": "Tsit5, PID rtol 1e-10, diffrax Event + Newton root finder"},
-       overwrite=args.overwrite)
+    save_results(
+        out,
+        {
+            "y": (("time", "compartment"), np.asarray(ys), "1"),
+            "sensitivity": (
+                ("quantity", "parameter"),
+                np.stack([d_tpeak, d_imax, d_sinf]),
+                "mixed",
+            ),
+        },
+        coords={
+            "time": (np.asarray(ts), "day"),
+            "compartment": (["S", "I", "R"], ""),
+            "quantity": (["t_peak", "I_max", "S_inf"], ""),
+            "parameter": (["beta", "gamma"], ""),
+        },
+        attrs={
+            "problem": NAME,
+            "parameters": {"beta": args.beta, "gamma": args.gamma, "i0": args.i0},
+            "t_peak": float(t_peak),
+            "I_max": float(i_max),
+            "S_inf": float(s_inf),
+            "solver": "Tsit5, PID rtol 1e-10, diffrax Event + Newton root finder",
+        },
+        overwrite=args.overwrite,
+    )
     print(f"output: {out}")
     return 0
 

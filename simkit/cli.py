@@ -107,7 +107,8 @@ def cmd_resume(args) -> int:
     if not name or argv is None:
         raise SimkitInputError(
             f"{args.file!r} does not record which problem wrote it (attributes 'problem' and "
-            "'argv'); resume it from Python with simkit.run.run(..., resume=True).")
+            "'argv'); resume it from Python with simkit.run.run(..., resume=True)."
+        )
     if attrs.get("status") == "finished":
         print(f"{args.file}: run already finished ({info['progress'].get('last_step')} steps).")
         return 0
@@ -135,16 +136,21 @@ def cmd_info(args) -> int:
     if prog:
         n_steps = attrs.get("n_steps")
         frac = f" of {n_steps} ({100 * prog.get('last_step', 0) / n_steps:.0f}%)" if n_steps else ""
-        print(f"progress: {prog['frames']} frames, last step {prog.get('last_step', '-')}{frac}, "
-              f"last time {prog.get('last_time', '-')}")
+        print(
+            f"progress: {prog['frames']} frames, last step {prog.get('last_step', '-')}{frac}, "
+            f"last time {prog.get('last_time', '-')}"
+        )
     groups = info.get("groups", {})
     if len(groups) > 1 or any(groups):
         print("save groups:")
         for name, g in groups.items():
-            last = (f", last step {g['last_step']}, time {g['last_time']}"
-                    if "last_step" in g else "")
-            print(f"  {name or '(all)':<16} every {g.get('every', '?')} steps: {g['frames']} "
-                  f"frames{last}  [{', '.join(g.get('quantities', []))}]")
+            last = (
+                f", last step {g['last_step']}, time {g['last_time']}" if "last_step" in g else ""
+            )
+            print(
+                f"  {name or '(all)':<16} every {g.get('every', '?')} steps: {g['frames']} "
+                f"frames{last}  [{', '.join(g.get('quantities', []))}]"
+            )
     print("datasets:")
     for name, d in info["datasets"].items():
         units = f" [{d['units']}]" if d["units"] else ""
@@ -163,11 +169,17 @@ def _liveness(path: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simkit", description="simkit: differentiable simulation on JAX",
-                                epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 blow-up, "
-                                "4 output error, 5 file in use, 128+N stopped by signal N")
-    p.add_argument("--debug", action="store_true",
-                   help="show the full traceback of an error (also SIMKIT_DEBUG=1)")
+    p = argparse.ArgumentParser(
+        prog="simkit",
+        description="simkit: differentiable simulation on JAX",
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad input, 3 blow-up, "
+        "4 output error, 5 file in use, 128+N stopped by signal N",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (also SIMKIT_DEBUG=1)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the problems").set_defaults(func=cmd_list)
     r = sub.add_parser("run", help="run a problem by name (options after the name go to it)")
@@ -259,8 +271,9 @@ def handle_errors(fn: Callable[[], int | None], *, debug: bool = False) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except RunInterrupted as exc:
-        return fail(exc.exit_code, f"{exc}; the finished part is saved, `simkit resume FILE` "
-                    "continues it.")
+        return fail(
+            exc.exit_code, f"{exc}; the finished part is saved, `simkit resume FILE` continues it."
+        )
     except KeyboardInterrupt:
         return fail(130, "interrupted.")
     except SimulationBlowUp as exc:
@@ -279,8 +292,11 @@ def handle_errors(fn: Callable[[], int | None], *, debug: bool = False) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: one line, and the way to see more
         if debug:
             return fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        return fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (run with "
-                    "--debug for the traceback, and please report it)")
+        return fail(
+            EXIT_INTERNAL,
+            f"internal error: {type(exc).__name__}: {exc} (run with "
+            "--debug for the traceback, and please report it)",
+        )
 
 
 if __name__ == "__main__":

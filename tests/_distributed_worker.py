@@ -53,8 +53,13 @@ def solve_lorenz(n: int, *, shard: bool):
     from simkit.ode import solve_ensemble
 
     return solve_ensemble(
-        lorenz_problem(), y0=initial_states(n), solver=diffrax.Tsit5(), dt0=DT, fixed_step=True,
-        saveat=np.linspace(0.0, T1, 11), shard=shard,
+        lorenz_problem(),
+        y0=initial_states(n),
+        solver=diffrax.Tsit5(),
+        dt0=DT,
+        fixed_step=True,
+        saveat=np.linspace(0.0, T1, 11),
+        shard=shard,
     )
 
 
@@ -74,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from simkit.ensemble import initialize_distributed, make_mesh
 
     jax.config.update("jax_enable_x64", args.x64)
-    initialize_distributed(args.coordinator, args.num_processes, args.process_id,
-                           local_device_count=args.local_devices)
+    initialize_distributed(
+        args.coordinator, args.num_processes, args.process_id, local_device_count=args.local_devices
+    )
     mesh = make_mesh()
     ts, ys = solve_lorenz(args.n_members, shard=True)
     try:  # a second initialisation must be refused with a clear message
@@ -84,10 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         second_init_error = str(exc)
     np.savez(
-        args.out, ts=np.asarray(ts), ys=np.asarray(ys), ys_type=type(ys).__name__,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        global_devices=len(jax.devices()), local_devices=len(jax.local_devices()),
-        mesh_multi_process=mesh.is_multi_process, second_init_error=second_init_error,
+        args.out,
+        ts=np.asarray(ts),
+        ys=np.asarray(ys),
+        ys_type=type(ys).__name__,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        global_devices=len(jax.devices()),
+        local_devices=len(jax.local_devices()),
+        mesh_multi_process=mesh.is_multi_process,
+        second_init_error=second_init_error,
     )
     return 0
 

@@ -36,8 +36,18 @@ def cavity():
 
 def run_cavity(out, **kw):
     stepper, state, params = cavity()
-    return run(stepper, state, params, n_steps=N_STEPS, save_every=SAVE_EVERY, chunk_steps=CHUNK,
-               out=out, store_type=FieldStore, progress=False, **kw)
+    return run(
+        stepper,
+        state,
+        params,
+        n_steps=N_STEPS,
+        save_every=SAVE_EVERY,
+        chunk_steps=CHUNK,
+        out=out,
+        store_type=FieldStore,
+        progress=False,
+        **kw,
+    )
 
 
 def main():

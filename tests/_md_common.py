@@ -20,8 +20,7 @@ def min_image(d: np.ndarray, box) -> np.ndarray:
     return d - b * np.round(d / b)
 
 
-def lj_reference(positions, box, epsilon=1.0, sigma=1.0, cutoff=2.5, shift="none",
-                 species=None):
+def lj_reference(positions, box, epsilon=1.0, sigma=1.0, cutoff=2.5, shift="none", species=None):
     """Lennard-Jones energy and forces by the direct O(N^2) pair sum in float64 numpy, from the
     textbook formulas (Allen & Tildesley 2017, eqs. 1.6 and 2.136-2.137), written out here
     independently of simkit. `epsilon`/`sigma` are scalars or (S, S) tables indexed by
@@ -67,7 +66,7 @@ def pairs_of(idx) -> set[tuple[int, int]]:
     idx = np.asarray(idx)
     n = idx.shape[0]
     i, k = np.nonzero(idx < n)
-    return set(zip(i.tolist(), idx[i, k].tolist()))
+    return set(zip(i.tolist(), idx[i, k].tolist(), strict=False))
 
 
 def reference_pairs(positions, box, r) -> set[tuple[int, int]]:
@@ -99,7 +98,6 @@ def block_mean_se(x, n_blocks: int = 10) -> tuple[float, float]:
     return float(x.mean()), float(blocks.std(ddof=1) / np.sqrt(n_blocks))
 
 
-
 # --------------------------------------------------------------- the driver tests' system
 
 DRIVER_RATES = (("thermo", 10), ("trajectory", 50))
@@ -112,15 +110,21 @@ def driver_system(cells: bool = False):
     build, 3 x 3 x 3 cells). `tight_state` has neighbor-list capacities equal to the lattice's
     exact needs (largest row, fullest cell), so the first rebuild in thermal motion overflows;
     `ample_state` has the default (estimated) capacities."""
-    positions, box = md.lattice("fcc", 5, density=0.7) if cells else \
-        md.lattice("fcc", 4, density=0.8442)
+    positions, box = (
+        md.lattice("fcc", 5, density=0.7) if cells else md.lattice("fcc", 4, density=0.8442)
+    )
     lj = md.LennardJones(cutoff=2.5, shift="energy")
     params = lj.params()
     stepper = md.VelocityVerlet(lj, box=box, dt=0.005, skin=0.3)
     v = md.maxwell_boltzmann(jax.random.key(11), positions.shape, kT=1.44)
     ample = stepper.init(positions, params, v)
-    tight = stepper.init(positions, params, v, capacity=int(ample.neighbors.max_neighbors),
-                         cell_capacity=int(ample.neighbors.max_occupancy))
+    tight = stepper.init(
+        positions,
+        params,
+        v,
+        capacity=int(ample.neighbors.max_neighbors),
+        cell_capacity=int(ample.neighbors.max_occupancy),
+    )
     return stepper, tight, ample, params
 
 
@@ -128,11 +132,14 @@ def run_driver(stepper, state, params, out, **kw):
     from simkit.io import H5MDStore
     from simkit.run import run
 
-    kw = {"n_steps": DRIVER_STEPS, "save_every": dict(DRIVER_RATES), "chunk_steps": DRIVER_CHUNK,
-          "progress": False, "checkpoint_interval": 0, **kw}
+    kw = {
+        "n_steps": DRIVER_STEPS,
+        "save_every": dict(DRIVER_RATES),
+        "chunk_steps": DRIVER_CHUNK,
+        "progress": False,
+        "checkpoint_interval": 0,
+        **kw,
+    }
     if out is not None:
         kw.update(store_type=H5MDStore, store_options=stepper.h5md_options())
     return run(stepper, state, params, out=out, **kw)
-
-
-

@@ -20,8 +20,14 @@ from _md_common import driver_system, run_driver
 def main():
     out = sys.argv[1]
     stepper, tight, _, params = driver_system(cells="--cells" in sys.argv)
-    run_driver(stepper, tight, params, out, resume="--resume" in sys.argv,
-               callback=lambda step, n_frames: print(f"chunk {step}", flush=True))
+    run_driver(
+        stepper,
+        tight,
+        params,
+        out,
+        resume="--resume" in sys.argv,
+        callback=lambda step, n_frames: print(f"chunk {step}", flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -15,5 +15,8 @@ data = servermanager.Fetch(reader)
 while data.IsA("vtkMultiBlockDataSet"):
     data = data.GetBlock(0)
 values = dsa.WrapDataObject(data).PointData[sys.argv[2]]
-print(json.dumps({"times": times, "bounds": list(data.GetBounds()),
-                  "values": [float(v) for v in values]}))
+print(
+    json.dumps(
+        {"times": times, "bounds": list(data.GetBounds()), "values": [float(v) for v in values]}
+    )
+)

@@ -22,9 +22,9 @@ def spawn(script: str | Path, *args, ignore_sigint: bool = False, **kw) -> subpr
     command = [sys.executable, str(script), *map(str, args)]
     if ignore_sigint:
         command = ["bash", "-c", "trap '' INT; exec \"$@\"", "bash", *command]
-    return subprocess.Popen(command,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            **kw)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
+    )
 
 
 def wait_chunks(proc: subprocess.Popen, n: int) -> list[int]:
@@ -38,9 +38,13 @@ def wait_chunks(proc: subprocess.Popen, n: int) -> list[int]:
     raise AssertionError(f"worker ended early: {proc.wait()} {proc.stderr.read()[-2000:]}")
 
 
-def signal_when(proc: subprocess.Popen, stop: Callable[[str], bool], *,
-                on_line: Callable[[str], None] | None = None,
-                sig: int = signal.SIGKILL) -> str:
+def signal_when(
+    proc: subprocess.Popen,
+    stop: Callable[[str], bool],
+    *,
+    on_line: Callable[[str], None] | None = None,
+    sig: int = signal.SIGKILL,
+) -> str:
     """Follow the worker's stdout (calling `on_line` on each line) until `stop(line)`, then send
     `sig` and wait. Returns the last line read; the worker never outlives the call."""
     last = ""

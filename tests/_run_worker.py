@@ -22,8 +22,13 @@ from simkit.run import run  # noqa: E402
 
 
 def lorenz(t, y, p):
-    return jnp.stack([p["sigma"] * (y[1] - y[0]), y[0] * (p["rho"] - y[2]) - y[1],
-                      y[0] * y[1] - p["beta"] * y[2]])
+    return jnp.stack(
+        [
+            p["sigma"] * (y[1] - y[0]),
+            y[0] * (p["rho"] - y[2]) - y[1],
+            y[0] * y[1] - p["beta"] * y[2],
+        ]
+    )
 
 
 def option(name, default):
@@ -35,11 +40,19 @@ def walkers(out, final, resume):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from _toy import Walkers
 
-    res = run(Walkers(), Walkers.initial(), {"D": jnp.asarray(0.5)},
-              n_steps=option("--n-steps", 100_000), save_every={"thermo": 10, "trajectory": 50},
-              chunk_steps=500, out=None if "--no-out" in sys.argv else out, resume=resume,
-              progress=False, checkpoint_interval=0.0,
-              callback=lambda step, n_frames: print(f"chunk {step}", flush=True))
+    res = run(
+        Walkers(),
+        Walkers.initial(),
+        {"D": jnp.asarray(0.5)},
+        n_steps=option("--n-steps", 100_000),
+        save_every={"thermo": 10, "trajectory": 50},
+        chunk_steps=500,
+        out=None if "--no-out" in sys.argv else out,
+        resume=resume,
+        progress=False,
+        checkpoint_interval=0.0,
+        callback=lambda step, n_frames: print(f"chunk {step}", flush=True),
+    )
     np.save(final, np.asarray(res.state["x"]))
 
 
@@ -49,15 +62,25 @@ def main():
     if "--walkers" in sys.argv:
         return walkers(out, final, resume)
     params = {"sigma": jnp.asarray(10.0), "rho": jnp.asarray(28.0), "beta": jnp.asarray(8 / 3)}
-    y0 = jnp.asarray(np.random.default_rng(1).normal(size=(256, 3))) + jnp.asarray([[1.0, 1.0, 20.0]])
+    y0 = jnp.asarray(np.random.default_rng(1).normal(size=(256, 3))) + jnp.asarray(
+        [[1.0, 1.0, 20.0]]
+    )
     stepper = ODEStepper(lorenz, dt=1e-3)
     state = stepper.init(y0, params)
-    res = run(stepper, state, params, n_steps=option("--n-steps", 40_000), save_every=100,
-              chunk_steps=option("--chunk-steps", 200),
-              out=None if "--no-out" in sys.argv else out, resume=resume,
-              progress=False, config={"worker": "lorenz"},
-              checkpoint_interval=option("--checkpoint-interval", 0.0),
-              callback=lambda step, n_frames: print(f"chunk {step}", flush=True))
+    res = run(
+        stepper,
+        state,
+        params,
+        n_steps=option("--n-steps", 40_000),
+        save_every=100,
+        chunk_steps=option("--chunk-steps", 200),
+        out=None if "--no-out" in sys.argv else out,
+        resume=resume,
+        progress=False,
+        config={"worker": "lorenz"},
+        checkpoint_interval=option("--checkpoint-interval", 0.0),
+        callback=lambda step, n_frames: print(f"chunk {step}", flush=True),
+    )
     np.save(final, np.asarray(res.state.y))
 
 

@@ -39,7 +39,7 @@ def kolmogorov_growth_rate(alpha, amplitude, forcing_mode, viscosity, drag, m_ma
     """
     ms = np.arange(-m_max, m_max + 1)
     index = {m: i for i, m in enumerate(ms)}
-    q = alpha ** 2 + ms.astype(np.float64) ** 2
+    q = alpha**2 + ms.astype(np.float64) ** 2
     mat = np.diag(-(viscosity * q + drag))
     half = amplitude * alpha / 2.0
     k2 = float(forcing_mode) ** 2

@@ -43,8 +43,18 @@ def kolmogorov(viscosity=VISCOSITY, forcing_amplitude=FORCING_AMPLITUDE):
 
 def run_kolmogorov(out, **kw):
     ns, state, params = kolmogorov()
-    return run(ns, state, params, n_steps=N_STEPS, save_every=SAVE_EVERY, chunk_steps=CHUNK,
-               out=out, store_type=FieldStore, progress=False, **kw)
+    return run(
+        ns,
+        state,
+        params,
+        n_steps=N_STEPS,
+        save_every=SAVE_EVERY,
+        chunk_steps=CHUNK,
+        out=out,
+        store_type=FieldStore,
+        progress=False,
+        **kw,
+    )
 
 
 def main():

@@ -6,8 +6,11 @@ import numpy as np
 
 from simkit.io import FrameStore, Variable
 
-store = FrameStore.create(sys.argv[1], {"field": Variable(("x", "y"), (64, 64), "float32", "1")},
-                          config={"writer": "kill-test"})
+store = FrameStore.create(
+    sys.argv[1],
+    {"field": Variable(("x", "y"), (64, 64), "float32", "1")},
+    config={"writer": "kill-test"},
+)
 i = 0
 while True:
     store.append({"": ([i], [0.5 * i], {"field": np.full((1, 64, 64), i, np.float32)})})

@@ -45,7 +45,11 @@ class Buffer(AbstractStepper):
     def step(self, state, params):
         n = state["n"] + 1
         idx = jnp.minimum(n - 1, self.capacity - 1)
-        items = state["items"].at[idx].set(jnp.where(n <= self.capacity, n.astype(state["items"].dtype), state["items"][idx]))
+        items = (
+            state["items"]
+            .at[idx]
+            .set(jnp.where(n <= self.capacity, n.astype(state["items"].dtype), state["items"][idx]))
+        )
         return {"n": n, "items": items}
 
     def overflowed(self, state):
@@ -53,7 +57,9 @@ class Buffer(AbstractStepper):
 
     def grow(self, state):
         bigger = Buffer(capacity=self.capacity * 2)
-        items = jnp.zeros(bigger.capacity, state["items"].dtype).at[: self.capacity].set(state["items"])
+        items = (
+            jnp.zeros(bigger.capacity, state["items"].dtype).at[: self.capacity].set(state["items"])
+        )
         return bigger, {"n": state["n"], "items": items}
 
     def observe(self, state, params):
@@ -74,8 +80,11 @@ class RandomWalk(AbstractStepper):
     def step(self, state, params):
         key, sub = jax.random.split(state["key"])
         noise = jax.random.normal(sub, state["x"].shape, state["x"].dtype)
-        return {"key": key, "n": state["n"] + 1,
-                "x": state["x"] + jnp.sqrt(2 * params["D"] * self.dt) * noise}
+        return {
+            "key": key,
+            "n": state["n"] + 1,
+            "x": state["x"] + jnp.sqrt(2 * params["D"] * self.dt) * noise,
+        }
 
     def observe(self, state, params):
         return {"x": state["x"]}
@@ -101,29 +110,41 @@ class Walkers(AbstractStepper):
 
     def step(self, state, params):
         key, sub = jax.random.split(state["key"])
-        dx = jnp.sqrt(2 * params["D"] * self.dt) * jax.random.normal(sub, state["x"].shape,
-                                                                      state["x"].dtype)
+        dx = jnp.sqrt(2 * params["D"] * self.dt) * jax.random.normal(
+            sub, state["x"].shape, state["x"].dtype
+        )
         n = state["n"] + 1
         unwrapped = state["unwrapped"] + dx
         if self.nan_at:
             unwrapped = jnp.where(n >= self.nan_at, jnp.nan, unwrapped)
-        return {"key": key, "n": n, "unwrapped": unwrapped, "x": jnp.mod(unwrapped, self.box),
-                "v": dx / self.dt}
+        return {
+            "key": key,
+            "n": n,
+            "unwrapped": unwrapped,
+            "x": jnp.mod(unwrapped, self.box),
+            "v": dx / self.dt,
+        }
 
     def observe(self, state, params):
         u = state["unwrapped"]
-        return {"position": state["x"], "velocity": state["v"], "mean_x": jnp.mean(u[:, 0]),
-                "msd": jnp.mean(jnp.sum(u * u, axis=1))}
+        return {
+            "position": state["x"],
+            "velocity": state["v"],
+            "mean_x": jnp.mean(u[:, 0]),
+            "msd": jnp.mean(jnp.sum(u * u, axis=1)),
+        }
 
     def time(self, state):
         return state["n"] * self.dt
 
     def variables(self, state, params):
         shape, dt = state["x"].shape, state["x"].dtype.name
-        return {"position": Variable(("particle", "spatial"), shape, dt, units="nm"),
-                "velocity": Variable(("particle", "spatial"), shape, dt, units="nm ps-1"),
-                "mean_x": Variable((), (), dt, units="nm"),
-                "msd": Variable((), (), dt, units="nm2")}
+        return {
+            "position": Variable(("particle", "spatial"), shape, dt, units="nm"),
+            "velocity": Variable(("particle", "spatial"), shape, dt, units="nm ps-1"),
+            "mean_x": Variable((), (), dt, units="nm"),
+            "msd": Variable((), (), dt, units="nm2"),
+        }
 
     def save_groups(self):
         return {"thermo": ("mean_x", "msd"), "trajectory": ("position", "velocity")}
@@ -134,8 +155,13 @@ class Walkers(AbstractStepper):
     @staticmethod
     def initial(n=64, seed=0, dtype=jnp.float64, dim=2):
         x0 = jax.random.uniform(jax.random.key(seed + 1), (n, dim), dtype) * 10.0
-        return {"key": jax.random.key(seed), "n": jnp.asarray(0), "unwrapped": x0, "x": x0,
-                "v": jnp.zeros((n, dim), dtype)}
+        return {
+            "key": jax.random.key(seed),
+            "n": jnp.asarray(0),
+            "unwrapped": x0,
+            "x": x0,
+            "v": jnp.zeros((n, dim), dtype),
+        }
 
 
 class Diffusion(AbstractStepper):
@@ -147,8 +173,9 @@ class Diffusion(AbstractStepper):
 
     def step(self, state, params):
         u = state["u"]
-        lap = (jnp.roll(u, 1, 0) + jnp.roll(u, -1, 0) + jnp.roll(u, 1, 1) + jnp.roll(u, -1, 1)
-               - 4 * u)
+        lap = (
+            jnp.roll(u, 1, 0) + jnp.roll(u, -1, 0) + jnp.roll(u, 1, 1) + jnp.roll(u, -1, 1) - 4 * u
+        )
         return {"n": state["n"] + 1, "u": u + self.alpha * lap}
 
     def observe(self, state, params):
@@ -158,12 +185,17 @@ class Diffusion(AbstractStepper):
         return state["n"] * 0.1
 
     def variables(self, state, params):
-        return {"u": Variable(("x", "y"), state["u"].shape, state["u"].dtype.name, units="K"),
-                "mass": Variable((), (), state["u"].dtype.name, units="K m2")}
+        return {
+            "u": Variable(("x", "y"), state["u"].shape, state["u"].dtype.name, units="K"),
+            "mass": Variable((), (), state["u"].dtype.name, units="K m2"),
+        }
 
     def coords(self, state, params):
         nx, ny = state["u"].shape
-        return {"x": (1.0 + self.h * jnp.arange(nx), "m"), "y": (-2.0 + self.h * jnp.arange(ny), "m")}
+        return {
+            "x": (1.0 + self.h * jnp.arange(nx), "m"),
+            "y": (-2.0 + self.h * jnp.arange(ny), "m"),
+        }
 
     def save_groups(self):
         return {"fields": ("u",), "diagnostics": ("mass",)}

@@ -22,8 +22,24 @@ def test_unknown_problem_is_named_with_alternatives(capsys):
 
 def test_run_info_and_resume_of_finished_run(tmp_path, capsys):
     out = tmp_path / "l.h5"
-    assert main(["run", "lorenz_ensemble", "--members", "8", "--t1", "0.4", "--save-every", "100",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "lorenz_ensemble",
+                "--members",
+                "8",
+                "--t1",
+                "0.4",
+                "--save-every",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out
@@ -74,8 +90,24 @@ def test_resume_interrupted_run_through_cli(tmp_path, capsys, monkeypatch):
 
 def test_resume_without_checkpoint_is_refused(tmp_path, capsys):
     out = tmp_path / "l.h5"
-    assert main(["run", "lorenz_ensemble", "--members", "4", "--t1", "0.2", "--save-every", "100",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "lorenz_ensemble",
+                "--members",
+                "4",
+                "--t1",
+                "0.2",
+                "--save-every",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
     from simkit.io import checkpoint_path
@@ -96,11 +128,14 @@ def test_info_on_unreadable_file(tmp_path, capsys):
 
 
 def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "simkit.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "simkit.cli", "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "resume" in r.stdout
 
 
 def test_problem_help_lists_options():
-    r = subprocess.run([sys.executable, "problems/lorenz_ensemble.py", "--help"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "problems/lorenz_ensemble.py", "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "--members" in r.stdout and "--resume" in r.stdout

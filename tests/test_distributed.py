@@ -36,8 +36,9 @@ def _free_port() -> int:
 
 def _worker_env() -> dict[str, str]:
     """A clean environment: none of this process's device-count or dtype settings leak in."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("XLA_") or k.startswith("JAX_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not (k.startswith("XLA_") or k.startswith("JAX_"))
+    }
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -46,8 +47,10 @@ def _worker_env() -> dict[str, str]:
 
 
 def _logs(tmp_path, n) -> str:
-    return "\n".join(f"--- worker {i} ---\n" + (tmp_path / f"worker{i}.log").read_text()[-3000:]
-                     for i in range(n))
+    return "\n".join(
+        f"--- worker {i} ---\n" + (tmp_path / f"worker{i}.log").read_text()[-3000:]
+        for i in range(n)
+    )
 
 
 def _wait_all(procs, tmp_path) -> None:
@@ -60,8 +63,10 @@ def _wait_all(procs, tmp_path) -> None:
         if any(c not in (None, 0) for c in codes):
             pytest.fail(f"worker exit codes {codes}:\n{_logs(tmp_path, len(procs))}")
         if time.monotonic() > deadline:
-            pytest.fail(f"workers still running after {TIMEOUT_S} s:\n{_logs(tmp_path, len(procs))}")
-        running = next(p for p, c in zip(procs, codes) if c is None)
+            pytest.fail(
+                f"workers still running after {TIMEOUT_S} s:\n{_logs(tmp_path, len(procs))}"
+            )
+        running = next(p for p, c in zip(procs, codes, strict=False) if c is None)
         try:
             running.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
@@ -77,12 +82,27 @@ def test_two_processes_match_single_process(tmp_path):
         for pid in range(n_proc):
             log = open(tmp_path / f"worker{pid}.log", "w")
             logs.append(log)
-            cmd = [sys.executable, str(WORKER), "--coordinator", address,
-                   "--num-processes", str(n_proc), "--process-id", str(pid),
-                   "--local-devices", str(local_devices), "--n-members", str(n_members),
-                   "--out", str(tmp_path / f"out{pid}.npz")] + (["--x64"] if x64 else [])
-            procs.append(subprocess.Popen(cmd, cwd=REPO, env=_worker_env(), stdout=log,
-                                          stderr=subprocess.STDOUT))
+            cmd = [
+                sys.executable,
+                str(WORKER),
+                "--coordinator",
+                address,
+                "--num-processes",
+                str(n_proc),
+                "--process-id",
+                str(pid),
+                "--local-devices",
+                str(local_devices),
+                "--n-members",
+                str(n_members),
+                "--out",
+                str(tmp_path / f"out{pid}.npz"),
+            ] + (["--x64"] if x64 else [])
+            procs.append(
+                subprocess.Popen(
+                    cmd, cwd=REPO, env=_worker_env(), stdout=log, stderr=subprocess.STDOUT
+                )
+            )
         _wait_all(procs, tmp_path)
     finally:
         for p in procs:
@@ -110,6 +130,8 @@ def test_two_processes_match_single_process(tmp_path):
         # only rounding differs (XLA vectorisation), amplified by Lorenz's Lyapunov exponent
         # ~0.9 over t = 1 with |y| <= ~50. Measured max |diff| ~5e-14; tolerance 1e-11.
         np.testing.assert_allclose(got["ys"], np.asarray(ys_ref), rtol=0, atol=1e-11)
+
+
 def test_error_initialize_distributed_arguments():
     with pytest.raises(SimkitInputError, match="together"):
         initialize_distributed("127.0.0.1:1234")

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from simkit import SimkitInputError
 from simkit.ensemble import (
@@ -106,7 +107,7 @@ def test_pytree_inputs_and_outputs_and_jax_array_inputs():
     out = sharded_call(jax.vmap(f), args)
     ref = jax.jit(jax.vmap(f))(args)
     assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(ref)
-    for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref)):
+    for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref), strict=False):
         assert a.shape[0] == n
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

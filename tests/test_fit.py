@@ -10,7 +10,14 @@ from scipy.optimize import curve_fit
 
 from simkit import SimkitInputError
 from simkit.fit import (
-    FitError, FitStatus, ParamTransform, fit, fit_batch, fit_multistart, minimise, ode_model,
+    FitError,
+    FitStatus,
+    ParamTransform,
+    fit,
+    fit_batch,
+    fit_multistart,
+    minimise,
+    ode_model,
 )
 from simkit.ode import ODEProblem
 
@@ -82,11 +89,18 @@ def test_exponential_decay_matches_scipy_curve_fit(with_sigma):
     y = 2.0 * np.exp(-1.3 * T_EXP) + sig * rng.normal(size=T_EXP.size)
     kwargs = {"sigma": jnp.asarray(sig)} if with_sigma else {}
     res = fit(exp_model, {"a": 1.0, "k": 1.0}, jnp.asarray(y), **kwargs)
-    popt, pcov = curve_fit(lambda t, a, k: a * np.exp(-k * t), T_EXP, y, p0=[1.0, 1.0],
-                           sigma=sig if with_sigma else None, absolute_sigma=with_sigma)
+    popt, pcov = curve_fit(
+        lambda t, a, k: a * np.exp(-k * t),
+        T_EXP,
+        y,
+        p0=[1.0, 1.0],
+        sigma=sig if with_sigma else None,
+        absolute_sigma=with_sigma,
+    )
     np.testing.assert_allclose([res.params["a"], res.params["k"]], popt, rtol=1e-6)
-    np.testing.assert_allclose([res.stderr["a"], res.stderr["k"]], np.sqrt(np.diag(pcov)),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        [res.stderr["a"], res.stderr["k"]], np.sqrt(np.diag(pcov)), rtol=1e-4
+    )
     np.testing.assert_allclose(res.covariance, pcov, rtol=1e-4)
 
 
@@ -96,8 +110,9 @@ def test_relative_sigma_rescales_like_curve_fit():
     sig = np.full(T_EXP.size, 0.2)
     y = 2.0 * np.exp(-1.3 * T_EXP) + 0.05 * rng.normal(size=T_EXP.size)
     res = fit(exp_model, {"a": 1.0, "k": 1.0}, jnp.asarray(y), sigma=0.2, absolute_sigma=False)
-    _, pcov = curve_fit(lambda t, a, k: a * np.exp(-k * t), T_EXP, y, p0=[1.0, 1.0], sigma=sig,
-                        absolute_sigma=False)
+    _, pcov = curve_fit(
+        lambda t, a, k: a * np.exp(-k * t), T_EXP, y, p0=[1.0, 1.0], sigma=sig, absolute_sigma=False
+    )
     np.testing.assert_allclose(res.covariance, pcov, rtol=1e-4)
 
 
@@ -125,8 +140,17 @@ def test_covariance_from_lm_state_equals_fresh_jacobian():
     tr = ParamTransform.build({"a": 1.0, "k": 1.0}, {"a": (0.0, 5.0), "k": (0.0, None)})
     us = jnp.array([[0.3, 0.2], [0.3, -720.0]])
     init = jax.vmap(lambda u: lm_init(exp_model, False, tr, "fwd", u, y, None, None))
-    batch = _batch_finalise(exp_model, False, tr, "fwd", True, init(us), (None, None, None),
-                            (y, None, None), (False, False, False))
+    batch = _batch_finalise(
+        exp_model,
+        False,
+        tr,
+        "fwd",
+        True,
+        init(us),
+        (None, None, None),
+        (y, None, None),
+        (False, False, False),
+    )
     for i, u in enumerate(us):
         state = lm_init(exp_model, False, tr, "fwd", u, y, None, None)
         kw = {"jac": "fwd", "absolute_sigma": True, "method": ""}
@@ -138,10 +162,16 @@ def test_covariance_from_lm_state_equals_fresh_jacobian():
         np.testing.assert_allclose(a.residuals, b.residuals, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(a.chi2, b.chi2, rtol=1e-13)
     plain = fit(exp_model, {"a": 1.0, "k": 1.0}, y, solver="simkit-lm")
-    via_args = fit(lambda p, arg: arg["s"] * p["a"] * jnp.exp(-p["k"] * arg["t"]),
-                   {"a": 1.0, "k": 1.0}, y, args={"t": T_EXP_J, "s": 1.0}, solver="simkit-lm")
-    optx_lm = fit(exp_model, {"a": 1.0, "k": 1.0}, y,
-                  solver=optx.LevenbergMarquardt(rtol=1e-10, atol=1e-10))
+    via_args = fit(
+        lambda p, arg: arg["s"] * p["a"] * jnp.exp(-p["k"] * arg["t"]),
+        {"a": 1.0, "k": 1.0},
+        y,
+        args={"t": T_EXP_J, "s": 1.0},
+        solver="simkit-lm",
+    )
+    optx_lm = fit(
+        exp_model, {"a": 1.0, "k": 1.0}, y, solver=optx.LevenbergMarquardt(rtol=1e-10, atol=1e-10)
+    )
     assert via_args.method == plain.method == "simkit LevenbergMarquardt"
     assert optx_lm.method == "LevenbergMarquardt"
     for other in (via_args, optx_lm):
@@ -183,20 +213,26 @@ def test_lotka_volterra_coverage_200_realisations_one_batch():
     n = 200
     rng = np.random.default_rng(5)
     data = lv_clean()[None] + LV_NOISE * rng.normal(size=(n, *lv_clean().shape))
-    res = fit_batch(LV_RK4, batched(LV_START, n), jnp.asarray(data), sigma=LV_NOISE,
-                    bounds=LV_BOUNDS)
+    res = fit_batch(
+        LV_RK4, batched(LV_START, n), jnp.asarray(data), sigma=LV_NOISE, bounds=LV_BOUNDS
+    )
     assert res.batch_shape == (n,) and bool(np.all(res.success))
-    inside = {k: np.abs(np.asarray(res.params[k]) - v) < np.asarray(res.stderr[k])
-              for k, v in LV_TRUE.items()}
+    inside = {
+        k: np.abs(np.asarray(res.params[k]) - v) < np.asarray(res.stderr[k])
+        for k, v in LV_TRUE.items()
+    }
     for k, hits in inside.items():
         assert 0.58 <= hits.mean() <= 0.78, (k, hits.mean())
     pooled = np.mean([h.mean() for h in inside.values()])
     assert 0.62 <= pooled <= 0.75, pooled
     # The test has teeth: standard errors off by 30% either way leave the pooled band.
     for factor, check in ((0.7, lambda f: f < 0.62), (1.3, lambda f: f > 0.75)):
-        scaled = np.mean([np.mean(np.abs(np.asarray(res.params[k]) - v)
-                                  < factor * np.asarray(res.stderr[k]))
-                          for k, v in LV_TRUE.items()])
+        scaled = np.mean(
+            [
+                np.mean(np.abs(np.asarray(res.params[k]) - v) < factor * np.asarray(res.stderr[k]))
+                for k, v in LV_TRUE.items()
+            ]
+        )
         assert check(scaled), (factor, scaled)
     assert abs(np.mean(res.chi2) - 58) < 3 * 0.76, np.mean(res.chi2)
 
@@ -207,9 +243,14 @@ def test_ode_model_fits_initial_condition_and_observable_like_closed_form():
     rng = np.random.default_rng(12)
     y = jnp.asarray(2.0 * np.exp(-1.3 * T_EXP) + 0.05 * rng.normal(size=T_EXP.size))
     decay = ODEProblem(lambda t, u, p: -p["k"] * u, jnp.ones(1), {"k": 1.0}, 0.0, 3.0)
-    model = ode_model(decay, T_EXP, rtol=1e-10, atol=1e-10,
-                      to_problem=lambda p: (jnp.reshape(p["a"], (1,)), {"k": p["k"]}),
-                      observe=lambda ys, p: ys[:, 0])
+    model = ode_model(
+        decay,
+        T_EXP,
+        rtol=1e-10,
+        atol=1e-10,
+        to_problem=lambda p: (jnp.reshape(p["a"], (1,)), {"k": p["k"]}),
+        observe=lambda ys, p: ys[:, 0],
+    )
     ode_fit = fit(model, {"a": 1.0, "k": 1.0}, y)
     closed = fit(exp_model, {"a": 1.0, "k": 1.0}, y)
     for k in ("a", "k"):
@@ -223,8 +264,13 @@ def test_ode_model_fits_initial_condition_and_observable_like_closed_form():
 
 def test_transform_round_trip_and_bounds():
     params = {"free": jnp.array([-3.0, 2.0]), "pos": 0.5, "low": 3.0, "up": -1.0, "box": 0.2}
-    bounds = {"free": None, "pos": (0.0, None), "low": (2.0, None), "up": (None, 1.0),
-              "box": (0.0, 1.0)}
+    bounds = {
+        "free": None,
+        "pos": (0.0, None),
+        "low": (2.0, None),
+        "up": (None, 1.0),
+        "box": (0.0, 1.0),
+    }
     tr = ParamTransform.build(params, bounds)
     u = tr.to_unconstrained(params)
     back = tr.to_params(u)
@@ -250,8 +296,9 @@ def test_bounds_respected_and_covariance_is_delta_method():
     # Ending against the bound is reported (the covariance is not valid there), naming 'a'.
     assert int(res.status) == FitStatus.AT_BOUND and "at a bound: ['a']" in res.message
     np.testing.assert_array_equal(res.at_bound, [True, False])
-    both = fit_batch(exp_model, {"a": jnp.ones(2), "k": jnp.ones(2)}, jnp.stack([y, y]),
-                     bounds=box, throw=False)
+    both = fit_batch(
+        exp_model, {"a": jnp.ones(2), "k": jnp.ones(2)}, jnp.stack([y, y]), bounds=box, throw=False
+    )
     np.testing.assert_array_equal(both.status, FitStatus.AT_BOUND)
     # Interior optimum: compare with the delta method explicitly.
     bounds = {"a": (0.5, 5.0), "k": (0.0, None)}
@@ -285,8 +332,7 @@ def test_multistart_finds_global_minimum():
     local = fit(sin_model, {"w": 1.0}, y)
     assert abs(float(local.params["w"]) - 3.7) > 0.5  # a local minimum: the test has teeth
     starts = {"w": jnp.linspace(0.5, 8.0, 24)}
-    best, every = fit_multistart(sin_model, starts, y, bounds={"w": (0.0, 10.0)},
-                                 return_all=True)
+    best, every = fit_multistart(sin_model, starts, y, bounds={"w": (0.0, 10.0)}, return_all=True)
     assert abs(float(best.params["w"]) - 3.7) < 3 * float(best.stderr["w"])
     assert every.batch_shape == (24,)
     assert float(best.chi2) <= float(np.min(np.asarray(every.chi2)[np.asarray(every.success)]))
@@ -298,8 +344,9 @@ def test_batched_fits_equal_individual_fits():
     n = 4
     rng = np.random.default_rng(8)
     data = lv_clean()[None] + LV_NOISE * rng.normal(size=(n, *lv_clean().shape))
-    res = fit_batch(LV_RK4, batched(LV_START, n), jnp.asarray(data), sigma=LV_NOISE,
-                    bounds=LV_BOUNDS)
+    res = fit_batch(
+        LV_RK4, batched(LV_START, n), jnp.asarray(data), sigma=LV_NOISE, bounds=LV_BOUNDS
+    )
     for i in range(n):
         one = fit(LV_RK4, LV_START, jnp.asarray(data[i]), sigma=LV_NOISE, bounds=LV_BOUNDS)
         for k in LV_TRUE:
@@ -308,8 +355,9 @@ def test_batched_fits_equal_individual_fits():
         np.testing.assert_allclose(res.member(i).chi2, one.chi2, rtol=1e-9)
     y = 2.0 * np.exp(-np.array([1.0, 2.0])[:, None] * T_EXP[None]) + 0.01 * rng.normal(size=(2, 40))
     starts = {"a": jnp.ones(2), "k": jnp.ones(2)}
-    lockstep = fit_batch(exp_model, starts, jnp.asarray(y), solver=optx.LevenbergMarquardt(
-        rtol=1e-8, atol=1e-8))
+    lockstep = fit_batch(
+        exp_model, starts, jnp.asarray(y), solver=optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8)
+    )
     for i in range(2):
         one = fit(exp_model, {"a": 1.0, "k": 1.0}, jnp.asarray(y[i]))
         np.testing.assert_allclose(lockstep.member(i).params["k"], one.params["k"], rtol=1e-6)
@@ -327,14 +375,23 @@ def test_batch_compaction_with_very_different_iteration_counts():
     y = 2.0 * np.exp(-k_true[:, None] * T_EXP[None]) + 0.01 * rng.normal(size=(n, T_EXP.size))
     near = jnp.arange(n) % 10 != 1
     starts = {"a": jnp.where(near, 2.0, 0.2), "k": jnp.where(near, jnp.asarray(k_true), 8.0)}
-    res = fit_batch(exp_model, starts, jnp.asarray(y), segment_steps=2,
-                    bounds={"a": (0.0, None), "k": (0.0, None)})
+    res = fit_batch(
+        exp_model,
+        starts,
+        jnp.asarray(y),
+        segment_steps=2,
+        bounds={"a": (0.0, None), "k": (0.0, None)},
+    )
     steps = np.asarray(res.n_steps)
     assert steps.max() >= 3 * steps.min()  # the members really differ in work
     np.testing.assert_allclose(res.params["k"], k_true, rtol=0.05)
     for i in (0, 1, n - 1):
-        one = fit(exp_model, {"a": float(starts["a"][i]), "k": float(starts["k"][i])},
-                  jnp.asarray(y[i]), bounds={"a": (0.0, None), "k": (0.0, None)})
+        one = fit(
+            exp_model,
+            {"a": float(starts["a"][i]), "k": float(starts["k"][i])},
+            jnp.asarray(y[i]),
+            bounds={"a": (0.0, None), "k": (0.0, None)},
+        )
         np.testing.assert_allclose(res.member(i).params["k"], one.params["k"], rtol=1e-6)
 
 
@@ -356,28 +413,40 @@ def test_iteration_limit_reported_with_last_iterate():
         fit(exp_model, {"a": 0.1, "k": 5.0}, y, max_steps=10)
     assert float(info.value.result.params["k"]) == last
     # An optimistix solver reports its iteration limit the same way.
-    res = fit(exp_model, {"a": 0.1, "k": 5.0}, y, max_steps=2, throw=False,
-              solver=optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8))
+    res = fit(
+        exp_model,
+        {"a": 0.1, "k": 5.0},
+        y,
+        max_steps=2,
+        throw=False,
+        solver=optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
+    )
     assert int(res.status) == FitStatus.MAX_STEPS and float(res.params["k"]) != 5.0
     # Same for a batch (simkit's LM): member 0 starts at the optimum, member 1 cannot finish.
     best = fit(exp_model, {"a": 0.1, "k": 5.0}, y)
-    starts = {"a": jnp.array([float(best.params["a"]), 0.1]),
-              "k": jnp.array([float(best.params["k"]), 5.0])}
+    starts = {
+        "a": jnp.array([float(best.params["a"]), 0.1]),
+        "k": jnp.array([float(best.params["k"]), 5.0]),
+    }
     with pytest.raises(FitError, match="1 of 2 fits failed") as info:
         fit_batch(exp_model, starts, jnp.stack([y, y]), max_steps=2)
-    np.testing.assert_array_equal(info.value.result.status, [FitStatus.SUCCESS,
-                                                             FitStatus.MAX_STEPS])
+    np.testing.assert_array_equal(
+        info.value.result.status, [FitStatus.SUCCESS, FitStatus.MAX_STEPS]
+    )
     assert np.isfinite(float(info.value.result.params["k"][1]))
 
 
 def test_diverging_fit_is_failed_not_returned():
     """data = 0 and model 1/a: the cost falls towards a -> infinity, so the iterate runs away
     (Gauss-Newton doubles a every step) and never converges."""
+
     def runaway(p):
         return jnp.ones(5) / p["a"]
 
-    for runner in (lambda **kw: fit(runaway, {"a": 1.0}, jnp.zeros(5), **kw),
-                   lambda **kw: fit_batch(runaway, {"a": jnp.ones(3)}, jnp.zeros((3, 5)), **kw)):
+    for runner in (
+        lambda **kw: fit(runaway, {"a": 1.0}, jnp.zeros(5), **kw),
+        lambda **kw: fit_batch(runaway, {"a": jnp.ones(3)}, jnp.zeros((3, 5)), **kw),
+    ):
         res = runner(throw=False)
         assert not np.any(np.asarray(res.success))
         assert np.all(np.asarray(res.params["a"]) > 50.0)  # the last iterate, far from 1
@@ -387,6 +456,7 @@ def test_diverging_fit_is_failed_not_returned():
 
 def test_stalled_fit_reports_divergence():
     """A model that is NaN everywhere except at the start: no step can be taken."""
+
     def nan_off_start(p):
         return jnp.where(p["a"] == 1.0, p["a"], jnp.nan) * jnp.ones(4)
 
@@ -430,8 +500,11 @@ def test_minimise_gaussian_likelihood_matches_analytic():
 
 
 def test_shape_mismatch_raises():
-    with pytest.raises(SimkitInputError, match=r"model output shape \(40,\) does not match "
-                                               r"data shape \(39,\)"):
+    with pytest.raises(
+        SimkitInputError,
+        match=r"model output shape \(40,\) does not match "
+        r"data shape \(39,\)",
+    ):
         fit(exp_model, {"a": 1.0, "k": 1.0}, jnp.zeros(39))
     with pytest.raises(SimkitInputError, match="sigma shape"):
         fit(exp_model, {"a": 1.0, "k": 1.0}, jnp.zeros(40), sigma=jnp.ones(3))
@@ -447,8 +520,9 @@ def test_start_outside_bounds_names_parameter():
     with pytest.raises(SimkitInputError, match=r"parameter \['k'\] starts at -1.0, outside"):
         fit(exp_model, {"a": 1.0, "k": -1.0}, jnp.zeros(40), bounds={"k": (0.0, None), "a": None})
     with pytest.raises(SimkitInputError, match=r"parameter \['w'\] of start 2 is 11.0"):
-        fit_multistart(sin_model, {"w": jnp.array([1.0, 2.0, 11.0])}, jnp.zeros(80),
-                       bounds={"w": (0.0, 10.0)})
+        fit_multistart(
+            sin_model, {"w": jnp.array([1.0, 2.0, 11.0])}, jnp.zeros(80), bounds={"w": (0.0, 10.0)}
+        )
     with pytest.raises(SimkitInputError, match="lower bound 2.0 must be < upper bound 1.0"):
         fit(exp_model, {"a": 1.0, "k": 1.5}, jnp.zeros(40), bounds={"k": (2.0, 1.0), "a": None})
 
@@ -484,8 +558,22 @@ def test_problem_script_recovers_parameters(tmp_h5):
     spec = importlib.util.spec_from_file_location("lotka_volterra_fit", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--out", str(tmp_h5), "--method", "rk4", "--starts", "4", "--seed", "2",
-                     "--no-progress"]) == 0
+    assert (
+        mod.main(
+            [
+                "--out",
+                str(tmp_h5),
+                "--method",
+                "rk4",
+                "--starts",
+                "4",
+                "--seed",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with h5py.File(tmp_h5, "r") as h5:
         params, stderr, true = h5["params"][()], h5["stderr"][()], h5["true_params"][()]
         assert h5["covariance"].shape == (4, 4) and h5["data"].shape == (31, 2)

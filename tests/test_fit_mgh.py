@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _mgh import PROBLEMS
+
 from simkit.fit import FitStatus, fit, fit_multistart, minimise
 
 DEFAULT = ("02_freudenstein_roth_n2", "13_powell_singular_n4")
@@ -77,8 +77,9 @@ def test_fit_multistart(key):
     stationary (the far starts may diverge or run out of steps, and say so)."""
     p = PROBLEMS[key]
     starts = jnp.asarray(np.stack([p.x0, 10.0 * p.x0, 100.0 * p.x0]))
-    best, every = fit_multistart(p.residuals, starts, jnp.zeros(p.m), max_steps=1000,
-                                 return_all=True, throw=False)
+    best, every = fit_multistart(
+        p.residuals, starts, jnp.zeros(p.m), max_steps=1000, return_all=True, throw=False
+    )
     f = float(best.chi2)
     assert _reached(p, f), (key, f, p.f_star, every.message)
     assert int(best.status) == FitStatus.SUCCESS

@@ -20,7 +20,13 @@ import pytest
 import simkit.fit
 from simkit import SimkitInputError
 from simkit.fit import (
-    FitStatus, ParamTransform, fit, fit_batch, fit_multistart, minimise, ode_model,
+    FitStatus,
+    ParamTransform,
+    fit,
+    fit_batch,
+    fit_multistart,
+    minimise,
+    ode_model,
 )
 from simkit.ode import ODEProblem
 
@@ -76,6 +82,7 @@ def test_stalled_fit_far_from_optimum_is_still_reported():
     """A model that is NaN everywhere but at its start (and a data set it misses by 1): every
     trial step fails, the optimiser stops 'successfully' with a tiny step, and the check must
     still say this is not a minimum (the m = p case too, which has no residual variance)."""
+
     def nan_off_start(p):
         return jnp.where(p["a"] == 1.0, p["a"], jnp.nan) * jnp.ones(4)
 
@@ -115,6 +122,7 @@ def test_minimise_far_unbounded_minimum():
 def test_fit_far_unbounded_parameter(solver, jac):
     """Both Jacobian modes failed: reverse mode with NaN cotangents, forward mode with the NaN
     tangent `0 * inf` of the unused branch."""
+
     def model(p):
         return p["x"] * jnp.ones(3) + jnp.arange(3.0)
 

@@ -19,6 +19,7 @@ import xarray as xr
 from simkit import SimkitInputError
 from simkit.io import FrameStore, SaveGroup, StoreError, StoreWriteError, Variable
 from simkit.io._fields import FieldStore, sidecar_path
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import signal_when, spawn  # noqa: E402
 
@@ -47,11 +48,17 @@ def read_vtk(xdmf: Path) -> list[VTKFrame]:
         reader.UpdateTimeStep(t)
         out = reader.GetOutputDataObject(0)
         pd = out.GetPointData()
-        frames.append(VTKFrame(
-            t, out.GetClassName(),
-            np.array([out.GetPoint(i) for i in range(out.GetNumberOfPoints())]),
-            {pd.GetArrayName(i): vtk_to_numpy(pd.GetArray(i)).copy()
-             for i in range(pd.GetNumberOfArrays())}))
+        frames.append(
+            VTKFrame(
+                t,
+                out.GetClassName(),
+                np.array([out.GetPoint(i) for i in range(out.GetNumberOfPoints())]),
+                {
+                    pd.GetArrayName(i): vtk_to_numpy(pd.GetArray(i)).copy()
+                    for i in range(pd.GetNumberOfArrays())
+                },
+            )
+        )
     assert not errors
     return frames
 
@@ -86,23 +93,30 @@ def axes_of(ndim, uniform):
 def field_groups(shape, ncomp=None):
     """Vector `velocity` declared (x, y[, z], component), scalar `vorticity` (x, y[, z]),
     scalar `tracer` declared in reversed order ([z,] y, x)."""
-    names = ("x", "y", "z")[:len(shape)]
+    names = ("x", "y", "z")[: len(shape)]
     ncomp = ncomp or len(shape)
-    return SaveGroup("fields", 4, {
-        "velocity": Variable((*names, "component"), (*shape, ncomp), "float32", "m/s"),
-        "vorticity": Variable(names, shape, "float64", "1/s", "z vorticity"),
-        "tracer": Variable(names[::-1], shape[::-1], "float32", "1")})
+    return SaveGroup(
+        "fields",
+        4,
+        {
+            "velocity": Variable((*names, "component"), (*shape, ncomp), "float32", "m/s"),
+            "vorticity": Variable(names, shape, "float64", "1/s", "z vorticity"),
+            "tracer": Variable(names[::-1], shape[::-1], "float32", "1"),
+        },
+    )
 
 
 def random_frames(rng, shape, k, ncomp=None):
     ncomp = ncomp or len(shape)
-    return {"velocity": rng.normal(size=(k, *shape, ncomp)).astype(np.float32),
-            "vorticity": rng.normal(size=(k, *shape)),
-            "tracer": rng.normal(size=(k, *shape[::-1])).astype(np.float32)}
+    return {
+        "velocity": rng.normal(size=(k, *shape, ncomp)).astype(np.float32),
+        "vorticity": rng.normal(size=(k, *shape)),
+        "tracer": rng.normal(size=(k, *shape[::-1])).astype(np.float32),
+    }
 
 
 def coords_of(axes):
-    return {d: (a, "m") for d, a in zip("xyz", axes)}
+    return {d: (a, "m") for d, a in zip("xyz", axes, strict=False)}
 
 
 def check_vtk_frames(frames, axes, times, data):
@@ -125,8 +139,9 @@ def test_vtk_reads_every_frame_at_the_right_points(tmp_h5, ndim, uniform):
     rng = np.random.default_rng(ndim + 10 * uniform)
     axes = axes_of(ndim, uniform)
     shape = tuple(a.size for a in axes)
-    store = FieldStore.create(tmp_h5, [field_groups(shape)], config={}, coords=coords_of(axes),
-                              time_units="s")
+    store = FieldStore.create(
+        tmp_h5, [field_groups(shape)], config={}, coords=coords_of(axes), time_units="s"
+    )
     data = random_frames(rng, shape, 3)
     times = [0.25, 1.5, 2.75]
     store.append({"fields": ([0, 4], times[:2], {k: v[:2] for k, v in data.items()})})
@@ -146,8 +161,9 @@ def test_moving_both_files_keeps_the_sidecar_working(tmp_path):
     axes = axes_of(2, False)
     shape = tuple(a.size for a in axes)
     data = random_frames(np.random.default_rng(3), shape, 2)
-    store = FieldStore.create(tmp_path / "run.h5", [field_groups(shape)], config={},
-                              coords=coords_of(axes))
+    store = FieldStore.create(
+        tmp_path / "run.h5", [field_groups(shape)], config={}, coords=coords_of(axes)
+    )
     store.append({"fields": ([0, 4], [0.0, 1.0], data)})
     store.close()
     moved = tmp_path / "elsewhere"
@@ -161,13 +177,23 @@ def test_xarray_shows_grid_dims_coords_and_units(tmp_h5):
     axes = axes_of(3, False)
     shape = tuple(a.size for a in axes)
     data = random_frames(np.random.default_rng(4), shape, 2)
-    groups = [field_groups(shape), SaveGroup("diagnostics", 1, {
-        "kinetic_energy": Variable((), (), "float64", "J")})]
-    store = FieldStore.create(tmp_h5, groups, config={}, time_units="s",
-                              coords={**coords_of(axes), "component": (["u", "v", "w"], "")})
-    store.append({"fields": ([0, 4], [0.0, 0.4], data),
-                  "diagnostics": (range(5), 0.1 * np.arange(5),
-                                  {"kinetic_energy": np.arange(5.0)})})
+    groups = [
+        field_groups(shape),
+        SaveGroup("diagnostics", 1, {"kinetic_energy": Variable((), (), "float64", "J")}),
+    ]
+    store = FieldStore.create(
+        tmp_h5,
+        groups,
+        config={},
+        time_units="s",
+        coords={**coords_of(axes), "component": (["u", "v", "w"], "")},
+    )
+    store.append(
+        {
+            "fields": ([0, 4], [0.0, 0.4], data),
+            "diagnostics": (range(5), 0.1 * np.arange(5), {"kinetic_energy": np.arange(5.0)}),
+        }
+    )
     store.close()
     with h5py.File(tmp_h5, "r") as f:
         assert f["velocity"].chunks == (1, 3, 4, 5, 3)  # one frame per chunk
@@ -176,7 +202,7 @@ def test_xarray_shows_grid_dims_coords_and_units(tmp_h5):
         assert ds["velocity"].dims == ("time_fields", "z", "y", "x", "component")
         assert ds["vorticity"].dims == ("time_fields", "z", "y", "x")
         assert ds["kinetic_energy"].dims == ("time_diagnostics",)
-        for d, a in zip("xyz", axes):
+        for d, a in zip("xyz", axes, strict=False):
             np.testing.assert_array_equal(ds[d].values, a)
             assert ds[d].attrs["units"] == "m"
             assert ds[d].attrs["axis"] == d.upper()
@@ -188,9 +214,11 @@ def test_xarray_shows_grid_dims_coords_and_units(tmp_h5):
         # values by label, in the order the driver declared them
         np.testing.assert_array_equal(
             ds["velocity"].transpose("time_fields", "x", "y", "z", "component").values,
-            data["velocity"])
-        np.testing.assert_array_equal(ds["vorticity"].isel(time_fields=1, x=2, y=0, z=1),
-                                      data["vorticity"][1, 2, 0, 1])
+            data["velocity"],
+        )
+        np.testing.assert_array_equal(
+            ds["vorticity"].isel(time_fields=1, x=2, y=0, z=1), data["vorticity"][1, 2, 0, 1]
+        )
         np.testing.assert_array_equal(ds["tracer"].values, data["tracer"])
 
 
@@ -202,8 +230,13 @@ def test_sidecar_follows_appends_truncate_and_resume(tmp_h5, monkeypatch):
     data = random_frames(np.random.default_rng(5), shape, 6)
 
     def chunk(i, j):
-        return {"fields": (4 * np.arange(i, j), 0.4 * np.arange(i, j),
-                           {k: v[i:j] for k, v in data.items()})}
+        return {
+            "fields": (
+                4 * np.arange(i, j),
+                0.4 * np.arange(i, j),
+                {k: v[i:j] for k, v in data.items()},
+            )
+        }
 
     store = FieldStore.create(tmp_h5, [field_groups(shape)], config=config, coords=coords_of(axes))
     assert sidecar_grids(xdmf) == [] and read_vtk(xdmf) == []  # mesh only, and no crash
@@ -254,24 +287,40 @@ def test_diagnostics_and_a_second_field_group_at_other_rates(tmp_h5):
     axes = axes_of(2, True)
     shape = tuple(a.size for a in axes)
     rng = np.random.default_rng(6)
-    groups = [field_groups(shape),
-              SaveGroup("pressure", 8, {"p": Variable(("x", "y"), shape, "float64", "Pa")}),
-              SaveGroup("diagnostics", 1, {
-                  "kinetic_energy": Variable((), (), "float64", "J"),
-                  "probe_u": Variable(("probe",), (2,), "float32", "m/s")})]
+    groups = [
+        field_groups(shape),
+        SaveGroup("pressure", 8, {"p": Variable(("x", "y"), shape, "float64", "Pa")}),
+        SaveGroup(
+            "diagnostics",
+            1,
+            {
+                "kinetic_energy": Variable((), (), "float64", "J"),
+                "probe_u": Variable(("probe",), (2,), "float32", "m/s"),
+            },
+        ),
+    ]
     store = FieldStore.create(tmp_h5, groups, config={}, coords=coords_of(axes))
     data = random_frames(rng, shape, 3)
     p = rng.normal(size=(2, *shape))
-    store.append({"fields": ([0, 4, 8], [0.0, 0.4, 0.8], data),
-                  "pressure": ([0, 8], [0.0, 0.8], {"p": p}),
-                  "diagnostics": (range(9), 0.1 * np.arange(9),
-                                  {"kinetic_energy": np.arange(9.0), "probe_u": np.ones((9, 2))})})
+    store.append(
+        {
+            "fields": ([0, 4, 8], [0.0, 0.4, 0.8], data),
+            "pressure": ([0, 8], [0.0, 0.8], {"p": p}),
+            "diagnostics": (
+                range(9),
+                0.1 * np.arange(9),
+                {"kinetic_energy": np.arange(9.0), "probe_u": np.ones((9, 2))},
+            ),
+        }
+    )
     store.close()
     text = sidecar_path(tmp_h5).read_text()
     assert "kinetic_energy" not in text and "probe" not in text
     frames = read_vtk(sidecar_path(tmp_h5))
     assert [f.time for f in frames] == pytest.approx([0.0, 0.4, 0.8], abs=0)
-    for f, held in zip(frames, [0, 0, 1]):  # at t = 0.4 the pressure frame of t = 0 holds
+    for f, held in zip(
+        frames, [0, 0, 1], strict=False
+    ):  # at t = 0.4 the pressure frame of t = 0 holds
         assert set(f.arrays) == {"velocity", "vorticity", "tracer", "p"}
         np.testing.assert_array_equal(f.arrays["p"], in_vtk_order(p[held]))
         np.testing.assert_array_equal(f.arrays["tracer"], data["tracer"][frames.index(f)].ravel())
@@ -283,6 +332,7 @@ def test_frames_reported_before_sigkill_are_readable_and_listed(tmp_h5):
     """Kill -9 a writer: every frame it reported reads back via h5py, and the sidecar is valid
     XML listing only complete frames (each one readable by VTK)."""
     xdmf = sidecar_path(tmp_h5)
+
     def live(line):  # the sidecar is always whole and lists every reported frame
         if int(line) % 10 == 0:
             assert len(sidecar_grids(xdmf)) >= int(line) + 1
@@ -301,13 +351,15 @@ def test_frames_reported_before_sigkill_are_readable_and_listed(tmp_h5):
         vort = f["vorticity"][:m]  # stored (time, y, x)
         expected = np.arange(m)[:, None, None] + pattern.T[None]
         np.testing.assert_array_equal(vort, expected.astype(np.float32))
-        np.testing.assert_array_equal(f["velocity"][:m, 0, 0],
-                                      np.stack([np.arange(m), -np.arange(m)], 1))
-        np.testing.assert_array_equal(f["energy"][: 2 * (last + 1): 2], np.arange(last + 1))
+        np.testing.assert_array_equal(
+            f["velocity"][:m, 0, 0], np.stack([np.arange(m), -np.arange(m)], 1)
+        )
+        np.testing.assert_array_equal(f["energy"][: 2 * (last + 1) : 2], np.arange(last + 1))
     frames = read_vtk(xdmf)
     assert len(frames) == m
-    np.testing.assert_array_equal(frames[-1].arrays["vorticity"],
-                                  in_vtk_order((m - 1 + pattern).astype(np.float32)))
+    np.testing.assert_array_equal(
+        frames[-1].arrays["vorticity"], in_vtk_order((m - 1 + pattern).astype(np.float32))
+    )
 
 
 def test_failed_write_keeps_the_frames_before(tmp_h5, monkeypatch):
@@ -372,23 +424,35 @@ def test_failed_write_keeps_the_frames_before(tmp_h5, monkeypatch):
 
 
 BAD = {
-    "non-monotonic x": (dict(coords={"x": ([0.0, 2.0, 1.0], "m"), "y": ([0.0, 1.0], "m")}),
-                        "strictly increasing, but x\\[1\\] = 2.0 and x\\[2\\] = 1.0"),
+    "non-monotonic x": (
+        dict(coords={"x": ([0.0, 2.0, 1.0], "m"), "y": ([0.0, 1.0], "m")}),
+        "strictly increasing, but x\\[1\\] = 2.0 and x\\[2\\] = 1.0",
+    ),
     "missing y coords": (dict(coords={"x": ([0.0, 1.0, 2.0], "m")}), "'y' needs coordinates"),
     "2-D coords": (dict(coords={"x": (np.zeros((3, 1)), "m"), "y": ([0.0, 1.0], "m")}), "1-D"),
     "NaN coords": (dict(coords={"x": ([0.0, np.nan, 2.0], "m"), "y": ([0.0, 1.0], "m")}), "NaN"),
     "bare coords": (dict(coords={"x": np.arange(3.0), "y": ([0.0, 1.0], "m")}), "pair"),
-    "coords length": (dict(coords={"x": ([0.0, 1.0], "m"), "y": ([0.0, 1.0], "m")}),
-                      "grid shape \\(3, 2\\) .* coordinates have \\(2, 2\\)"),
-    "field shapes differ": (dict(extra={"w": Variable(("x", "y"), (3, 5), "float32")}),
-                            "dimension 'y' has sizes 2 and 5"),
-    "4 components": (dict(extra={"w": Variable(("x", "y", "c4"), (3, 2, 4), "float32")}),
-                     "'c4' has size 4"),
-    "two extra axes": (dict(extra={"w": Variable(("x", "y", "a", "b"), (3, 2, 2, 2), "float32")}),
-                       "at most one axis"),
+    "coords length": (
+        dict(coords={"x": ([0.0, 1.0], "m"), "y": ([0.0, 1.0], "m")}),
+        "grid shape \\(3, 2\\) .* coordinates have \\(2, 2\\)",
+    ),
+    "field shapes differ": (
+        dict(extra={"w": Variable(("x", "y"), (3, 5), "float32")}),
+        "dimension 'y' has sizes 2 and 5",
+    ),
+    "4 components": (
+        dict(extra={"w": Variable(("x", "y", "c4"), (3, 2, 4), "float32")}),
+        "'c4' has size 4",
+    ),
+    "two extra axes": (
+        dict(extra={"w": Variable(("x", "y", "a", "b"), (3, 2, 2, 2), "float32")}),
+        "at most one axis",
+    ),
     "partial grid": (dict(extra={"w": Variable(("x",), (3,), "float32")}), "whole grid"),
-    "complex field": (dict(extra={"w": Variable(("x", "y"), (3, 2), "complex64")}),
-                      "XDMF cannot describe"),
+    "complex field": (
+        dict(extra={"w": Variable(("x", "y"), (3, 2), "complex64")}),
+        "XDMF cannot describe",
+    ),
     "unknown option": (dict(options={"mesh": "rect"}), "unknown options \\['mesh'\\]"),
     "1 spatial dim": (dict(options={"spatial_dims": ("x",)}), "2 or 3 distinct"),
     "unused spatial dim": (dict(options={"spatial_dims": ("x", "y", "q")}), "no variable has"),
@@ -401,8 +465,13 @@ def test_refuses_bad_grids_and_fields(tmp_h5, case):
     variables = {"s": Variable(("x", "y"), (3, 2), "float32"), **spec.get("extra", {})}
     coords = spec.get("coords", {"x": ([0.0, 1.0, 2.0], "m"), "y": ([0.0, 1.0], "m")})
     with pytest.raises(SimkitInputError, match=message):
-        FieldStore.create(tmp_h5, [SaveGroup("fields", 1, variables)], config={}, coords=coords,
-                          **spec.get("options", {}))
+        FieldStore.create(
+            tmp_h5,
+            [SaveGroup("fields", 1, variables)],
+            config={},
+            coords=coords,
+            **spec.get("options", {}),
+        )
     assert list(tmp_h5.parent.iterdir()) == []  # nothing left behind
 
 
@@ -410,8 +479,12 @@ def test_refuses_stores_without_fields_and_xdmf_names(tmp_path):
     with pytest.raises(SimkitInputError, match="no 2-D or 3-D fields"):
         FieldStore.create(tmp_path / "a.h5", {"e": Variable((), (), "float64")}, config={})
     with pytest.raises(SimkitInputError, match="cannot end in .xdmf"):
-        FieldStore.create(tmp_path / "a.xdmf", {"s": Variable(("x", "y"), (1, 1), "f4")},
-                          config={}, coords={"x": ([0], ""), "y": ([0], "")})
+        FieldStore.create(
+            tmp_path / "a.xdmf",
+            {"s": Variable(("x", "y"), (1, 1), "f4")},
+            config={},
+            coords={"x": ([0], ""), "y": ([0], "")},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -419,9 +492,13 @@ def test_named_spatial_dims(tmp_h5):
     """Any dims can be the grid: spatial_dims names them in X, Y order."""
     lon, lat = np.linspace(-10, 10, 5), np.array([40.0, 42.0, 45.0])
     frame = np.random.default_rng(8).normal(size=(1, 5, 3))
-    store = FieldStore.create(tmp_h5, {"t2m": Variable(("lon", "lat"), (5, 3), "float64", "K")},
-                              config={}, coords={"lon": (lon, "deg"), "lat": (lat, "deg")},
-                              spatial_dims=("lon", "lat"))
+    store = FieldStore.create(
+        tmp_h5,
+        {"t2m": Variable(("lon", "lat"), (5, 3), "float64", "K")},
+        config={},
+        coords={"lon": (lon, "deg"), "lat": (lat, "deg")},
+        spatial_dims=("lon", "lat"),
+    )
     store.append({"": ([0], [0.0], {"t2m": frame})})
     store.close()
     assert ET.parse(sidecar_path(tmp_h5)).getroot().find(".//Topology").get("Dimensions") == "1 3 5"

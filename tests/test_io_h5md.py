@@ -12,6 +12,7 @@ from simkit import SimkitInputError
 from simkit.io._h5md import H5MDStore
 from simkit.io._hdf5 import SaveGroup, StoreError, StoreWriteError, Variable, simkit_version
 from simkit.io._results import summarize
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import signal_when, spawn  # noqa: E402
 
@@ -25,13 +26,17 @@ quiet_mda = pytest.mark.filterwarnings("ignore:there is no reference attributes:
 
 
 def _groups(dtype="float32", *, box_var=False, particles=None):
-    traj = {"position": Variable(VEC, (N, 3), dtype, units="nm"),
-            "velocity": Variable(VEC, (N, 3), dtype, units="nm ps-1")}
+    traj = {
+        "position": Variable(VEC, (N, 3), dtype, units="nm"),
+        "velocity": Variable(VEC, (N, 3), dtype, units="nm ps-1"),
+    }
     if box_var:
         traj["box"] = Variable(("spatial",), (3,), dtype, units="nm")
     traj.update(particles or {})
-    thermo = {"kinetic_energy": Variable((), (), "float64", units="kJ mol-1"),
-              "pressure_tensor": Variable(("spatial", "spatial_b"), (3, 3), "float64", units="bar")}
+    thermo = {
+        "kinetic_energy": Variable((), (), "float64", units="kJ mol-1"),
+        "pressure_tensor": Variable(("spatial", "spatial_b"), (3, 3), "float64", units="bar"),
+    }
     return [SaveGroup("trajectory", TRAJ_EVERY, traj), SaveGroup("thermo", THERMO_EVERY, thermo)]
 
 
@@ -42,7 +47,8 @@ def _random_walk(n, dtype, *, box_var, seed=0):
     edges = L * (1 + 0.01 * np.arange(n))[:, None] * np.ones(3) if box_var else np.full((n, 3), L)
     disp = rng.normal(scale=0.1, size=(n, N, 3))
     data = {
-        "steps": np.arange(n) * TRAJ_EVERY, "times": np.arange(n) * TRAJ_EVERY * DT,
+        "steps": np.arange(n) * TRAJ_EVERY,
+        "times": np.arange(n) * TRAJ_EVERY * DT,
         "position": np.mod(L / 2 + np.cumsum(disp, axis=0), edges[:, None, :]).astype(dtype),
         "velocity": (disp / (TRAJ_EVERY * DT)).astype(dtype),
         "box": edges.astype(dtype),
@@ -60,10 +66,17 @@ def _chunk(data, lo, hi, *, box_var):
     if box_var:
         frames["box"] = data["box"][lo:hi]
     t = slice(lo * 10, hi * 10)
-    return {"trajectory": (data["steps"][lo:hi], data["times"][lo:hi], frames),
-            "thermo": (data["thermo_steps"][t], data["thermo_times"][t],
-                       {"kinetic_energy": data["kinetic_energy"][t],
-                        "pressure_tensor": data["pressure_tensor"][t]})}
+    return {
+        "trajectory": (data["steps"][lo:hi], data["times"][lo:hi], frames),
+        "thermo": (
+            data["thermo_steps"][t],
+            data["thermo_times"][t],
+            {
+                "kinetic_energy": data["kinetic_energy"][t],
+                "pressure_tensor": data["pressure_tensor"][t],
+            },
+        ),
+    }
 
 
 def _run(path, n, dtype="float32", *, box_mode="fixed", close=True, **options):
@@ -72,8 +85,13 @@ def _run(path, n, dtype="float32", *, box_mode="fixed", close=True, **options):
     if box_mode in ("fixed", "repeat"):
         options.setdefault("box", [L, L, L])
     options.setdefault("config", CONFIG)
-    store = H5MDStore.create(path, _groups(dtype, box_var=box_var), time_units="ps",
-                             repeat_box=box_mode == "repeat", **options)
+    store = H5MDStore.create(
+        path,
+        _groups(dtype, box_var=box_var),
+        time_units="ps",
+        repeat_box=box_mode == "repeat",
+        **options,
+    )
     data = _random_walk(n, dtype, box_var=box_var)
     for lo in range(0, n, 2):
         store.append(_chunk(data, lo, min(lo + 2, n), box_var=box_var))
@@ -122,8 +140,7 @@ def test_mdanalysis_reads_every_frame(tmp_path, dtype, box_mode):
         pos = f["particles/trajectory/position/value"]
         assert pos.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(pos[:], data["position"])
-        np.testing.assert_array_equal(f["particles/trajectory/velocity/value"][:],
-                                      data["velocity"])
+        np.testing.assert_array_equal(f["particles/trajectory/velocity/value"][:], data["velocity"])
     u = mda.Universe(str(path))
     assert u.atoms.n_atoms == N
     assert len(u.trajectory) == 5
@@ -131,19 +148,19 @@ def test_mdanalysis_reads_every_frame(tmp_path, dtype, box_mode):
     # to Angstrom, velocities to Angstrom/ps, time to ps (MDAnalysis.units: 1 nm = 10 Angstrom;
     # https://userguide.mdanalysis.org/stable/units.html). It reads the H5MD `unit` attributes
     # "nm", "nm ps-1" and "ps" we wrote, so nm -> Angstrom is a factor 10, ps stays ps.
-    assert u.trajectory.units == {"time": "ps", "length": "nm", "velocity": "nm/ps",
-                                  "force": None}
+    assert u.trajectory.units == {"time": "ps", "length": "nm", "velocity": "nm/ps", "force": None}
     for i, ts in enumerate(u.trajectory):
         assert ts.frame == i
         assert ts.data["step"] == data["steps"][i]
         np.testing.assert_allclose(ts.time, data["times"][i], rtol=1e-12)
         # MDAnalysis holds coordinates in float32: float64 data is rounded once on reading.
-        np.testing.assert_allclose(ts.positions, 10 * data["position"][i].astype(np.float64),
-                                   rtol=2e-6, atol=1e-5)
-        np.testing.assert_allclose(ts.velocities, 10 * data["velocity"][i].astype(np.float64),
-                                   rtol=2e-6, atol=1e-5)
-        np.testing.assert_allclose(ts.dimensions, [*(10 * data["box"][i]), 90, 90, 90],
-                                   rtol=2e-6)
+        np.testing.assert_allclose(
+            ts.positions, 10 * data["position"][i].astype(np.float64), rtol=2e-6, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            ts.velocities, 10 * data["velocity"][i].astype(np.float64), rtol=2e-6, atol=1e-5
+        )
+        np.testing.assert_allclose(ts.dimensions, [*(10 * data["box"][i]), 90, 90, 90], rtol=2e-6)
     # Observables are in ts.data, but MDAnalysis indexes them by the particle frame number, not
     # by step (it assumes one time axis for the whole file): frame 1 shows thermo frame 1.
     u.trajectory[1]
@@ -164,15 +181,21 @@ def test_mdanalysis_reads_default_particle_group_with_atom_count(tmp_h5):
 # -- layout against the specification -----------------------------------------------------------
 def test_layout_follows_h5md_1_1(tmp_h5, monkeypatch):
     monkeypatch.setenv("USER", "ada")
-    _run(tmp_h5, 4, attrs={"problem": "walk", "parameters": {"sigma": 0.1}},
-         coords={"spatial": (["x", "y", "z"], "")})
+    _run(
+        tmp_h5,
+        4,
+        attrs={"problem": "walk", "parameters": {"sigma": 0.1}},
+        coords={"spatial": (["x", "y", "z"], "")},
+    )
     with h5py.File(tmp_h5, "r") as f:
         # /h5md: version Integer[2], author/name, creator/name+version, fixed-length strings
         version = f["h5md"].attrs["version"]
         assert version.dtype.kind == "i" and version.tolist() == [1, 1]
-        for obj, key, expected in ((f["h5md/author"], "name", "ada"),
-                                   (f["h5md/creator"], "name", "simkit"),
-                                   (f["h5md/creator"], "version", simkit_version())):
+        for obj, key, expected in (
+            (f["h5md/author"], "name", "ada"),
+            (f["h5md/creator"], "name", "simkit"),
+            (f["h5md/creator"], "version", simkit_version()),
+        ):
             assert obj.attrs[key].decode() == expected
             kind = obj.attrs.get_id(key).get_type()
             assert isinstance(kind, h5py.h5t.TypeStringID) and not kind.is_variable_str()
@@ -188,9 +211,13 @@ def test_layout_follows_h5md_1_1(tmp_h5, monkeypatch):
 
         # time-dependent elements: step Integer[variable], time Float[variable], value
         elements = _elements(f)
-        assert sorted(elements) == ["observables/kinetic_energy", "observables/pressure_tensor",
-                                    "particles/all/position", "particles/all/velocity"]
-        for path, el in elements.items():
+        assert sorted(elements) == [
+            "observables/kinetic_energy",
+            "observables/pressure_tensor",
+            "particles/all/position",
+            "particles/all/velocity",
+        ]
+        for _path, el in elements.items():
             assert el["step"].dtype.kind == "i" and el["time"].dtype.kind == "f"
             assert el["step"].shape == el["time"].shape == el["value"].shape[:1]
             assert el["value"].maxshape[0] is None
@@ -231,8 +258,12 @@ def test_summarize_reports_progress_per_save_group(tmp_h5):
     _run(tmp_h5, 3)
     info = summarize(tmp_h5)
     assert info["groups"]["trajectory"] == {
-        "every": TRAJ_EVERY, "frames": 3, "quantities": ["position", "velocity"],
-        "last_step": 2 * TRAJ_EVERY, "last_time": pytest.approx(2 * TRAJ_EVERY * DT)}
+        "every": TRAJ_EVERY,
+        "frames": 3,
+        "quantities": ["position", "velocity"],
+        "last_step": 2 * TRAJ_EVERY,
+        "last_time": pytest.approx(2 * TRAJ_EVERY * DT),
+    }
     assert info["groups"]["thermo"]["frames"] == 30
     assert info["groups"]["thermo"]["last_step"] == 29 * THERMO_EVERY
 
@@ -249,8 +280,15 @@ def test_time_dependent_box_shares_position_step_and_time(tmp_h5):
 
 def test_observables_only_run_has_no_particles_group(tmp_h5):
     store = H5MDStore.create(tmp_h5, [_groups()[1]], config={})
-    store.append({"thermo": ([0, 10], [0.0, 0.02], {"kinetic_energy": [1.0, 2.0],
-                                                    "pressure_tensor": np.zeros((2, 3, 3))})})
+    store.append(
+        {
+            "thermo": (
+                [0, 10],
+                [0.0, 0.02],
+                {"kinetic_energy": [1.0, 2.0], "pressure_tensor": np.zeros((2, 3, 3))},
+            )
+        }
+    )
     store.close()
     with h5py.File(tmp_h5, "r") as f:
         assert "particles" not in f and "time" not in f.attrs
@@ -285,22 +323,26 @@ def test_resume_truncates_every_element_and_continues(tmp_h5, box_mode):
     store = H5MDStore.open_resume(tmp_h5, config=CONFIG)
     assert store.n_frames == {"trajectory": 2, "thermo": 15}
     with pytest.raises(SimkitInputError, match="increasing steps"):  # step 100 is already there
-        store.append({"trajectory": ([100], [0.2], _chunk(data, 1, 2, box_var=box_var)
-                                     ["trajectory"][2])})
+        store.append(
+            {"trajectory": ([100], [0.2], _chunk(data, 1, 2, box_var=box_var)["trajectory"][2])}
+        )
     chunk = _chunk(data, 2, 4, box_var=box_var)
     t = slice(15, 40)  # thermo continues from frame 15
-    chunk["thermo"] = (data["thermo_steps"][t], data["thermo_times"][t],
-                       {k: data[k][t] for k in ("kinetic_energy", "pressure_tensor")})
+    chunk["thermo"] = (
+        data["thermo_steps"][t],
+        data["thermo_times"][t],
+        {k: data[k][t] for k in ("kinetic_energy", "pressure_tensor")},
+    )
     store.append(chunk)
     store.close()
     with h5py.File(tmp_h5, "r") as f:
         np.testing.assert_array_equal(f["particles/all/position/value"][:], data["position"])
         np.testing.assert_array_equal(f["particles/all/box/edges/value"][:], data["box"])
         np.testing.assert_array_equal(f["particles/all/position/step"][:], data["steps"])
-        np.testing.assert_array_equal(f["observables/kinetic_energy/step"][:],
-                                      data["thermo_steps"])
-        np.testing.assert_array_equal(f["observables/kinetic_energy/value"][:],
-                                      data["kinetic_energy"])
+        np.testing.assert_array_equal(f["observables/kinetic_energy/step"][:], data["thermo_steps"])
+        np.testing.assert_array_equal(
+            f["observables/kinetic_energy/value"][:], data["kinetic_energy"]
+        )
 
 
 def test_overwrite_needs_overwrite_flag(tmp_h5):
@@ -316,12 +358,14 @@ def test_overwrite_needs_overwrite_flag(tmp_h5):
 @quiet_mda
 def test_frames_flushed_before_sigkill_read_back(tmp_h5):
     """Kill -9 a writer mid-run: every frame it reported as flushed reads back intact."""
+
     def live(line):
         if int(line) == 10:  # readable while the writer is alive
             with h5py.File(tmp_h5, "r", locking=False) as f:
                 assert f["particles/trajectory/position/time"].shape[0] >= 11
-                np.testing.assert_array_equal(f["particles/trajectory/position/value"][10],
-                                              np.full((16, 3), 10.0))
+                np.testing.assert_array_equal(
+                    f["particles/trajectory/position/value"][10], np.full((16, 3), 10.0)
+                )
 
     proc = spawn(Path(__file__).parent / "_h5md_writer.py", tmp_h5)
     last = int(signal_when(proc, lambda line: int(line) >= 40, on_line=live))
@@ -332,15 +376,19 @@ def test_frames_flushed_before_sigkill_read_back(tmp_h5):
             el = f[f"particles/trajectory/{name}"]
             assert el["step"].shape[0] >= k and el["time"].shape[0] >= k
             np.testing.assert_array_equal(
-                el["value"][:k], np.broadcast_to(np.arange(k, dtype=np.float32)[:, None, None],
-                                                 (k, 16, 3)))
+                el["value"][:k],
+                np.broadcast_to(np.arange(k, dtype=np.float32)[:, None, None], (k, 16, 3)),
+            )
             np.testing.assert_array_equal(el["step"][:k], np.arange(k) * 10)
-        np.testing.assert_array_equal(f["particles/trajectory/box/edges/value"][:k],
-                                      np.full((k, 3), 4.0))
-        np.testing.assert_array_equal(f["observables/kinetic_energy/value"][:2 * k],
-                                      np.arange(2 * k, dtype=np.float64))
-        np.testing.assert_array_equal(f["observables/kinetic_energy/step"][:2 * k],
-                                      np.arange(2 * k) * 5)
+        np.testing.assert_array_equal(
+            f["particles/trajectory/box/edges/value"][:k], np.full((k, 3), 4.0)
+        )
+        np.testing.assert_array_equal(
+            f["observables/kinetic_energy/value"][: 2 * k], np.arange(2 * k, dtype=np.float64)
+        )
+        np.testing.assert_array_equal(
+            f["observables/kinetic_energy/step"][: 2 * k], np.arange(2 * k) * 5
+        )
     mda = _mdanalysis_if_installed()
     if mda is not None:
         u = mda.Universe(str(tmp_h5), format="H5MD", topology_format="MINIMAL", n_atoms=16)
@@ -386,16 +434,15 @@ def test_full_disk_mid_append_keeps_previous_frames(tmp_h5, monkeypatch, fail_at
             assert el["value"].shape[0] == el["step"].shape[0] == el["time"].shape[0] == n, path
         np.testing.assert_array_equal(f["particles/all/position/value"][:], data["position"])
         np.testing.assert_array_equal(f["particles/all/box/edges/value"][:], data["box"])
-        np.testing.assert_array_equal(f["observables/pressure_tensor/value"][:],
-                                      data["pressure_tensor"])
-        np.testing.assert_array_equal(f["observables/kinetic_energy/time"][:],
-                                      data["thermo_times"])
+        np.testing.assert_array_equal(
+            f["observables/pressure_tensor/value"][:], data["pressure_tensor"]
+        )
+        np.testing.assert_array_equal(f["observables/kinetic_energy/time"][:], data["thermo_times"])
     mda = _mdanalysis_if_installed()
     if mda is not None:
         u = mda.Universe(str(tmp_h5), format="H5MD", topology_format="MINIMAL", n_atoms=N)
         assert len(u.trajectory) == 6
-        np.testing.assert_allclose(u.trajectory[5].positions, 10 * data["position"][5],
-                                   rtol=2e-6)
+        np.testing.assert_allclose(u.trajectory[5].positions, 10 * data["position"][5], rtol=2e-6)
 
 
 def test_time_axis_written_after_every_value_of_its_group(tmp_h5, monkeypatch):
@@ -412,34 +459,47 @@ def test_time_axis_written_after_every_value_of_its_group(tmp_h5, monkeypatch):
     store.append(_chunk(_random_walk(4, "float32", box_var=False), 2, 4, box_var=False))
     monkeypatch.undo()
     store.close()
-    for prefix, clock in (("/particles/", "/particles/all/position"),
-                          ("/observables/", "/observables/kinetic_energy")):
-        values = [i for i, name in enumerate(order)
-                  if name.startswith(prefix) and name.endswith("/value")]
-        assert order.index(f"{clock}/time") == max(i for i, name in enumerate(order)
-                                                   if name.startswith(prefix))
+    for prefix, clock in (
+        ("/particles/", "/particles/all/position"),
+        ("/observables/", "/observables/kinetic_energy"),
+    ):
+        values = [
+            i for i, name in enumerate(order) if name.startswith(prefix) and name.endswith("/value")
+        ]
+        assert order.index(f"{clock}/time") == max(
+            i for i, name in enumerate(order) if name.startswith(prefix)
+        )
         assert order.index(f"{clock}/step") > max(values)
     assert "/particles/all/box/edges/value" in order  # the repeated fixed box, every frame
 
 
 # -- refused inputs -----------------------------------------------------------------------------
-@pytest.mark.parametrize("particles, options, match", [
-    # (other dimension names than position's: with the same names `normalize_groups` refuses
-    # first, with "dimension 'particle' has sizes 7 and 8")
-    ({"force": Variable(("atom", "xyz"), (N + 1, 3), "float32")}, {},
-     r"'force' has shape \(8, 3\), i\.e\. 8 particles, but 'position' has 7"),
-    ({"force": Variable(("atom", "xyz"), (N, 2), "float32")}, {},
-     r"'force' has shape \(7, 2\), expected \(7, 3\)"),
-    ({"mass": Variable(VEC, (N, 3), "float32")}, {}, r"'mass' has shape \(7, 3\).*\(N,\)"),
-    ({"species": Variable(("particle",), (N,), "float32")}, {}, "'species' as integer"),
-    ({}, {"box": None}, "periodic but there is no box"),
-    ({}, {"box": [L, L]}, r"box has shape \(2,\), expected \(3,\)"),
-    ({}, {"boundary": ["periodic", "none"]}, "has 2 entries.*3 spatial dimensions"),
-    ({}, {"boundary": "open"}, "'periodic' or 'none'"),
-    ({}, {"box": [L, 0.0, L]}, "must be > 0"),
-    ({"box": Variable(("spatial",), (3,), "float32")}, {}, "both a fixed box"),
-    ({}, {"repeat_box": True, "box": None, "boundary": "none"}, "repeat_box=True needs"),
-])
+@pytest.mark.parametrize(
+    "particles, options, match",
+    [
+        # (other dimension names than position's: with the same names `normalize_groups` refuses
+        # first, with "dimension 'particle' has sizes 7 and 8")
+        (
+            {"force": Variable(("atom", "xyz"), (N + 1, 3), "float32")},
+            {},
+            r"'force' has shape \(8, 3\), i\.e\. 8 particles, but 'position' has 7",
+        ),
+        (
+            {"force": Variable(("atom", "xyz"), (N, 2), "float32")},
+            {},
+            r"'force' has shape \(7, 2\), expected \(7, 3\)",
+        ),
+        ({"mass": Variable(VEC, (N, 3), "float32")}, {}, r"'mass' has shape \(7, 3\).*\(N,\)"),
+        ({"species": Variable(("particle",), (N,), "float32")}, {}, "'species' as integer"),
+        ({}, {"box": None}, "periodic but there is no box"),
+        ({}, {"box": [L, L]}, r"box has shape \(2,\), expected \(3,\)"),
+        ({}, {"boundary": ["periodic", "none"]}, "has 2 entries.*3 spatial dimensions"),
+        ({}, {"boundary": "open"}, "'periodic' or 'none'"),
+        ({}, {"box": [L, 0.0, L]}, "must be > 0"),
+        ({"box": Variable(("spatial",), (3,), "float32")}, {}, "both a fixed box"),
+        ({}, {"repeat_box": True, "box": None, "boundary": "none"}, "repeat_box=True needs"),
+    ],
+)
 def test_refuses_inconsistent_particle_data(tmp_h5, particles, options, match):
     options = {"box": [L, L, L], **options}
     with pytest.raises(SimkitInputError, match=match):
@@ -451,8 +511,11 @@ def test_refuses_box_and_image_outside_position_group_and_non_ascii_units(tmp_h5
     box = SaveGroup("box", 10, {"box": Variable(("spatial",), (3,), "float32", units="nm")})
     with pytest.raises(SimkitInputError, match="'box' is saved in group 'box'.*same group"):
         H5MDStore.create(tmp_h5, [*_groups(), box], config={})
-    vel_only = SaveGroup("v", 1, {"velocity": Variable(VEC, (N, 3), "float32"),
-                                  "image": Variable(VEC, (N, 3), "int32")})
+    vel_only = SaveGroup(
+        "v",
+        1,
+        {"velocity": Variable(VEC, (N, 3), "float32"), "image": Variable(VEC, (N, 3), "int32")},
+    )
     with pytest.raises(SimkitInputError, match="'image' only together with 'position'"):
         H5MDStore.create(tmp_h5, [vel_only], config={}, boundary="none")
     angstrom = SaveGroup("t", 1, {"position": Variable(VEC, (N, 3), "float32", units="Å")})

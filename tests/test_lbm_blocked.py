@@ -71,8 +71,9 @@ def test_periodic_with_body_force():
 
 def test_cavity_with_moving_lid():
     n = (30, 23)
-    plain, blocked = _pair(lbm.D2Q9, n, 4, collision=lbm.TRT(), periodic=False,
-                           moving_walls=("lid",))
+    plain, blocked = _pair(
+        lbm.D2Q9, n, 4, collision=lbm.TRT(), periodic=False, moving_walls=("lid",)
+    )
     params = plain.params(0.02, lid=(0.1, 0.0))
     lid = lbm.face(n, "y+")
     state = plain.init(params, walls=lbm.box_walls(n) & ~lid, moving={"lid": lid})
@@ -84,8 +85,7 @@ def test_cavity_with_moving_lid():
 @pytest.mark.slow  # default-suite time; the physics is also covered by faster tests
 def test_channel_with_inlet_outlet_and_cylinder():
     shape = (41, 18)
-    plain, blocked = _pair(lbm.D2Q9, shape, 5, periodic=(False, False), inlet="x-",
-                           outlet="x+")
+    plain, blocked = _pair(lbm.D2Q9, shape, 5, periodic=(False, False), inlet="x-", outlet="x+")
     ny = shape[1]
     y = np.arange(ny)
     profile = np.zeros((ny, 2))
@@ -96,15 +96,15 @@ def test_channel_with_inlet_outlet_and_cylinder():
     state = plain.init(params, walls=walls, obstacle=obstacle)
     a, b, ulps, _ = _compare(plain, blocked, params, state)
     assert ulps <= ULP_TOL
-    np.testing.assert_allclose(plain.obstacle_force(a), blocked.obstacle_force(b),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        plain.obstacle_force(a), blocked.obstacle_force(b), rtol=1e-12, atol=1e-15
+    )
 
 
 @pytest.mark.slow  # compile-bound; run by ./dev.sh slow
 def test_inlet_on_y_face_and_walls_across_x():
     shape = (26, 19)
-    plain, blocked = _pair(lbm.D2Q9, shape, 3, periodic=(False, False), inlet="y-",
-                           outlet="y+")
+    plain, blocked = _pair(lbm.D2Q9, shape, 3, periodic=(False, False), inlet="y-", outlet="y+")
     params = plain.params(0.05, inlet_velocity=(0.0, 0.04))
     state = plain.init(params, walls=lbm.box_walls(shape, ["x-", "x+"]))
     _, _, ulps, moved = _compare(plain, blocked, params, state)
@@ -153,9 +153,10 @@ def test_vmap_over_an_ensemble():
     ens_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (3,) + x.shape), state)
 
     def run(stepper):
-        one = lambda s, p: advance(stepper, s, p, 5)
-        return jax.vmap(one, in_axes=(0, {"viscosity": 0, "force": None}))(ens_state,
-                                                                           ens_params)
+        def one(s, p):
+            return advance(stepper, s, p, 5)
+
+        return jax.vmap(one, in_axes=(0, {"viscosity": 0, "force": None}))(ens_state, ens_params)
 
     a, b = run(plain), run(blocked)
     _assert_close(a.f, b.f)

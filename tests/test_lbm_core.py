@@ -36,8 +36,7 @@ def _moments_np(lattice, f):
     """(mass, momentum (D, ...), second moment (D, D, ...)) of full populations `f` (Q, ...)."""
     c = lattice.velocities.astype(np.float64)
     f = np.asarray(f, np.float64)
-    return (f.sum(0), np.einsum("qa,q...->a...", c, f),
-            np.einsum("qa,qb,q...->ab...", c, c, f))
+    return (f.sum(0), np.einsum("qa,q...->a...", c, f), np.einsum("qa,qb,q...->ab...", c, c, f))
 
 
 def _random_flow(lattice, n, seed):
@@ -59,8 +58,12 @@ def test_equilibrium_has_density_momentum_and_stress_rho_cs2_I_plus_rho_uu(latti
     np.testing.assert_array_equal(c[lattice.opposite], -c)
     assert lattice.weights.sum() == pytest.approx(1.0, abs=1e-15)
     rho, u = _random_flow(lattice, 7, seed=d)
-    feq = np.stack([np.asarray(x) for x in lbm.equilibrium(lattice, jnp.asarray(rho),
-                                                           [jnp.asarray(a) for a in u])])
+    feq = np.stack(
+        [
+            np.asarray(x)
+            for x in lbm.equilibrium(lattice, jnp.asarray(rho), [jnp.asarray(a) for a in u])
+        ]
+    )
     mass, mom, second = _moments_np(lattice, feq)
     np.testing.assert_allclose(mass, rho, rtol=1e-14)
     np.testing.assert_allclose(mom, rho * u, atol=1e-15)
@@ -68,8 +71,9 @@ def test_equilibrium_has_density_momentum_and_stress_rho_cs2_I_plus_rho_uu(latti
     np.testing.assert_allclose(second, expected, atol=1e-15)
     # the stored form: deviations from the weights, same populations
     dev = lbm.equilibrium(lattice, jnp.asarray(rho), [jnp.asarray(a) for a in u], deviation=True)
-    np.testing.assert_allclose(np.stack([np.asarray(x) for x in dev]) + lattice.weights[:, None],
-                               feq, atol=1e-15)
+    np.testing.assert_allclose(
+        np.stack([np.asarray(x) for x in dev]) + lattice.weights[:, None], feq, atol=1e-15
+    )
 
 
 # ---------------------------------------------------------------- collisions, cell by cell
@@ -80,14 +84,15 @@ def _noisy_populations(lattice, n, seed):
     rho, u = _random_flow(lattice, n, seed)
     feq = lbm.equilibrium(lattice, jnp.asarray(rho), [jnp.asarray(a) for a in u], deviation=True)
     noise = 1e-3 * np.random.default_rng(seed + 1).standard_normal((lattice.q, n))
-    return [x + jnp.asarray(e) for x, e in zip(feq, noise)]
+    return [x + jnp.asarray(e) for x, e in zip(feq, noise, strict=False)]
 
 
 @pytest.mark.parametrize("with_force", [False, True], ids=["no force", "Guo force"])
 @pytest.mark.parametrize("collision", COLLISIONS, ids=lambda c: type(c).__name__)
 @pytest.mark.parametrize("lattice", LATTICES, ids=str)
 def test_collision_conserves_mass_and_momentum_and_relaxes_stress_at_one_over_tau(
-        lattice, collision, with_force):
+    lattice, collision, with_force
+):
     # Per cell: mass is conserved; momentum is conserved, or grows by exactly F with Guo
     # forcing (Guo, Zheng & Shi 2002, Phys. Rev. E 65:046308); the non-equilibrium stress
     # Pi - Pi_eq is multiplied by (1 - 1/tau), plus (1 - 1/(2 tau)) (u F + F u) with a force.
@@ -110,8 +115,12 @@ def test_collision_conserves_mass_and_momentum_and_relaxes_stress_at_one_over_ta
     rho = np.asarray(rho)
     u = np.stack([np.asarray(a) for a in u])
     np.testing.assert_allclose(u, (j0 + F[:, None] / 2) / rho, rtol=1e-13)
-    feq = np.stack([np.asarray(x) for x in lbm.equilibrium(lattice, jnp.asarray(rho),
-                                                           [jnp.asarray(a) for a in u])])
+    feq = np.stack(
+        [
+            np.asarray(x)
+            for x in lbm.equilibrium(lattice, jnp.asarray(rho), [jnp.asarray(a) for a in u])
+        ]
+    )
     _, _, p_eq = _moments_np(lattice, feq)
     uf = u[:, None, :] * F[None, :, None] + F[:, None, None] * u[None, :, :]
     expected = (1 - 1 / tau) * (p0 - p_eq) + (1 - 0.5 / tau) * uf
@@ -139,8 +148,9 @@ def test_guo_forcing_adds_exactly_F_of_momentum_per_cell_and_step_on_a_periodic_
     params = stepper.params(0.1, force=force)
     rng = np.random.default_rng(0)
     velocity = 0.02 * rng.uniform(-1, 1, TGV_SHAPE + (2,))
-    state = stepper.init(params, density=1 + 0.01 * rng.uniform(-1, 1, TGV_SHAPE),
-                         velocity=velocity)
+    state = stepper.init(
+        params, density=1 + 0.01 * rng.uniform(-1, 1, TGV_SHAPE), velocity=velocity
+    )
 
     def totals(s):
         rho, u = stepper.macroscopic(s, params)
@@ -149,8 +159,9 @@ def test_guo_forcing_adds_exactly_F_of_momentum_per_cell_and_step_on_a_periodic_
 
     mass0, p0 = totals(state)
     # init stores the momentum F/2 short, so that the physical velocity is the one asked for
-    np.testing.assert_allclose(np.asarray(stepper.macroscopic(state, params)[1]), velocity,
-                               rtol=0, atol=1e-16)
+    np.testing.assert_allclose(
+        np.asarray(stepper.macroscopic(state, params)[1]), velocity, rtol=0, atol=1e-16
+    )
     n_cells = np.prod(TGV_SHAPE)
     for k in range(1, 4):
         state = advance(stepper, state, params, 1)
@@ -166,15 +177,19 @@ def test_params_and_state_take_the_stepper_dtype_float32_by_default(dtype):
     # (Taylor-Green in both, the channels in float64) check that the dtype survives the step,
     # and tests/test_lbm_driver.py that it reaches the file.
     kw = {} if dtype is None else {"dtype": dtype}
-    stepper = lbm.LBMStepper(lbm.D2Q9, TGV_SHAPE, periodic=(True, False), body_force=True,
-                             moving_walls=("lid",), **kw)
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9, TGV_SHAPE, periodic=(True, False), body_force=True, moving_walls=("lid",), **kw
+    )
     want = np.dtype(dtype or "float32")
     assert stepper.dtype == want.name
     params = stepper.params(0.1, force=(1e-5, 0.0), lid=(0.05, 0.0))
     assert {name: v.dtype for name, v in params.items()} == dict.fromkeys(params, want)
-    state = stepper.init(params, walls=lbm.face(TGV_SHAPE, "y-"),
-                         moving={"lid": lbm.face(TGV_SHAPE, "y+")},
-                         velocity=np.full(TGV_SHAPE + (2,), 0.01))  # float64 input, cast once
+    state = stepper.init(
+        params,
+        walls=lbm.face(TGV_SHAPE, "y-"),
+        moving={"lid": lbm.face(TGV_SHAPE, "y+")},
+        velocity=np.full(TGV_SHAPE + (2,), 0.01),
+    )  # float64 input, cast once
     assert state.f.dtype == want and state.f.shape == (9,) + TGV_SHAPE
     assert state.flags.dtype == np.int8 and state.step.dtype == np.int32
     assert stepper.time(state).dtype == want
@@ -196,16 +211,20 @@ def _taylor_green_state(stepper, n, u0, tau, axes=(0, 1)):
     x, y = grids[axes[0]], grids[axes[1]]
     ua = -u0 * np.cos(k * x) * np.sin(k * y)
     ub = u0 * np.sin(k * x) * np.cos(k * y)
-    rho = 1 - 3 * u0 ** 2 / 4 * (np.cos(2 * k * x) + np.cos(2 * k * y))
+    rho = 1 - 3 * u0**2 / 4 * (np.cos(2 * k * x) + np.cos(2 * k * y))
     u = [np.zeros_like(x) for _ in range(lattice.d)]
     u[axes[0]], u[axes[1]] = ua, ub
     feq = lbm.equilibrium(lattice, jnp.asarray(rho), [jnp.asarray(a) for a in u], deviation=True)
     strain = u0 * k * np.sin(k * x) * np.sin(k * y)  # d_a u_a = -d_b u_b; the shear part is 0
     c = lattice.velocities
-    f = [np.asarray(feq[i]) - tau * lattice.weights[i] * rho / CS2
-         * (c[i, axes[0]] ** 2 - c[i, axes[1]] ** 2) * strain for i in range(lattice.q)]
-    return lbm.LBMState(f=jnp.asarray(np.stack(f), stepper.dtype), flags=None,
-                        step=jnp.asarray(0, jnp.int32))
+    f = [
+        np.asarray(feq[i])
+        - tau * lattice.weights[i] * rho / CS2 * (c[i, axes[0]] ** 2 - c[i, axes[1]] ** 2) * strain
+        for i in range(lattice.q)
+    ]
+    return lbm.LBMState(
+        f=jnp.asarray(np.stack(f), stepper.dtype), flags=None, step=jnp.asarray(0, jnp.int32)
+    )
 
 
 def _kinetic_energy(stepper, state, params):
@@ -214,11 +233,15 @@ def _kinetic_energy(stepper, state, params):
     return 0.5 * np.sum(rho * np.sum(u * u, axis=-1))
 
 
-@pytest.mark.parametrize("lattice, shape, axes, dtype", [
-    (lbm.D2Q9, TGV_SHAPE, (0, 1), "float64"),
-    (lbm.D2Q9, TGV_SHAPE, (0, 1), "float32"),
-    (lbm.D3Q19, (3, 24, 24), (1, 2), "float64"),  # the vortex in the y-z plane
-], ids=["D2Q9-float64", "D2Q9-float32", "D3Q19-yz-float64"])
+@pytest.mark.parametrize(
+    "lattice, shape, axes, dtype",
+    [
+        (lbm.D2Q9, TGV_SHAPE, (0, 1), "float64"),
+        (lbm.D2Q9, TGV_SHAPE, (0, 1), "float32"),
+        (lbm.D3Q19, (3, 24, 24), (1, 2), "float64"),  # the vortex in the y-z plane
+    ],
+    ids=["D2Q9-float64", "D2Q9-float32", "D3Q19-yz-float64"],
+)
 def test_taylor_green_vortex_energy_decays_as_exp_minus_4_nu_k2_t(lattice, shape, axes, dtype):
     # u = U (-cos kx sin ky, sin kx cos ky) exp(-2 nu k^2 t) solves the incompressible
     # Navier-Stokes equations exactly, so the kinetic energy decays as exp(-4 nu k^2 t). The
@@ -258,8 +281,9 @@ CHANNEL_SHAPE = (16, int(WALL_ROWS[-1]) + 1)
 
 
 def _channel_stepper(collision):
-    return lbm.LBMStepper(lbm.D2Q9, CHANNEL_SHAPE, collision, periodic=(True, False),
-                          body_force=True, dtype="float64")
+    return lbm.LBMStepper(
+        lbm.D2Q9, CHANNEL_SHAPE, collision, periodic=(True, False), body_force=True, dtype="float64"
+    )
 
 
 def _stacked_channels(collision, nu, u_max_finest):
@@ -279,13 +303,12 @@ def _poiseuille_errors(stepper, params, state, g, nu):
     np.testing.assert_allclose(u[..., 0], np.broadcast_to(ux, u.shape[:2]), rtol=1e-12, atol=0)
     np.testing.assert_allclose(u[..., 1], 0.0, atol=1e-13)
     out = []
-    for lower, h in zip(WALL_ROWS, HEIGHTS):
+    for lower, h in zip(WALL_ROWS, HEIGHTS, strict=False):
         j = np.arange(lower + 1, lower + 1 + h)
         y = j - lower - 0.5
         exact = g / (2 * nu) * y * (h - y)
         err = ux[j] - exact
-        out.append((np.sqrt(np.mean(err ** 2) / np.mean(exact ** 2)),
-                    np.abs(err).max() / exact.max()))
+        out.append((np.sqrt(np.mean(err**2) / np.mean(exact**2)), np.abs(err).max() / exact.max()))
     return out
 
 
@@ -327,9 +350,15 @@ def test_poiseuille_d3q19_slab_between_z_walls_driven_along_y_is_exact_with_trt(
     # transposed axis or a lost diagonal link would show: D3Q19, TRT Lambda = 3/16, H = 8.
     h, nu, u_max = 8, 0.5, 0.05
     shape = (3, 3, h + 2)
-    stepper = lbm.LBMStepper(lbm.D3Q19, shape, lbm.TRT(magic=3 / 16),
-                             periodic=(True, True, False), body_force=True, dtype="float64")
-    g = 8 * nu * u_max / h ** 2
+    stepper = lbm.LBMStepper(
+        lbm.D3Q19,
+        shape,
+        lbm.TRT(magic=3 / 16),
+        periodic=(True, True, False),
+        body_force=True,
+        dtype="float64",
+    )
+    g = 8 * nu * u_max / h**2
     params = stepper.params(nu, force=(0.0, g, 0.0))
     state = stepper.init(params, walls=lbm.box_walls(shape, ["z-", "z+"]))
     state = advance(stepper, state, params, 1500)  # H^2 / (pi^2 nu) = 13 steps
@@ -337,8 +366,9 @@ def test_poiseuille_d3q19_slab_between_z_walls_driven_along_y_is_exact_with_trt(
     u = np.asarray(u, np.float64)
     z = np.arange(1, h + 1) - 0.5
     exact = g / (2 * nu) * z * (h - z)
-    np.testing.assert_allclose(u[:, :, 1:-1, 1], np.broadcast_to(exact, (3, 3, h)),
-                               rtol=1e-10, atol=0)
+    np.testing.assert_allclose(
+        u[:, :, 1:-1, 1], np.broadcast_to(exact, (3, 3, h)), rtol=1e-10, atol=0
+    )
     np.testing.assert_allclose(u[:, :, 1:-1, 0], 0.0, atol=1e-13)
     np.testing.assert_allclose(u[:, :, 1:-1, 2], 0.0, atol=1e-13)
 
@@ -379,8 +409,9 @@ def test_zou_he_channel_develops_the_parabolic_profile_and_conserves_the_mass_fl
     # carries an odd-even ripple of up to +-0.3%, decaying over ~H/2 upstream.
     h, nx, u_in, nu = 16, 64, 0.02, 0.1
     shape = (nx, h + 2)
-    stepper = lbm.LBMStepper(lbm.D2Q9, shape, periodic=(False, False), inlet="x-", outlet="x+",
-                             dtype="float64")
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9, shape, periodic=(False, False), inlet="x-", outlet="x+", dtype="float64"
+    )
     params = stepper.params(nu, inlet_velocity=(u_in, 0.0), outlet_density=1.0)
     state = stepper.init(params, walls=lbm.box_walls(shape, ["y-", "y+"]))
     state = advance(stepper, state, params, 7000)
@@ -402,8 +433,8 @@ def test_zou_he_channel_develops_the_parabolic_profile_and_conserves_the_mass_fl
     for x in (2 * h, 3 * h):
         ux = u[x, :, 0]
         mean = ux.mean()
-        parabola = 6 * mean * y * (h - y) / h ** 2
-        assert np.sqrt(np.mean((ux - parabola) ** 2) / np.mean(parabola ** 2)) < 0.01
+        parabola = 6 * mean * y * (h - y) / h**2
+        assert np.sqrt(np.mean((ux - parabola) ** 2) / np.mean(parabola**2)) < 0.01
         assert ux.max() / mean == pytest.approx(1.5, rel=0.01)
         assert np.abs(u[x, :, 1]).max() < 1e-3 * u_in
 

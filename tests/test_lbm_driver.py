@@ -30,9 +30,19 @@ from _lbm_worker import CHUNK, N_STEPS, N, cavity, run_cavity
 from _procs import signal_when, spawn
 
 WORKER = Path(__file__).parent / "_lbm_worker.py"
-DATASETS = ("velocity", "density", "vorticity", "kinetic_energy", "mass", "max_mach",
-            "obstacle_force", "step_fields", "time_fields", "step_diagnostics",
-            "time_diagnostics")
+DATASETS = (
+    "velocity",
+    "density",
+    "vorticity",
+    "kinetic_energy",
+    "mass",
+    "max_mach",
+    "obstacle_force",
+    "step_fields",
+    "time_fields",
+    "step_diagnostics",
+    "time_diagnostics",
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +66,7 @@ def test_field_file_opens_in_xarray_with_grid_dims_and_the_simulation_frames(ful
         np.testing.assert_array_equal(ds["x"].values, np.arange(N))
         assert list(ds["component"].values) == ["x", "y"]
         np.testing.assert_array_equal(ds["time_fields"].values, np.arange(0, N_STEPS + 1, 100))
-        np.testing.assert_array_equal(ds["time_diagnostics"].values,
-                                      np.arange(0, N_STEPS + 1, 20))
+        np.testing.assert_array_equal(ds["time_diagnostics"].values, np.arange(0, N_STEPS + 1, 20))
         assert ds["velocity"].dtype == np.float32  # the stepper's dtype, not upcast
         # the first frame is the initial state, the last the final state (x, y) -> (y, x)
         _, u_final = stepper.macroscopic(res.state, params)
@@ -81,8 +90,9 @@ def test_xdmf_sidecar_lists_every_field_frame_with_its_time_and_slab(full_run):
     root = ET.parse(sidecar_path(out)).getroot()
     (series,) = root.findall("./Domain/Grid[@CollectionType='Temporal']")
     frames = series.findall("./Grid")
-    assert [float(g.find("Time").get("Value")) for g in frames] == \
-        [float(t) for t in range(0, N_STEPS + 1, 100)]
+    assert [float(g.find("Time").get("Value")) for g in frames] == [
+        float(t) for t in range(0, N_STEPS + 1, 100)
+    ]
     for i, grid in enumerate(frames):
         assert grid.find("Topology").get("Dimensions") == f"1 {N} {N}"
         attrs = {a.get("Name"): a for a in grid.findall("Attribute")}
@@ -102,8 +112,9 @@ def _assert_same_run(res, out, full, full_out):
         assert f.attrs["status"] == "finished"
         for name in DATASETS:
             np.testing.assert_array_equal(f[name][:], g[name][:], err_msg=name)
-    assert sidecar_path(out).read_text().replace(out.name, "") == \
-        sidecar_path(full_out).read_text().replace(full_out.name, "")
+    assert sidecar_path(out).read_text().replace(out.name, "") == sidecar_path(
+        full_out
+    ).read_text().replace(full_out.name, "")
 
 
 def test_resume_after_ctrl_c_with_walls_and_a_moving_wall_is_bitwise(full_run, tmp_path):
@@ -127,7 +138,8 @@ def test_resume_after_ctrl_c_with_walls_and_a_moving_wall_is_bitwise(full_run, t
 
 
 def test_full_disk_during_a_field_append_keeps_whole_chunks_and_resumes_bitwise(
-        full_run, tmp_path, monkeypatch):
+    full_run, tmp_path, monkeypatch
+):
     """ENOSPC injected into h5py in the middle of the third chunk's append: the run stops with
     StoreWriteError, the file (and its sidecar) hold exactly the two whole chunks before, and
     resume, once writes succeed again, finishes bitwise equal to the uninterrupted run."""

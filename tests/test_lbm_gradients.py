@@ -46,8 +46,9 @@ def _case(name):
         interior = np.ones(stepper.shape, bool)
     elif name == "lid":  # lid-driven cavity start-up
         shape = (14, 14)
-        stepper = lbm.LBMStepper(lbm.D2Q9, shape, periodic=False, dtype="float64",
-                                 moving_walls=("lid",))
+        stepper = lbm.LBMStepper(
+            lbm.D2Q9, shape, periodic=False, dtype="float64", moving_walls=("lid",)
+        )
         params = stepper.params(viscosity=0.05, lid=(0.05, 0.01))
         lid = lbm.face(shape, "y+")
         walls = lbm.box_walls(shape) & ~lid
@@ -55,16 +56,18 @@ def _case(name):
         interior = ~(walls | lid)
     elif name == "force":  # body-force-driven channel start-up (periodic in x)
         shape = (8, 14)
-        stepper = lbm.LBMStepper(lbm.D2Q9, shape, periodic=(True, False), dtype="float64",
-                                 body_force=True)
+        stepper = lbm.LBMStepper(
+            lbm.D2Q9, shape, periodic=(True, False), dtype="float64", body_force=True
+        )
         params = stepper.params(viscosity=0.1, force=(1e-4, 2e-5))
         walls = lbm.box_walls(shape, ["y-", "y+"])
         state = stepper.init(params, walls=walls)
         interior = ~walls
     elif name == "inlet_velocity":  # channel with a Zou-He inlet and a pressure outlet
         shape = (20, 10)
-        stepper = lbm.LBMStepper(lbm.D2Q9, shape, periodic=False, dtype="float64",
-                                 inlet="x-", outlet="x+")
+        stepper = lbm.LBMStepper(
+            lbm.D2Q9, shape, periodic=False, dtype="float64", inlet="x-", outlet="x+"
+        )
         params = stepper.params(viscosity=0.05, inlet_velocity=(0.04, 0.005))
         walls = lbm.box_walls(shape, ["y-", "y+"])
         state = stepper.init(params, walls=walls)
@@ -78,10 +81,13 @@ def _case(name):
 
 def _snapshot_loss(stepper, state, params, name, weight, checkpoint):
     """theta -> sum(weight * velocity after N_STEPS) with params[name] = theta."""
+
     def loss(theta):
-        _, frames = simulate(stepper, state, {**params, name: theta}, N_STEPS, N_STEPS,
-                             checkpoint=checkpoint)
+        _, frames = simulate(
+            stepper, state, {**params, name: theta}, N_STEPS, N_STEPS, checkpoint=checkpoint
+        )
         return jnp.sum(weight * frames["velocity"][-1])
+
     return loss
 
 
@@ -94,16 +100,23 @@ def _central_differences(fn, theta, rel_step=1e-5):
         up, down = flat.copy(), flat.copy()
         up[i] += h
         down[i] -= h
-        out[i] = (float(fn(jnp.asarray(up.reshape(theta.shape))))
-                  - float(fn(jnp.asarray(down.reshape(theta.shape))))) / (2 * h)
+        out[i] = (
+            float(fn(jnp.asarray(up.reshape(theta.shape))))
+            - float(fn(jnp.asarray(down.reshape(theta.shape))))
+        ) / (2 * h)
     return out.reshape(theta.shape)
 
 
-@pytest.mark.parametrize("name", [
-    "viscosity", "lid",
-    # compile-bound set-ups (a body force, Zou-He faces): run by ./dev.sh slow
-    pytest.param("force", marks=pytest.mark.slow),
-    pytest.param("inlet_velocity", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "viscosity",
+        "lid",
+        # compile-bound set-ups (a body force, Zou-He faces): run by ./dev.sh slow
+        pytest.param("force", marks=pytest.mark.slow),
+        pytest.param("inlet_velocity", marks=pytest.mark.slow),
+    ],
+)
 def test_gradient_equals_central_finite_differences(name):
     """200 steps, float64: agreement to ~1e-10 relative is seen (h = 1e-5 relative: truncation
     ~h^2, rounding ~1e-16 / h); 1e-7 is asserted. The plain scan's gradient (cheapest to
@@ -130,8 +143,11 @@ def test_sqrt_checkpoint_gradient_equals_plain_and_per_frame():
 
     def loss(p, checkpoint):
         final, frames = simulate(stepper, state, p, 160, rates, checkpoint=checkpoint)
-        value = (jnp.sum(weight * frames["velocity"]) + 100.0 * jnp.sum(frames["kinetic_energy"])
-                 + jnp.sum(final.f ** 2))
+        value = (
+            jnp.sum(weight * frames["velocity"])
+            + 100.0 * jnp.sum(frames["kinetic_energy"])
+            + jnp.sum(final.f**2)
+        )
         return value, frames
 
     out = {}
@@ -143,8 +159,9 @@ def test_sqrt_checkpoint_gradient_equals_plain_and_per_frame():
     for scheme in (True, "sqrt"):
         (v, fr), g = out[scheme]
         for q in ("velocity", "kinetic_energy", "mass"):
-            np.testing.assert_allclose(np.asarray(fr[q]), np.asarray(frames[q]), rtol=1e-13,
-                                       atol=1e-16)
+            np.testing.assert_allclose(
+                np.asarray(fr[q]), np.asarray(frames[q]), rtol=1e-13, atol=1e-16
+            )
         np.testing.assert_allclose(float(v), float(value), rtol=1e-13)
         np.testing.assert_allclose(float(g["viscosity"]), float(grad["viscosity"]), rtol=1e-12)
 
@@ -157,9 +174,11 @@ def test_sqrt_checkpoint_memory_grows_like_sqrt_steps():
 
     def temp_bytes(n_steps, checkpoint):
         def loss(nu):
-            _, frames = simulate(stepper, state, {**params, "viscosity": nu}, n_steps, n_steps,
-                                 checkpoint=checkpoint)
+            _, frames = simulate(
+                stepper, state, {**params, "viscosity": nu}, n_steps, n_steps, checkpoint=checkpoint
+            )
             return jnp.sum(frames["velocity"][-1] ** 2)
+
         compiled = _compile(jax.grad(loss), params["viscosity"])
         return compiled.memory_analysis().temp_size_in_bytes
 

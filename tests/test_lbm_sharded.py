@@ -38,7 +38,8 @@ def _devices():
 
 def _advance(stepper, state, params, n):
     return jax.jit(lambda s, p: jax.lax.fori_loop(0, n, lambda _, x: stepper.step(x, p), s))(
-        state, params)
+        state, params
+    )
 
 
 def _close(a, b, dtype):
@@ -58,8 +59,9 @@ def _close_obs(actual, desired, dtype, name=""):
     """Observables from GSPMD reductions and differences: equal to rounding of the field."""
     desired = np.asarray(desired)
     rtol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(np.asarray(actual), desired, rtol=rtol,
-                               atol=rtol * np.abs(desired).max(), err_msg=name)
+    np.testing.assert_allclose(
+        np.asarray(actual), desired, rtol=rtol, atol=rtol * np.abs(desired).max(), err_msg=name
+    )
 
 
 def _compare(sharded, params, state, n_steps, ref=None):
@@ -72,8 +74,10 @@ def _compare(sharded, params, state, n_steps, ref=None):
     out = _advance(sharded, sharded.shard(state), sharded.shard_params(params), n_steps)
     assert len(out.f.sharding.device_set) == N_DEV
     assert out.f.sharding.spec[sharded.axis + 1] == sharded.axis_name
-    assert out.f.addressable_shards[0].data.shape[sharded.axis + 1] \
+    assert (
+        out.f.addressable_shards[0].data.shape[sharded.axis + 1]
         == stepper.shape[sharded.axis] // N_DEV
+    )
     assert int(out.step) == n_steps
     if state.flags is not None:
         np.testing.assert_array_equal(np.asarray(out.flags), np.asarray(state.flags))
@@ -111,8 +115,9 @@ def test_d3q19_periodic_with_body_force():
     params = stepper.params(viscosity=0.05, force=(0.0, 0.0, 1e-5))
     u2 = _tgv_velocity(shape[:2])
     z = np.cos(2 * np.pi * np.arange(shape[2]) / shape[2])
-    u = np.concatenate([u2[:, :, None, :] * z[None, None, :, None],
-                        np.zeros(shape + (1,))], axis=-1)
+    u = np.concatenate(
+        [u2[:, :, None, :] * z[None, None, :, None], np.zeros(shape + (1,))], axis=-1
+    )
     state = stepper.init(params, velocity=u)
     ref, _, ulps = _compare(sharded, params, state, 50)
     assert ulps <= RTOL_ULPS
@@ -124,15 +129,19 @@ def test_channel_inlet_outlet_obstacle_split_along_y():
     # Zou-He faces on x (local slices when split along y), walls on y, an obstacle straddling
     # slab boundaries; float64 (the other cases are float32).
     shape = (48, 16)  # walls at y = 0 and 15: 14 fluid cells across
-    stepper = lbm.LBMStepper(lbm.D2Q9, shape, periodic=False, inlet="x-", outlet="x+",
-                             dtype="float64")
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9, shape, periodic=False, inlet="x-", outlet="x+", dtype="float64"
+    )
     sharded = ShardedLBMStepper(stepper, axis=1)
     y = np.arange(shape[1]) - 0.5
     profile = np.zeros((shape[1], 2))
-    profile[:, 0] = np.clip(4 * 0.05 * y * (14 - y) / 14 ** 2, 0, None)  # parabola, 0 in walls
+    profile[:, 0] = np.clip(4 * 0.05 * y * (14 - y) / 14**2, 0, None)  # parabola, 0 in walls
     params = stepper.params(viscosity=0.05, inlet_velocity=profile, outlet_density=1.0)
-    state = stepper.init(params, walls=lbm.box_walls(shape, ["y-", "y+"]),
-                         obstacle=lbm.cylinder(shape, (15.5, 7.5), 3.0))
+    state = stepper.init(
+        params,
+        walls=lbm.box_walls(shape, ["y-", "y+"]),
+        obstacle=lbm.cylinder(shape, (15.5, 7.5), 3.0),
+    )
     ref, out, ulps = _compare(sharded, params, state, 150)
     assert ulps <= RTOL_ULPS
     assert float(jax.jit(stepper.macroscopic)(ref, params)[1][36, 8, 0]) > 0.02
@@ -151,12 +160,18 @@ def test_taylor_green_run_driver_and_advance(tmp_path):
     sharded = ShardedLBMStepper(stepper, axis=0)
     u0 = _tgv_velocity(stepper.shape)
     ref_params = stepper.params(viscosity=0.02)
-    ref = run(stepper, stepper.init(ref_params, velocity=u0), ref_params, n_steps=100,
-              save_every=50, chunk_steps=100, progress=False)
+    ref = run(
+        stepper,
+        stepper.init(ref_params, velocity=u0),
+        ref_params,
+        n_steps=100,
+        save_every=50,
+        chunk_steps=100,
+        progress=False,
+    )
     params = sharded.params(viscosity=0.02)
     state = sharded.init(params, velocity=u0)
-    res = run(sharded, state, params, n_steps=100, save_every=50, chunk_steps=100,
-              progress=False)
+    res = run(sharded, state, params, n_steps=100, save_every=50, chunk_steps=100, progress=False)
     assert res.steps_done == 100
     assert len(res.state.f.sharding.device_set) == N_DEV
     _close(ref.state.f, res.state.f, stepper.dtype)
@@ -164,8 +179,17 @@ def test_taylor_green_run_driver_and_advance(tmp_path):
         _close_obs(res.frames[name], ref.frames[name], stepper.dtype, name)
     assert res.frames["kinetic_energy"][-1] < 0.9 * res.frames["kinetic_energy"][0]  # decays
     # HDF5 output and a checkpoint of the sharded state (the chunk program is cached).
-    saved = run(sharded, state, params, n_steps=100, save_every=50, chunk_steps=100,
-                progress=False, out=tmp_path / "sharded.h5", checkpoint_every=100)
+    saved = run(
+        sharded,
+        state,
+        params,
+        n_steps=100,
+        save_every=50,
+        chunk_steps=100,
+        progress=False,
+        out=tmp_path / "sharded.h5",
+        checkpoint_every=100,
+    )
     assert saved.path.exists()
     _close(res.state.f, saved.state.f, stepper.dtype)
     # advance: the same steps in one shard_map.
@@ -223,7 +247,13 @@ print("bitwise")
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 ISA flag")
 def test_bitwise_equal_without_fma_contraction():
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_cpu_max_isa=AVX"}
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_BITWISE)], check=False,
-                       capture_output=True,
-                       text=True, env=env, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_BITWISE)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert r.returncode == 0 and "bitwise" in r.stdout, r.stderr[-3000:]

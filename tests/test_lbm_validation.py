@@ -28,8 +28,9 @@ def advance(stepper, state, params, n_steps):
 
 def _cavity(reynolds, n_fluid, lid_speed, collision):
     n = n_fluid + 2
-    stepper = lbm.LBMStepper(lbm.D2Q9, (n, n), collision, periodic=(False, False),
-                             moving_walls=("lid",))
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9, (n, n), collision, periodic=(False, False), moving_walls=("lid",)
+    )
     params = stepper.params(viscosity=lid_speed * n_fluid / reynolds, lid=(lid_speed, 0.0))
     lid = lbm.face((n, n), "y+")
     state = stepper.init(params, walls=lbm.box_walls((n, n)) & ~lid, moving={"lid": lid})
@@ -86,15 +87,19 @@ GHIA_V400_SUSPECT = GHIA_X == 0.9063
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("reynolds, n_fluid, n_steps, tolerance", [
-    # measured max deviations (u, v): Re 400 at L = 96: 0.0131, 0.0126 (v without the
-    # suspect point); Re 1000 at L = 128: 0.0156, 0.0113. The tolerance is the measurement
-    # rounded up: the coarse grids' error, not run-to-run noise (the run is deterministic).
-    (400, 96, 50000, 0.02),
-    (1000, 128, 110000, 0.02),
-])
-def test_lid_driven_cavity_at_higher_reynolds_numbers_matches_ghia(reynolds, n_fluid, n_steps,
-                                                                   tolerance):
+@pytest.mark.parametrize(
+    "reynolds, n_fluid, n_steps, tolerance",
+    [
+        # measured max deviations (u, v): Re 400 at L = 96: 0.0131, 0.0126 (v without the
+        # suspect point); Re 1000 at L = 128: 0.0156, 0.0113. The tolerance is the measurement
+        # rounded up: the coarse grids' error, not run-to-run noise (the run is deterministic).
+        (400, 96, 50000, 0.02),
+        (1000, 128, 110000, 0.02),
+    ],
+)
+def test_lid_driven_cavity_at_higher_reynolds_numbers_matches_ghia(
+    reynolds, n_fluid, n_steps, tolerance
+):
     # TRT (Lambda = 1/4): tau = 0.572 (Re 400) and 0.538 (Re 1000) at U = 0.1. Steady state
     # takes ~40 lid turnovers at Re 400 and ~85 at Re 1000.
     u, v, change = _run_cavity(reynolds, n_fluid, 0.1, lbm.TRT(), n_steps=n_steps, last=10000)
@@ -128,16 +133,21 @@ def test_cylinder_wake_strouhal_number_at_re_100_schafer_turek_2d2():
     d, u_max = 20, 0.075
     h, length = round(4.1 * d), round(22 * d)
     shape = (length, h + 2)
-    stepper = lbm.LBMStepper(lbm.D2Q9, shape, lbm.TRT(), periodic=(False, False), inlet="x-",
-                             outlet="x+")
+    stepper = lbm.LBMStepper(
+        lbm.D2Q9, shape, lbm.TRT(), periodic=(False, False), inlet="x-", outlet="x+"
+    )
     u_bar = 2 * u_max / 3
     y = np.arange(h + 2) - 0.5  # from the lower wall; the wall cells' values are not used
     profile = np.zeros((h + 2, 2))
-    profile[:, 0] = np.clip(4 * u_max * y * (h - y) / h ** 2, 0.0, None)
+    profile[:, 0] = np.clip(4 * u_max * y * (h - y) / h**2, 0.0, None)
     params = stepper.params(u_bar * d / 100, inlet_velocity=profile)
     cylinder = lbm.cylinder(shape, (2 * d, 0.5 + 2 * d), d / 2)
-    state = stepper.init(params, walls=lbm.box_walls(shape, ["y-", "y+"]), obstacle=cylinder,
-                         velocity=np.broadcast_to(profile, shape + (2,)))
+    state = stepper.init(
+        params,
+        walls=lbm.box_walls(shape, ["y-", "y+"]),
+        obstacle=cylinder,
+        velocity=np.broadcast_to(profile, shape + (2,)),
+    )
     state = advance(stepper, state, params, 20000)
     every, samples = 10, 1500
 
@@ -146,6 +156,7 @@ def test_cylinder_wake_strouhal_number_at_re_100_schafer_turek_2d2():
         def chunk(s, _):
             s = advance(stepper, s, params, every)
             return s, stepper.obstacle_force(s)[1]
+
         return jax.lax.scan(chunk, state, None, length=samples)
 
     _, f_lift = lift(state, params)

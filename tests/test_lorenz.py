@@ -19,8 +19,9 @@ def _scipy_reference(y0, t_eval, sigma=10.0, rho=28.0, beta=8 / 3):
     def f(t, y):
         return [sigma * (y[1] - y[0]), y[0] * (rho - y[2]) - y[1], y[0] * y[1] - beta * y[2]]
 
-    return solve_ivp(f, (0.0, t_eval[-1]), y0, method="DOP853", rtol=1e-13, atol=1e-13,
-                     t_eval=t_eval).y.T
+    return solve_ivp(
+        f, (0.0, t_eval[-1]), y0, method="DOP853", rtol=1e-13, atol=1e-13, t_eval=t_eval
+    ).y.T
 
 
 def test_driver_ensemble_matches_tight_reference(tmp_h5):
@@ -28,8 +29,15 @@ def test_driver_ensemble_matches_tight_reference(tmp_h5):
     y0 = rng.normal(size=(6, 3)) * 5 + np.array([[0.0, 0.0, 25.0]])
     params = {"sigma": jnp.asarray(10.0), "rho": jnp.asarray(28.0), "beta": jnp.asarray(8 / 3)}
     stepper = ODEStepper(lorenz_problem.lorenz, dt=1e-3)
-    run(stepper, stepper.init(jnp.asarray(y0), params), params, n_steps=2000, save_every=250,
-        out=tmp_h5, progress=False)
+    run(
+        stepper,
+        stepper.init(jnp.asarray(y0), params),
+        params,
+        n_steps=2000,
+        save_every=250,
+        out=tmp_h5,
+        progress=False,
+    )
     with h5py.File(tmp_h5, "r") as f:
         t, y = f["time"][:], f["y"][:]
     for m in range(len(y0)):
@@ -45,8 +53,14 @@ def test_parameter_sweep_members_use_their_own_parameters():
     params = {"sigma": jnp.full(3, 10.0), "rho": rho, "beta": jnp.full(3, 8 / 3)}
     y0 = np.tile([1.0, 1.0, 1.0], (3, 1))
     stepper = ODEStepper(lorenz_problem.lorenz, dt=1e-3, params_batched=True)
-    res = run(stepper, stepper.init(jnp.asarray(y0), params), params, n_steps=1000, save_every=500,
-              progress=False)
+    res = run(
+        stepper,
+        stepper.init(jnp.asarray(y0), params),
+        params,
+        n_steps=1000,
+        save_every=500,
+        progress=False,
+    )
     for m in range(3):
         ref = _scipy_reference(y0[m], np.array([0.0, 0.5, 1.0]), rho=float(rho[m]))
         np.testing.assert_allclose(res.frames["y"][:, m], ref, atol=1e-7)
@@ -55,8 +69,22 @@ def test_parameter_sweep_members_use_their_own_parameters():
 def test_problem_script_writes_xarray_readable_file(tmp_h5, capsys):
     import xarray as xr
 
-    assert lorenz_problem.main(["--members", "16", "--t1", "1", "--save-every", "100",
-                                "--out", str(tmp_h5), "--no-progress"]) == 0
+    assert (
+        lorenz_problem.main(
+            [
+                "--members",
+                "16",
+                "--t1",
+                "1",
+                "--save-every",
+                "100",
+                "--out",
+                str(tmp_h5),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "16 members, 1000 steps" in out
     ds = xr.open_dataset(tmp_h5, engine="h5netcdf")
@@ -65,29 +93,46 @@ def test_problem_script_writes_xarray_readable_file(tmp_h5, capsys):
     ds.close()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--dt", "-0.001"], "--dt must be > 0"),
-    (["--dt", "0"], "--dt must be > 0"),
-    (["--members", "0"], "--members must be > 0"),
-    (["--t1", "-1"], "--t1 must be > 0"),
-    (["--t1", "1.0005"], "multiple of --dt"),
-    (["--save-every", "300", "--t1", "1"], "not a multiple of --save-every"),
-    (["--resume"], "--resume needs --out"),
-    (["--chunk-steps", "50000", "--t1", "1", "--save-every", "100"], "larger than the run"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--dt", "-0.001"], "--dt must be > 0"),
+        (["--dt", "0"], "--dt must be > 0"),
+        (["--members", "0"], "--members must be > 0"),
+        (["--t1", "-1"], "--t1 must be > 0"),
+        (["--t1", "1.0005"], "multiple of --dt"),
+        (["--save-every", "300", "--t1", "1"], "not a multiple of --save-every"),
+        (["--resume"], "--resume needs --out"),
+        (["--chunk-steps", "50000", "--t1", "1", "--save-every", "100"], "larger than the run"),
+    ],
+)
 def test_problem_bad_options(argv, match, tmp_path):
     with pytest.raises(SimkitInputError, match=match):
-        lorenz_problem.main([*argv, "--out", str(tmp_path / "x.h5")] if "--resume" not in argv else argv)
+        lorenz_problem.main(
+            [*argv, "--out", str(tmp_path / "x.h5")] if "--resume" not in argv else argv
+        )
 
 
 def test_problem_refuses_existing_and_missing_folder(tmp_h5, tmp_path):
     tmp_h5.write_bytes(b"precious")
     with pytest.raises(SimkitInputError, match="already exists"):
-        lorenz_problem.main(["--members", "4", "--t1", "0.1", "--save-every", "10", "--out", str(tmp_h5)])
+        lorenz_problem.main(
+            ["--members", "4", "--t1", "0.1", "--save-every", "10", "--out", str(tmp_h5)]
+        )
     assert tmp_h5.read_bytes() == b"precious"
     with pytest.raises(SimkitInputError, match="does not exist"):
-        lorenz_problem.main(["--members", "4", "--t1", "0.1", "--save-every", "10",
-                             "--out", str(tmp_path / "no" / "x.h5")])
+        lorenz_problem.main(
+            [
+                "--members",
+                "4",
+                "--t1",
+                "0.1",
+                "--save-every",
+                "10",
+                "--out",
+                str(tmp_path / "no" / "x.h5"),
+            ]
+        )
 
 
 def test_lyapunov_exponent_from_ensemble_divergence(tmp_h5, capsys):

@@ -26,8 +26,9 @@ N = POSITIONS.shape[0]
 THERMO_TRAJ = (("thermo", 10), ("trajectory", 500))
 
 
-def _system(dtype=jnp.float32, shift="energy", dt=0.005, cls=md.VelocityVerlet, kT0=1.44,
-            seed=0, **kw):
+def _system(
+    dtype=jnp.float32, shift="energy", dt=0.005, cls=md.VelocityVerlet, kT0=1.44, seed=0, **kw
+):
     lj = md.LennardJones(cutoff=2.5, shift=shift)
     params = lj.params(dtype)
     stepper = cls(lj, box=BOX, dt=dt, skin=0.3, **kw)
@@ -60,6 +61,7 @@ def _nve(dtype, n_steps):
 # fitted change over the run must stay below 5x the larger estimate scaled to the run length;
 # the fluctuation about the fit below 1e-3 per particle (the shadow-energy estimate
 # dt^2 <|F|^2> / 12 ~ 3e-4 with <|F|^2> ~ 150 at this state, x3).
+
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_nve_energy_conservation_with_energy_shift_short(dtype):
@@ -109,11 +111,15 @@ def test_msd_of_a_non_interacting_gas_is_ballistic():
     # float32: unwrapped positions ~30 carry rounding ~30 * 6e-8 per coordinate, relative
     # error of the MSD ~1e-5 at t = 10 (MSD ~ 400); 1e-4 relative tolerance.
     np.testing.assert_allclose(np.asarray(frames["msd"]), v2 * t**2, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(md.mean_squared_displacement(
-        final.positions, final.image, final.origin, BOX)), v2 * 100.0, rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(md.mean_squared_displacement(final.positions, final.image, final.origin, BOX)),
+        v2 * 100.0,
+        rtol=1e-4,
+    )
 
 
 # ------------------------------------------------------------------------- thermostats
+
 
 def _thermostatted(cls, **kw):
     stepper, state, params = _system(cls=cls, **kw)
@@ -161,6 +167,7 @@ def test_nose_hoover_chain_reaches_target_temperature_and_conserves_its_energy()
 
 # ----------------------------------------------------------------------- minimisation
 
+
 def test_fire_relaxes_a_perturbed_lattice_to_the_lattice_energy():
     lj = md.LennardJones(cutoff=2.5)
     params = lj.params(jnp.float64)
@@ -169,7 +176,8 @@ def test_fire_relaxes_a_perturbed_lattice_to_the_lattice_energy():
     state = fire.init(POSITIONS.astype(jnp.float64) + noise, params)
     e0 = fire.thermo(state, params)["potential_energy"]
     final, converged = jax.jit(md.minimise, static_argnums=0, static_argnames=("ftol",))(
-        fire, state, params, ftol=1e-4)
+        fire, state, params, ftol=1e-4
+    )
     assert bool(converged)
     assert float(jnp.max(jnp.linalg.norm(final.forces, axis=-1))) < 1e-4
     u = float(fire.thermo(final, params)["potential_energy"])
@@ -181,14 +189,18 @@ def test_fire_relaxes_a_perturbed_lattice_to_the_lattice_energy():
 
 # ------------------------------------------------------------------------- gradients
 
+
 def test_grad_of_potential_energy_wrt_epsilon_and_sigma_equals_finite_differences():
     stepper, state, params = _system(jnp.float64, shift="force")
-    x = state.positions + jnp.asarray(np.random.default_rng(1).normal(0, 0.05, state.positions.shape))
+    x = state.positions + jnp.asarray(
+        np.random.default_rng(1).normal(0, 0.05, state.positions.shape)
+    )
 
     @jax.jit
     def energy(p):
-        return md.energy(stepper.potential, p, x, state.neighbors.idx, state.species,
-                         jnp.asarray(BOX))
+        return md.energy(
+            stepper.potential, p, x, state.neighbors.idx, state.species, jnp.asarray(BOX)
+        )
 
     g = jax.grad(energy)(params)
     for name in ("epsilon", "sigma"):
@@ -226,11 +238,15 @@ def test_grad_through_a_short_trajectory_wrt_epsilon_equals_finite_differences()
 
 # ------------------------------------------------------------------------------- vmap
 
+
 def test_vmap_of_the_step_over_replicas_equals_separate_runs():
     stepper, _, params = _system()
-    states = [stepper.init(POSITIONS, params, md.maxwell_boltzmann(jax.random.key(s),
-                                                                    POSITIONS.shape, kT=1.44))
-              for s in range(4)]
+    states = [
+        stepper.init(
+            POSITIONS, params, md.maxwell_boltzmann(jax.random.key(s), POSITIONS.shape, kT=1.44)
+        )
+        for s in range(4)
+    ]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     run = jax.jit(jax.vmap(lambda s: simulate(stepper, s, params, 200, 1)))
     finals, frames = run(stacked)
@@ -239,8 +255,10 @@ def test_vmap_of_the_step_over_replicas_equals_separate_runs():
         # Batched kernels may sum in another order (XLA vectorises across the replica axis):
         # float32 rounding 1e-7 amplified by the LJ liquid's Lyapunov growth e^(lambda t),
         # lambda ~ 5 / tau over 1 tau (Allen & Tildesley 2017, sec. 3.6), gives < 1e-4.
-        np.testing.assert_allclose(np.asarray(finals.positions[r]), np.asarray(final.positions),
-                                   atol=1e-3)
-        np.testing.assert_allclose(np.asarray(frames["total_energy"][r]),
-                                   np.asarray(fr["total_energy"]), atol=1e-4)
+        np.testing.assert_allclose(
+            np.asarray(finals.positions[r]), np.asarray(final.positions), atol=1e-3
+        )
+        np.testing.assert_allclose(
+            np.asarray(frames["total_energy"][r]), np.asarray(fr["total_energy"]), atol=1e-4
+        )
         assert int(finals.neighbors.n_builds[r]) == int(final.neighbors.n_builds)

@@ -29,8 +29,11 @@ _build = jax.jit(md.build_neighbor_list, static_argnums=(1, 2, 3, 4, 5))
 
 def _grid(box):
     """The cell grid a stepper with this box uses (None: the all-pairs build)."""
-    return md.VelocityVerlet(md.LennardJones(cutoff=CUTOFF), box=box, dt=0.005, skin=SKIN).grid \
-        if box is not None else None
+    return (
+        md.VelocityVerlet(md.LennardJones(cutoff=CUTOFF), box=box, dt=0.005, skin=SKIN).grid
+        if box is not None
+        else None
+    )
 
 
 def _uniform(seed, n, box):
@@ -84,7 +87,8 @@ def _assert_list_equals_brute_force(idx, x, box):
         r = pair_distances(x, box, diff)
         assert np.all(np.abs(r - R_LIST) < 1e-5 * R_LIST), (
             f"{len(got - ref)} extra and {len(ref - got)} missing pairs, e.g. "
-            f"{sorted(diff)[:5]} at r = {r[:5]}")
+            f"{sorted(diff)[:5]} at r = {r[:5]}"
+        )
     rows = np.asarray(idx)
     n = rows.shape[0]
     for i in range(n):  # no duplicates, no self pairs
@@ -126,6 +130,7 @@ def test_neighbor_list_overflow_flag_is_set_when_cell_capacity_is_too_small():
 
 # ------------------------------------------------------------------ lists inside a stepper
 
+
 @pytest.fixture(scope="module")
 def lattice_stepper():
     positions, box = md.lattice("fcc", 4, density=0.8442)
@@ -145,12 +150,14 @@ def _run_every_step(lattice_stepper, velocities):
 def thermal_run(lattice_stepper):
     """256 LJ particles at rho 0.8442 from a lattice at kT = 1.44 (float32), 200 steps."""
     positions = lattice_stepper[1]
-    return _run_every_step(lattice_stepper, md.maxwell_boltzmann(jax.random.key(3),
-                                                                 positions.shape, kT=1.44))
+    return _run_every_step(
+        lattice_stepper, md.maxwell_boltzmann(jax.random.key(3), positions.shape, kT=1.44)
+    )
 
 
-def test_neighbor_list_stepper_forces_equal_brute_force_after_many_steps(lattice_stepper,
-                                                                        thermal_run):
+def test_neighbor_list_stepper_forces_equal_brute_force_after_many_steps(
+    lattice_stepper, thermal_run
+):
     state, _ = thermal_run
     box = lattice_stepper[3]
     assert int(state.neighbors.n_builds) > 5  # many rebuilds happened on the way
@@ -174,7 +181,8 @@ def test_neighbor_list_not_rebuilt_when_nothing_moves(lattice_stepper):
 
 
 def test_neighbor_list_rebuilt_exactly_when_a_particle_moved_more_than_half_the_skin(
-        lattice_stepper):
+    lattice_stepper,
+):
     positions = lattice_stepper[1]
     # uniform drift 0.7 along x: the lattice stays perfect (zero forces); a particle has moved
     # 0.0035 k after k steps, > skin / 2 = 0.15 first at k = 43: rebuilds at steps 43, 86,
@@ -183,8 +191,10 @@ def test_neighbor_list_rebuilt_exactly_when_a_particle_moved_more_than_half_the_
     final, _ = _run_every_step(lattice_stepper, v)
     assert int(final.neighbors.n_builds) == 5
 
-def test_neighbor_list_rebuild_count_follows_the_skin_rule_in_thermal_motion(lattice_stepper,
-                                                                             thermal_run):
+
+def test_neighbor_list_rebuild_count_follows_the_skin_rule_in_thermal_motion(
+    lattice_stepper, thermal_run
+):
     # replay the rule on the host from the saved positions of every step
     positions, box = lattice_stepper[1], lattice_stepper[3]
     final, frames = thermal_run

@@ -27,7 +27,10 @@ _energy_virial = jax.jit(md.energy_virial, static_argnums=0)
 _energy = jax.jit(md.energy, static_argnums=0)
 _grad_all_pairs = jax.jit(
     lambda potential, p, x, species, box: jax.grad(
-        lambda x: md.energy_all_pairs(potential, p, x, species, box))(x), static_argnums=0)
+        lambda x: md.energy_all_pairs(potential, p, x, species, box)
+    )(x),
+    static_argnums=0,
+)
 
 
 def _all_pairs_idx(n):
@@ -42,6 +45,7 @@ def _random_config(seed, n, box, min_distance=0.8, dim=3):
 
 
 # ------------------------------------------------------------------------------------ space
+
 
 def test_space_displacement_is_minimum_image_periodic_and_plain_difference_in_free_space():
     rng = np.random.default_rng(0)
@@ -73,10 +77,12 @@ def test_space_wrap_counts_images_and_unwrap_of_wrap_is_identity(dtype):
     assert np.all(w >= 0) and np.all(w < box), "wrapped positions must lie in [0, L)"
     # unwrap(wrap(x)) == x up to the rounding of x - k L: |x| <= 40, so a few ulp of 40
     tol = 4 * 40 * float(jnp.finfo(dtype).eps)
-    np.testing.assert_allclose(np.asarray(md.unwrap(wrapped, image, box_a)), np.asarray(x),
-                               atol=tol)
-    np.testing.assert_array_equal(np.asarray(image),
-                                  np.floor(np.asarray(x, np.float64) / box).astype(int))
+    np.testing.assert_allclose(
+        np.asarray(md.unwrap(wrapped, image, box_a)), np.asarray(x), atol=tol
+    )
+    np.testing.assert_array_equal(
+        np.asarray(image), np.floor(np.asarray(x, np.float64) / box).astype(int)
+    )
     # image counts accumulate from a given start
     w2, im2 = md.wrap(wrapped + 2 * box_a[None, :], box_a, image)
     np.testing.assert_array_equal(np.asarray(im2), np.asarray(image) + 2)
@@ -92,8 +98,7 @@ def test_space_wrap_just_below_zero_in_float32_keeps_unwrap_exact():
     x = jnp.asarray([[-1e-9, -1e-8, -1e-7]], jnp.float32)
     wrapped, image = md.wrap(x, box)
     assert np.all(np.asarray(wrapped) >= 0) and np.all(np.asarray(wrapped) < 4.0)
-    np.testing.assert_allclose(np.asarray(md.unwrap(wrapped, image, box)), np.asarray(x),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(md.unwrap(wrapped, image, box)), np.asarray(x), atol=1e-6)
 
 
 def test_space_displacement_is_differentiable_in_positions_and_box():
@@ -119,6 +124,7 @@ def test_space_displacement_is_differentiable_in_positions_and_box():
 
 
 # ------------------------------------------------------------------------------- potentials
+
 
 def _u(potential, p, r):
     r = jnp.asarray(r, F64)
@@ -216,27 +222,50 @@ def test_potential_morse_soft_sphere_and_pair_function_match_their_formulas():
         ref = np.where(r < 1.2, 3.0 / alpha * np.clip(1 - r / 1.2, 0, None) ** alpha, 0.0)
         u, du = _u(soft, ps, r)
         np.testing.assert_allclose(u, ref, rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(du, np.where(r < 1.2, -3.0 / 1.2 * np.clip(1 - r / 1.2, 0, None)
-                                                ** (alpha - 1), 0.0), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            du,
+            np.where(r < 1.2, -3.0 / 1.2 * np.clip(1 - r / 1.2, 0, None) ** (alpha - 1), 0.0),
+            rtol=1e-12,
+            atol=1e-15,
+        )
 
-    yukawa = md.PairFunction(fn=lambda r, A, kappa: A * jnp.exp(-kappa * r) / r, cutoff=2.5,
-                             shift="energy", param_names=("A", "kappa"), defaults=(1.0, 1.0))
+    yukawa = md.PairFunction(
+        fn=lambda r, A, kappa: A * jnp.exp(-kappa * r) / r,
+        cutoff=2.5,
+        shift="energy",
+        param_names=("A", "kappa"),
+        defaults=(1.0, 1.0),
+    )
     py = yukawa.params(F64, A=2.0, kappa=1.5)
-    yk = lambda r: 2.0 * np.exp(-1.5 * r) / r
+
+    def yk(r):
+        return 2.0 * np.exp(-1.5 * r) / r
+
     u, du = _u(yukawa, py, r)
     np.testing.assert_allclose(u, np.where(r < 2.5, yk(r) - yk(2.5), 0.0), rtol=1e-12)
     np.testing.assert_allclose(
-        du, np.where(r < 2.5, -2.0 * np.exp(-1.5 * r) * (1.5 * r + 1) / r**2, 0.0), rtol=1e-12)
+        du, np.where(r < 2.5, -2.0 * np.exp(-1.5 * r) * (1.5 * r + 1) / r**2, 0.0), rtol=1e-12
+    )
 
 
 def test_potential_pair_function_docstring_example_with_positional_fn():
-    yukawa = md.PairFunction(lambda r, A, kappa: A * jnp.exp(-kappa * r) / r, cutoff=4.0,
-                             shift="energy", param_names=("A", "kappa"), defaults=(1.0, 1.0))
+    yukawa = md.PairFunction(
+        lambda r, A, kappa: A * jnp.exp(-kappa * r) / r,
+        cutoff=4.0,
+        shift="energy",
+        param_names=("A", "kappa"),
+        defaults=(1.0, 1.0),
+    )
     assert yukawa.cutoff == 4.0
 
 
-_YUKAWA = md.PairFunction(fn=lambda r, A, kappa: A * jnp.exp(-kappa * r) / r, cutoff=2.5,
-                          shift="force", param_names=("A", "kappa"), defaults=(1.0, 1.0))
+_YUKAWA = md.PairFunction(
+    fn=lambda r, A, kappa: A * jnp.exp(-kappa * r) / r,
+    cutoff=2.5,
+    shift="force",
+    param_names=("A", "kappa"),
+    defaults=(1.0, 1.0),
+)
 _POTENTIALS = {  # LennardJones "none" is checked against the numpy pair sum below
     "lj-energy": (md.LennardJones(cutoff=2.5, shift="energy"), {"sigma": 1.05}),
     "lj-force": (md.LennardJones(cutoff=2.2, shift="force"), {"epsilon": 0.7}),
@@ -266,8 +295,9 @@ def test_potential_forces_equal_minus_grad_of_all_pairs_energy(name):
         assert float(jnp.max(jnp.abs(f))) > 0.1  # an interacting configuration
         # Same float64 pair terms summed in another order / by reverse- vs forward-mode: they
         # agree to ~K eps |F| (K <= 63 terms a row); 1e-11 of the largest force is ample.
-        np.testing.assert_allclose(np.asarray(f), np.asarray(g),
-                                   atol=1e-11 * float(jnp.max(jnp.abs(f))))
+        np.testing.assert_allclose(
+            np.asarray(f), np.asarray(g), atol=1e-11 * float(jnp.max(jnp.abs(f)))
+        )
 
 
 @pytest.mark.parametrize("shift", ["none", "energy", "force"])
@@ -318,12 +348,25 @@ def test_potential_lj_tail_corrections_equal_numerical_integrals(cutoff):
     p = lj.params(F64, epsilon=0.9, sigma=1.1)
 
     def u_int(e, s):
-        return 2 * np.pi * rho * integrate.quad(lambda r: r * r * _lj(r, e, s), cutoff,
-                                                np.inf, epsabs=1e-14, epsrel=1e-12)[0]
+        return (
+            2
+            * np.pi
+            * rho
+            * integrate.quad(
+                lambda r: r * r * _lj(r, e, s), cutoff, np.inf, epsabs=1e-14, epsrel=1e-12
+            )[0]
+        )
 
     def p_int(e, s):
-        return -2 / 3 * np.pi * rho**2 * integrate.quad(lambda r: r**3 * _lj_dr(r, e, s), cutoff,
-                                                       np.inf, epsabs=1e-14, epsrel=1e-12)[0]
+        return (
+            -2
+            / 3
+            * np.pi
+            * rho**2
+            * integrate.quad(
+                lambda r: r**3 * _lj_dr(r, e, s), cutoff, np.inf, epsabs=1e-14, epsrel=1e-12
+            )[0]
+        )
 
     assert float(lj.tail_energy(rho, p)) == pytest.approx(u_int(0.9, 1.1), rel=1e-9)
     assert float(lj.tail_pressure(rho, p)) == pytest.approx(p_int(0.9, 1.1), rel=1e-9)
@@ -364,4 +407,5 @@ def test_potential_virial_pressure_equals_minus_dU_dV_under_uniform_scaling(dim,
     # pressure = (2 KE + W) / (D V)
     ke = jnp.asarray(12.5, F64)
     assert float(md.pressure(ke, w, jnp.asarray(box, F64))) == pytest.approx(
-        (2 * 12.5 - du_ds) / (dim * np.prod(box)), rel=1e-6)
+        (2 * 12.5 - du_ds) / (dim * np.prod(box)), rel=1e-6
+    )

@@ -73,22 +73,22 @@ def test_nist_lj_fluid_nvt_energy_and_pressure_at_T_0_85(rho):
     params = lj.params()
     key = jax.random.key(int(rho * 1000))
     liquid = rho > 0.5
-    melt = md.Langevin(lj, box=box, dt=0.005, skin=0.3, kT=2.0, gamma=1.0,
-                       tail_correction=True)
+    melt = md.Langevin(lj, box=box, dt=0.005, skin=0.3, kT=2.0, gamma=1.0, tail_correction=True)
     # A vapour forms transient clusters far denser than its mean density, which would overflow
     # capacities sized from the mean (this test runs `simulate`, without the driver's regrowth):
     # give it liquid-sized ones.
     room = {} if liquid else {"capacity": 128, "cell_capacity": 48}
-    state = melt.init(positions, params, md.maxwell_boltzmann(key, positions.shape, kT=2.0),
-                      key=key, **room)
+    state = melt.init(
+        positions, params, md.maxwell_boltzmann(key, positions.shape, kT=2.0), key=key, **room
+    )
     if liquid:
         state, _ = trajectory(melt, 2000, 2000)(state, params)
-    stepper = md.Langevin(lj, box=box, dt=0.005, skin=0.3, kT=0.85, gamma=1.0,
-                          tail_correction=True)
+    stepper = md.Langevin(lj, box=box, dt=0.005, skin=0.3, kT=0.85, gamma=1.0, tail_correction=True)
     state, _ = trajectory(stepper, 4000, 4000)(state, params)  # equilibrate 20 tau
     n_prod = 20_000 if liquid else 30_000
     state, frames = trajectory(stepper, n_prod, (("thermo", 20), ("trajectory", n_prod)))(
-        state, params)
+        state, params
+    )
     assert not bool(state.neighbors.overflow)
     u, u_se = block_mean_se(frames["potential_energy"], 20)
     # Pressure by the virial route at the thermostat's kT, as NIST's NVT Monte Carlo computes it:
@@ -99,8 +99,10 @@ def test_nist_lj_fluid_nvt_energy_and_pressure_at_T_0_85(rho):
     p_virial = np.asarray(frames["pressure"], np.float64) + rho * (0.85 - t_kin)
     p, p_se = block_mean_se(p_virial, 20)
     t, _ = block_mean_se(t_kin, 20)
-    print(f"rho {rho}: U/N {u:.5f} +- {u_se:.5f} (NIST {u_ref} +- {u_sd}); p {p:.5f} +- "
-          f"{p_se:.5f} (NIST {p_ref} +- {p_sd}); T {t:.4f}")
+    print(
+        f"rho {rho}: U/N {u:.5f} +- {u_se:.5f} (NIST {u_ref} +- {u_sd}); p {p:.5f} +- "
+        f"{p_se:.5f} (NIST {p_ref} +- {p_sd}); T {t:.4f}"
+    )
     assert abs(t - 0.85) < 0.01
     if liquid:
         assert float(frames["msd"][-1]) > 1.0  # melted: particles diffuse

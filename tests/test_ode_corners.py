@@ -17,7 +17,13 @@ import optimistix as optx
 import pytest
 
 from simkit.ode import (
-    ODEProblem, Rodas5, Rodas5P, solve, solve_ensemble, solve_ensemble_fused, solve_stiff,
+    ODEProblem,
+    Rodas5,
+    Rodas5P,
+    solve,
+    solve_ensemble,
+    solve_ensemble_fused,
+    solve_stiff,
     solve_stiff_ensemble,
 )
 
@@ -46,8 +52,17 @@ Y0 = jnp.array([1.3])
 def _diffeqsolve(solver, t0, t1, y0=Y0, params=PARAMS, ts=None, **kwargs):
     saveat = diffrax.SaveAt(ts=ts, dense=True) if ts is not None else diffrax.SaveAt(t1=True)
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(forced), solver, jnp.asarray(t0), jnp.asarray(t1), None, y0,
-        args=params, saveat=saveat, stepsize_controller=diffrax.PIDController(**TOL), **kwargs)
+        diffrax.ODETerm(forced),
+        solver,
+        jnp.asarray(t0),
+        jnp.asarray(t1),
+        None,
+        y0,
+        args=params,
+        saveat=saveat,
+        stepsize_controller=diffrax.PIDController(**TOL),
+        **kwargs,
+    )
 
 
 # --- reverse time, dense output ---------------------------------------------------------------
@@ -79,8 +94,9 @@ def test_rodas_reverse_time_round_trip():
 def test_rodas_event_root_found_by_solve():
     # y' = -y, y(0) = 1 crosses 1/2 at t = ln 2; the root is found on Rodas' dense output.
     prob = ODEProblem(lambda t, y, k: -k * y, jnp.array([1.0]), jnp.asarray(1.0), 0.0, 5.0)
-    event = diffrax.Event(lambda t, y, args, **kw: y[0] - 0.5,
-                          root_finder=optx.Newton(rtol=1e-12, atol=1e-12))
+    event = diffrax.Event(
+        lambda t, y, args, **kw: y[0] - 0.5, root_finder=optx.Newton(rtol=1e-12, atol=1e-12)
+    )
     sol = solve(prob, stiff=True, event=event, rtol=1e-10, atol=1e-12)
     assert sol.result == diffrax.RESULTS.event_occurred
     np.testing.assert_allclose(sol.ts[-1], np.log(2.0), rtol=1e-9)
@@ -99,7 +115,7 @@ def _exact_grad(t0=0.0, t1=1.5):
 
 
 def _assert_tree_close(got, want, rtol):
-    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=False):
         np.testing.assert_allclose(g, w, rtol=rtol)
 
 
@@ -137,9 +153,18 @@ def test_rodas_implicit_adjoint_at_a_steady_state():
     def loss(p):
         term = diffrax.ODETerm(lambda t, y, p: -p["k"] * (y - p["a"]))
         event = diffrax.Event(diffrax.steady_state_event(rtol=1e-10, atol=1e-10))
-        sol = diffrax.diffeqsolve(term, Rodas5(), 0.0, jnp.inf, 0.1, jnp.array([3.0]), args=p,
-                                  event=event, adjoint=diffrax.ImplicitAdjoint(),
-                                  stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+        sol = diffrax.diffeqsolve(
+            term,
+            Rodas5(),
+            0.0,
+            jnp.inf,
+            0.1,
+            jnp.array([3.0]),
+            args=p,
+            event=event,
+            adjoint=diffrax.ImplicitAdjoint(),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+        )
         return sol.ys[-1, 0]
 
     grad = jax.grad(loss)(PARAMS)
@@ -157,8 +182,9 @@ def _with(params):
 
 
 def _exact_grads(ks):
-    return jax.vmap(lambda k: jax.grad(lambda p: exact(1.5, 0.0, Y0[0], p))(
-        {"k": k, "a": PARAMS["a"]}))(ks)
+    return jax.vmap(
+        lambda k: jax.grad(lambda p: exact(1.5, 0.0, Y0[0], p))({"k": k, "a": PARAMS["a"]})
+    )(ks)
 
 
 KS = jnp.array([1.0, 2.0, 4.0])
@@ -182,8 +208,9 @@ def test_solve_stiff_vmap_of_grad():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("solver", [None, Rodas5P(), diffrax.Tsit5()],
-                         ids=["Rodas5", "Rodas5P", "Tsit5"])
+@pytest.mark.parametrize(
+    "solver", [None, Rodas5P(), diffrax.Tsit5()], ids=["Rodas5", "Rodas5P", "Tsit5"]
+)
 def test_solve_vmap_grad_jacfwd(solver):
     stiff = solver is None
 
@@ -232,18 +259,23 @@ def _pair_field(t, y, p):  # (u, v): u' = -k u + a cos t, v' = u (v(t) = integra
     return (-p["k"] * u + p["a"] * jnp.cos(t), u)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, pytest.param(jnp.float64,
-                                                             marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dtype", [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.slow)])
 def test_rodas_pytree_state_under_strict_promotion(dtype):
     p = jax.tree_util.tree_map(lambda x: x.astype(dtype), PARAMS)
     y0 = (jnp.asarray(1.3, dtype), jnp.zeros((1,), dtype))
     rtol = 1e-5 if dtype == jnp.float32 else 1e-10
     with jax.numpy_dtype_promotion("strict"):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(_pair_field), Rodas5P(), jnp.asarray(0.0, dtype),
-            jnp.asarray(1.5, dtype), None, y0, args=p,
+            diffrax.ODETerm(_pair_field),
+            Rodas5P(),
+            jnp.asarray(0.0, dtype),
+            jnp.asarray(1.5, dtype),
+            None,
+            y0,
+            args=p,
             saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 1.5, 4, dtype=dtype)),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol))
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol),
+        )
     assert sol.ys[0].dtype == dtype and sol.ys[1].dtype == dtype
     u_ref = exact(jnp.linspace(0.0, 1.5, 4), 0.0, 1.3, PARAMS)
     np.testing.assert_allclose(sol.ys[0], u_ref, rtol=100 * rtol)
@@ -261,8 +293,15 @@ def test_rodas_mixed_dtype_leaves():
         u, v = y
         return (-2.0 * u, u.astype(jnp.float32) * jnp.ones((1,), jnp.float32))
 
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), Rodas5(), t0, t1, dt0, y0,
-                              stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        Rodas5(),
+        t0,
+        t1,
+        dt0,
+        y0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6),
+    )
     assert sol.ys[0].dtype == jnp.float64 and sol.ys[1].dtype == jnp.float32
     np.testing.assert_allclose(sol.ys[1][-1], [1.3 * (1 - np.exp(-2.0)) / 2], rtol=1e-4)
 

@@ -17,9 +17,8 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import simkit
-from simkit.ode import ODEProblem, solve_ensemble, solve_ensemble_fused
 from simkit.ensemble import sharded_call
-from simkit.ode import _fused
+from simkit.ode import ODEProblem, _fused, solve_ensemble, solve_ensemble_fused
 from simkit.ode._tableau import DOPRI5, TABLEAUS, TSIT5
 
 LORENZ_P = jnp.array([10.0, 28.0, 8.0 / 3.0])
@@ -57,9 +56,18 @@ def lorenz_problem(t1=1.0):
 
 def diffrax_lorenz(y0, p, solver, controller, dt0, ts, t1=1.0):
     def one(y, pp):
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(lorenz), solver, 0.0, t1, dt0, y, args=pp,
-                                  saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller,
-                                  max_steps=100_000)
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lorenz),
+            solver,
+            0.0,
+            t1,
+            dt0,
+            y,
+            args=pp,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=controller,
+            max_steps=100_000,
+        )
         return sol.ys, sol.stats["num_steps"]
 
     return jax.jit(jax.vmap(one))(y0, p)
@@ -73,13 +81,22 @@ def _order_conditions(A, b, c):
     e = np.ones_like(c)
     Ac = A @ c
     rows = [
-        (1, b @ e, 1), (2, b @ c, 1 / 2),
-        (3, b @ c**2, 1 / 3), (3, b @ Ac, 1 / 6),
-        (4, b @ c**3, 1 / 4), (4, b @ (c * Ac), 1 / 8), (4, b @ (A @ c**2), 1 / 12),
+        (1, b @ e, 1),
+        (2, b @ c, 1 / 2),
+        (3, b @ c**2, 1 / 3),
+        (3, b @ Ac, 1 / 6),
+        (4, b @ c**3, 1 / 4),
+        (4, b @ (c * Ac), 1 / 8),
+        (4, b @ (A @ c**2), 1 / 12),
         (4, b @ (A @ Ac), 1 / 24),
-        (5, b @ c**4, 1 / 5), (5, b @ (c**2 * Ac), 1 / 10), (5, b @ (c * (A @ c**2)), 1 / 15),
-        (5, b @ (c * (A @ Ac)), 1 / 30), (5, b @ Ac**2, 1 / 20), (5, b @ (A @ c**3), 1 / 20),
-        (5, b @ (A @ (c * Ac)), 1 / 40), (5, b @ (A @ (A @ c**2)), 1 / 60),
+        (5, b @ c**4, 1 / 5),
+        (5, b @ (c**2 * Ac), 1 / 10),
+        (5, b @ (c * (A @ c**2)), 1 / 15),
+        (5, b @ (c * (A @ Ac)), 1 / 30),
+        (5, b @ Ac**2, 1 / 20),
+        (5, b @ (A @ c**3), 1 / 20),
+        (5, b @ (A @ (c * Ac)), 1 / 40),
+        (5, b @ (A @ (A @ c**2)), 1 / 60),
         (5, b @ (A @ (A @ Ac)), 1 / 120),
     ]
     return [(order, abs(val - want)) for order, val, want in rows]
@@ -112,10 +129,9 @@ def test_tsit5_dopri5_match_diffrax_tableaus():
     for tab, theirs in ((TSIT5, diffrax.Tsit5.tableau), (DOPRI5, diffrax.Dopri5.tableau)):
         np.testing.assert_allclose(tab.b, theirs.b_sol, rtol=1e-15, atol=1e-16)
         np.testing.assert_allclose(tab.c[1:], theirs.c, rtol=1e-15)
-        for mine, ref in zip(tab.a[1:], theirs.a_lower):
+        for mine, ref in zip(tab.a[1:], theirs.a_lower, strict=False):
             np.testing.assert_allclose(mine, ref, rtol=1e-15, atol=1e-17)
-    np.testing.assert_allclose(TSIT5.b_err, diffrax.Tsit5.tableau.b_error, rtol=1e-14,
-                               atol=1e-17)
+    np.testing.assert_allclose(TSIT5.b_err, diffrax.Tsit5.tableau.b_error, rtol=1e-14, atol=1e-17)
 
 
 @pytest.mark.parametrize("name", sorted(TABLEAUS))
@@ -130,8 +146,9 @@ def test_convergence_order(name):
     p = jnp.zeros((1,))
     errs = []
     for n_steps in (100, 200, 400):
-        ys = _fused.fixed_step_solve(cos_growth, tab, y0, p, t0=0.0, dt=10.0 / n_steps,
-                                     save_steps=(n_steps,))
+        ys = _fused.fixed_step_solve(
+            cos_growth, tab, y0, p, t0=0.0, dt=10.0 / n_steps, save_steps=(n_steps,)
+        )
         errs.append(abs(float(ys[0, -1, 0]) - np.exp(np.sin(10.0))))
     orders = np.log2(np.asarray(errs[:-1]) / np.asarray(errs[1:]))
     assert abs(orders[-1] - tab.order) < 0.25, orders
@@ -151,8 +168,7 @@ def test_exponential_decay_fixed_and_adaptive():
     np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-12)
     # Adaptive, rtol = atol = 1e-10: global error a small multiple of the tolerance.
     for solver in ("tsit5", "dopri5"):
-        sol = solve_ensemble_fused(prob, params=k, rtol=1e-10, atol=1e-10, saveat=ts,
-                                   solver=solver)
+        sol = solve_ensemble_fused(prob, params=k, rtol=1e-10, atol=1e-10, saveat=ts, solver=solver)
         np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-9)
         assert np.all(np.asarray(sol.success))
 
@@ -167,8 +183,9 @@ def test_harmonic_oscillator_fixed_and_adaptive():
     v = -x0n[:, :1] * wn * np.sin(wn * ts) + x0n[:, 1:] * np.cos(wn * ts)
     exact = np.stack([x, v], axis=-1)
     for solver in ("tsit5", "dopri5", "rk4"):
-        sol = solve_ensemble_fused(prob, y0=x0, params=w, solver=solver, fixed_step=True,
-                                   dt0=1e-3, saveat=ts)
+        sol = solve_ensemble_fused(
+            prob, y0=x0, params=w, solver=solver, fixed_step=True, dt0=1e-3, saveat=ts
+        )
         # RK4 global error ~ (w dt)^4 w t ~ 3e-9 at w=4; the 5th-order pairs far below.
         np.testing.assert_allclose(sol.ys, exact, rtol=0, atol=1e-8)
     sol = solve_ensemble_fused(prob, y0=x0, params=w, rtol=1e-10, atol=1e-10, saveat=ts)
@@ -184,8 +201,9 @@ def test_fixed_step_matches_diffrax_to_rounding(tab, solver):
     y0, p = lorenz_members(6)
     ts = jnp.array([0.0, 0.25, 1.0])
     ref, _ = diffrax_lorenz(y0, p, solver, diffrax.ConstantStepSize(), 1e-3, ts)
-    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver=tab.name,
-                               fixed_step=True, dt0=1e-3, saveat=ts)
+    sol = solve_ensemble_fused(
+        lorenz_problem(), y0=y0, params=p, solver=tab.name, fixed_step=True, dt0=1e-3, saveat=ts
+    )
     # 1000 steps of a chaotic system to t = 1: rounding differences (order of operations)
     # grow to ~1e-13 relative; 1e-12 of the state scale is "equal to rounding".
     scale = float(jnp.max(jnp.abs(ref)))
@@ -194,8 +212,9 @@ def test_fixed_step_matches_diffrax_to_rounding(tab, solver):
 
 def test_rk4_fixed_step_matches_textbook_loop():
     y0, p = lorenz_members(4)
-    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver="rk4",
-                               fixed_step=True, dt0=1e-3)
+    sol = solve_ensemble_fused(
+        lorenz_problem(), y0=y0, params=p, solver="rk4", fixed_step=True, dt0=1e-3
+    )
     f = jax.jit(jax.vmap(lorenz, in_axes=(None, 0, 0)))
     y, h = np.asarray(y0), 1e-3
     for i in range(1000):  # classical RK4, written out independently
@@ -211,9 +230,12 @@ def test_rk4_fixed_step_matches_textbook_loop():
 def test_adaptive_tsit5_matches_diffrax_pid_exactly():
     """Same initial step (dt0 = 0.01) and saves at t1: the same step sequence as diffrax."""
     y0, p = lorenz_members(16)
-    for ctrl in (diffrax.PIDController(rtol=1e-8, atol=1e-8),
-                 diffrax.PIDController(rtol=1e-6, atol=1e-7, pcoeff=0.3, icoeff=0.4,
-                                       dcoeff=0.1, factormax=5.0)):
+    for ctrl in (
+        diffrax.PIDController(rtol=1e-8, atol=1e-8),
+        diffrax.PIDController(
+            rtol=1e-6, atol=1e-7, pcoeff=0.3, icoeff=0.4, dcoeff=0.1, factormax=5.0
+        ),
+    ):
         ref, nsteps = diffrax_lorenz(y0, p, diffrax.Tsit5(), ctrl, 0.01, jnp.array([1.0]))
         sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, controller=ctrl, dt0=0.01)
         np.testing.assert_array_equal(sol.num_steps, nsteps)
@@ -225,10 +247,12 @@ def test_adaptive_matches_diffrax_within_tolerance(tab, solver):
     y0, p = lorenz_members(16)
     ts = jnp.array([0.0, 0.3, 0.7, 1.0])
     rtol = 1e-8
-    ref, nsteps = diffrax_lorenz(y0, p, solver, diffrax.PIDController(rtol=rtol, atol=rtol),
-                                 None, ts)
-    sol = solve_ensemble_fused(lorenz_problem(), y0=y0, params=p, solver=tab.name, rtol=rtol,
-                               atol=rtol, saveat=ts)
+    ref, nsteps = diffrax_lorenz(
+        y0, p, solver, diffrax.PIDController(rtol=rtol, atol=rtol), None, ts
+    )
+    sol = solve_ensemble_fused(
+        lorenz_problem(), y0=y0, params=p, solver=tab.name, rtol=rtol, atol=rtol, saveat=ts
+    )
     # Two solutions each within ~rtol * (error growth, ~e^(0.9 t) with amplification ~10) of
     # the truth; 1e3 * rtol * |y| bounds their difference with margin.
     assert float(jnp.max(jnp.abs(sol.ys - ref))) < 1e3 * rtol * float(jnp.max(jnp.abs(ref)))
@@ -249,13 +273,20 @@ def test_lorenz_vs_scipy_dop853(fixed):
     else:
         sol = solve_ensemble_fused(prob, y0=y0, params=p, rtol=1e-10, atol=1e-10, saveat=ts)
     for i in range(3):
-        ref = solve_ivp(lorenz_np, (0.0, t1), np.asarray(y0[i]), method="DOP853", rtol=1e-13,
-                        atol=1e-13,
-                        t_eval=ts)
+        ref = solve_ivp(
+            lorenz_np,
+            (0.0, t1),
+            np.asarray(y0[i]),
+            method="DOP853",
+            rtol=1e-13,
+            atol=1e-13,
+            t_eval=ts,
+        )
         # Tsit5 global error to t=2 (|y| ~ 20): fixed dt=1e-3 measured ~1e-11, adaptive at
         # tol 1e-10 ~2e-9; bounds with ~50x margin (a wrong coefficient gives >> 1e-6).
-        np.testing.assert_allclose(np.asarray(sol.ys[i]), ref.y.T, rtol=0,
-                                   atol=1e-9 if fixed else 1e-7)
+        np.testing.assert_allclose(
+            np.asarray(sol.ys[i]), ref.y.T, rtol=0, atol=1e-9 if fixed else 1e-7
+        )
 
 
 # ----------------------------------------------------------------------------- per member
@@ -294,9 +325,19 @@ def test_regrouping_gives_identical_results(monkeypatch):
     kw = dict(params=k, rtol=1e-9, atol=1e-9, saveat=ts, segment_steps=8)
     a = solve_ensemble_fused(prob, regroup=False, **kw)
     assert calls == []
-    b = _fused.adaptive_solve(decay, TSIT5, jnp.ones((n, 1)), k, t0=0.0, t1=1.0,
-                              cfg=_fused.ControllerConfig(1e-9, 1e-9), save_ts=np.asarray(ts),
-                              segment_steps=8, regroup=True, min_bucket=2)
+    b = _fused.adaptive_solve(
+        decay,
+        TSIT5,
+        jnp.ones((n, 1)),
+        k,
+        t0=0.0,
+        t1=1.0,
+        cfg=_fused.ControllerConfig(1e-9, 1e-9),
+        save_ts=np.asarray(ts),
+        segment_steps=8,
+        regroup=True,
+        min_bucket=2,
+    )
     assert len(calls) >= 2 and calls == sorted(calls, reverse=True)  # it did shrink the batch
     np.testing.assert_array_equal(a.ys, b.ys)
     np.testing.assert_array_equal(a.num_steps, b.num_steps)
@@ -304,9 +345,20 @@ def test_regrouping_gives_identical_results(monkeypatch):
     # Regrouping with each segment sharded over the 8 test devices (bucket sizes are multiples
     # of 8): still the same answer.
     calls.clear()
-    c = _fused.adaptive_solve(decay, TSIT5, jnp.ones((n, 1)), k, t0=0.0, t1=1.0,
-                              cfg=_fused.ControllerConfig(1e-9, 1e-9), save_ts=np.asarray(ts),
-                              segment_steps=8, regroup=True, min_bucket=2, shard=True)
+    c = _fused.adaptive_solve(
+        decay,
+        TSIT5,
+        jnp.ones((n, 1)),
+        k,
+        t0=0.0,
+        t1=1.0,
+        cfg=_fused.ControllerConfig(1e-9, 1e-9),
+        save_ts=np.asarray(ts),
+        segment_steps=8,
+        regroup=True,
+        min_bucket=2,
+        shard=True,
+    )
     assert len(calls) >= 1 and all(m % 8 == 0 for m in calls)
     np.testing.assert_array_equal(a.ys, c.ys)
     np.testing.assert_array_equal(a.num_steps, c.num_steps)
@@ -330,12 +382,14 @@ def test_gradient_fixed_step_analytic_and_vs_diffrax():
     y0, p = lorenz_members(3)
 
     def mine(pp):
-        return jnp.sum(_fused.fixed_step_solve(lorenz, TSIT5, y0, pp, t0=0.0, dt=1e-2,
-                                               save_steps=(50,)) ** 2)
+        return jnp.sum(
+            _fused.fixed_step_solve(lorenz, TSIT5, y0, pp, t0=0.0, dt=1e-2, save_steps=(50,)) ** 2
+        )
 
     def theirs(pp):
-        ys, _ = diffrax_lorenz(y0, pp, diffrax.Tsit5(), diffrax.ConstantStepSize(), 1e-2,
-                               jnp.array([0.5]), t1=0.5)
+        ys, _ = diffrax_lorenz(
+            y0, pp, diffrax.Tsit5(), diffrax.ConstantStepSize(), 1e-2, jnp.array([0.5]), t1=0.5
+        )
         return jnp.sum(ys**2)
 
     np.testing.assert_allclose(jax.grad(mine)(p), jax.grad(theirs)(p), rtol=1e-9)
@@ -361,8 +415,9 @@ def test_adaptive_gradient_falls_back_to_diffrax():
 def test_float32_path():
     y0, p = lorenz_members(8, jnp.float32)
     prob = lorenz_problem()
-    ref = solve_ensemble_fused(prob, y0=y0.astype(jnp.float64), params=p.astype(jnp.float64),
-                               fixed_step=True, dt0=1e-3)
+    ref = solve_ensemble_fused(
+        prob, y0=y0.astype(jnp.float64), params=p.astype(jnp.float64), fixed_step=True, dt0=1e-3
+    )
     fixed = solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-3)
     adapt = solve_ensemble_fused(prob, y0=y0, params=p, rtol=1e-5, atol=1e-5)
     for sol in (fixed, adapt):
@@ -371,8 +426,7 @@ def test_float32_path():
         scale = float(jnp.max(jnp.abs(ref.ys)))
         assert float(jnp.max(jnp.abs(sol.ys - ref.ys))) < 1e-3 * scale
     with pytest.raises(simkit.SimkitInputError, match="dtype"):
-        solve_ensemble_fused(prob, y0=y0, params=p.astype(jnp.float64), fixed_step=True,
-                             dt0=1e-3)
+        solve_ensemble_fused(prob, y0=y0, params=p.astype(jnp.float64), fixed_step=True, dt0=1e-3)
 
 
 def test_dispatch_and_sharding():
@@ -385,13 +439,15 @@ def test_dispatch_and_sharding():
         fused = solve_ensemble_fused(prob, y0=y0, params=p, saveat=ts, **kw)
         np.testing.assert_allclose(sharded, unsharded, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(unsharded, fused.ys)
-    _, via_diffrax = solve_ensemble(prob, y0=y0, params=p, saveat=ts, shard=False,
-                                    method="diffrax", rtol=1e-7, atol=1e-7)
+    _, via_diffrax = solve_ensemble(
+        prob, y0=y0, params=p, saveat=ts, shard=False, method="diffrax", rtol=1e-7, atol=1e-7
+    )
     # Both within ~1e-6 of the truth at rtol = atol = 1e-7 (Lorenz, t <= 1).
     np.testing.assert_allclose(unsharded, via_diffrax, rtol=0, atol=1e-4)
     # Solvers without a fused kernel go to diffrax (Bosh3 is explicit 3rd order).
-    _, ys = solve_ensemble(prob, y0=y0, params=p, solver=diffrax.Bosh3(), rtol=1e-7,
-                           atol=1e-7, shard=False, saveat=ts)
+    _, ys = solve_ensemble(
+        prob, y0=y0, params=p, solver=diffrax.Bosh3(), rtol=1e-7, atol=1e-7, shard=False, saveat=ts
+    )
     np.testing.assert_allclose(ys, fused.ys, rtol=0, atol=1e-4)
 
 
@@ -451,14 +507,16 @@ def test_fixed_step_blocking_gradients():
 
     def loss(block):
         def f(yy, pp):
-            ys = _fused.fixed_step_solve(lorenz, TSIT5, yy, pp, t0=0.0, dt=1e-2,
-                                         save_steps=(20, 50), block=block)
+            ys = _fused.fixed_step_solve(
+                lorenz, TSIT5, yy, pp, t0=0.0, dt=1e-2, save_steps=(20, 50), block=block
+            )
             return jnp.sum(ys**2)
+
         return f
 
     g_whole = jax.grad(loss(0), argnums=(0, 1))(y0, p)
     g_block = jax.grad(loss(2), argnums=(0, 1))(y0, p)
-    for a, b in zip(g_block, g_whole):
+    for a, b in zip(g_block, g_whole, strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-11)
 
 
@@ -469,21 +527,36 @@ def test_adaptive_blocking_gives_identical_steps():
     cfg = _fused.ControllerConfig(1e-9, 1e-9)
 
     def run(block, **kw):
-        return _fused.adaptive_solve(decay, TSIT5, jnp.ones((n, 1)), k, t0=0.0, t1=1.0, cfg=cfg,
-                                     save_ts=ts, segment_steps=8, min_bucket=2, block=block,
-                                     **kw)
+        return _fused.adaptive_solve(
+            decay,
+            TSIT5,
+            jnp.ones((n, 1)),
+            k,
+            t0=0.0,
+            t1=1.0,
+            cfg=cfg,
+            save_ts=ts,
+            segment_steps=8,
+            min_bucket=2,
+            block=block,
+            **kw,
+        )
 
     whole = run(0, regroup=False)
-    for block, kw in ((4, dict(regroup=False)), (4, dict(regroup=True)),
-                      (3, dict(regroup=True, shard=True))):
+    for block, kw in (
+        (4, dict(regroup=False)),
+        (4, dict(regroup=True)),
+        (3, dict(regroup=True, shard=True)),
+    ):
         sol = run(block, **kw)
         # Each member takes its own steps, whichever block it is in: identical step counts,
         # values equal to rounding (vector width differs with the batch shape).
         np.testing.assert_array_equal(sol.num_steps, whole.num_steps)
         np.testing.assert_array_equal(sol.num_rejected, whole.num_rejected)
         np.testing.assert_allclose(sol.ys, whole.ys, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(whole.ys[:, :, 0], np.exp(-np.outer(np.asarray(k), ts)),
-                               rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(
+        whole.ys[:, :, 0], np.exp(-np.outer(np.asarray(k), ts)), rtol=1e-7, atol=1e-8
+    )
 
 
 def test_saves_at_t0_and_repeated_times():
@@ -507,8 +580,9 @@ def test_bad_inputs():
     with pytest.raises(simkit.SimkitInputError, match="disagree on the number of members"):
         solve_ensemble_fused(prob, y0=y0, params=jnp.broadcast_to(LORENZ_P, (5, 3)))
     with pytest.raises(simkit.SimkitInputError, match="saveat\\[1\\] = 0.1234"):
-        solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=1e-2,
-                             saveat=jnp.array([0.1, 0.1234]))
+        solve_ensemble_fused(
+            prob, y0=y0, params=p, fixed_step=True, dt0=1e-2, saveat=jnp.array([0.1, 0.1234])
+        )
     with pytest.raises(simkit.SimkitInputError, match="whole number of steps"):
         solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=0.3)
     with pytest.raises(simkit.SimkitInputError, match="max_steps"):

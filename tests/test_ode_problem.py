@@ -14,7 +14,7 @@ def decay(t, y, p):
 
 
 def oscillator(t, y, p):
-    return jnp.stack([y[1], -p["omega"] ** 2 * y[0]])
+    return jnp.stack([y[1], -(p["omega"] ** 2) * y[0]])
 
 
 def test_exponential_decay_closed_form():
@@ -58,7 +58,9 @@ def test_event_stops_the_solve():
     np.testing.assert_allclose(sol.ts[-1], expected, rtol=1e-9)
 
 
-@pytest.mark.parametrize("t0, t1", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (0.0, float("inf"))])
+@pytest.mark.parametrize(
+    "t0, t1", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (0.0, float("inf"))]
+)
 def test_time_span_must_be_increasing_and_finite(t0, t1):
     with pytest.raises(SimkitInputError, match="t1 must be greater than t0|must be finite"):
         ODEProblem(decay, jnp.ones(1), {"k": jnp.asarray(1.0)}, t0, t1)
@@ -89,8 +91,13 @@ def test_problem_input_errors():
 def test_explicit_solver_on_stiff_problem_suggests_stiff_solver():
     # y' = -1e6 (y - cos t): explicit Tsit5 needs ~1e6 steps; with max_steps=2000 it must fail
     # with a message that names max_steps and recommends a stiff solver.
-    prob = ODEProblem(lambda t, y, p: -p["lam"] * (y - jnp.cos(t)), jnp.zeros(1),
-                      {"lam": jnp.asarray(1e6)}, 0.0, 10.0)
+    prob = ODEProblem(
+        lambda t, y, p: -p["lam"] * (y - jnp.cos(t)),
+        jnp.zeros(1),
+        {"lam": jnp.asarray(1e6)},
+        0.0,
+        10.0,
+    )
     with pytest.raises(RuntimeError, match="max_steps=2000.*stiff solver"):
         solve(prob, solver=diffrax.Tsit5(), max_steps=2000)
     sol = solve(prob, stiff=True, rtol=1e-8, atol=1e-8)

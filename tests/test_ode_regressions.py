@@ -12,7 +12,13 @@ import pytest
 
 import simkit
 from simkit.ode import (
-    ODEProblem, Rodas5, Rodas5P, default_solver, solve, solve_ensemble, solve_stiff,
+    ODEProblem,
+    Rodas5,
+    Rodas5P,
+    default_solver,
+    solve,
+    solve_ensemble,
+    solve_stiff,
     solve_stiff_ensemble,
 )
 
@@ -30,8 +36,9 @@ def _decay(t, y, k):
 def test_defect1_rodas_reverse_time_integrates_backwards(solver):
     # y' = -y from t=1 back to t=0: y(0) = e * y(1). The old step ignored the sign diffrax folds
     # into the term's control and returned e^-2 with a "successful" result.
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: -y), solver, 1.0, 0.0, -0.01,
-                              y0=jnp.array([np.exp(-1.0)]))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: -y), solver, 1.0, 0.0, -0.01, y0=jnp.array([np.exp(-1.0)])
+    )
     assert sol.result == diffrax.RESULTS.successful
     np.testing.assert_allclose(np.asarray(sol.ys)[-1], [1.0], rtol=1e-10)
 
@@ -61,16 +68,24 @@ def test_defect3_rodas_pytree_states():
         return {"a": -y["a"], "b": (y["a"], -2.0 * y["b"][1])}
 
     y0 = {"a": jnp.array([1.0]), "b": (jnp.array([0.0]), jnp.array([1.0, 3.0]))}
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), Rodas5(), 0.0, 1.0, 0.05, y0,
-                              stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        Rodas5(),
+        0.0,
+        1.0,
+        0.05,
+        y0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11),
+    )
     np.testing.assert_allclose(sol.ys["a"][-1], [np.exp(-1)], rtol=1e-8)
     np.testing.assert_allclose(sol.ys["b"][0][-1], [1 - np.exp(-1)], rtol=1e-8)
     np.testing.assert_allclose(sol.ys["b"][1][-1], [np.exp(-2), 3 * np.exp(-2)], rtol=1e-8)
 
 
 def test_defect3_rodas_empty_state():
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: -y), Rodas5(), 0.0, 1.0, 0.1,
-                              jnp.zeros((0,)))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: -y), Rodas5(), 0.0, 1.0, 0.1, jnp.zeros((0,))
+    )
     assert sol.result == diffrax.RESULTS.successful and sol.ys.shape == (1, 0)
 
 
@@ -78,14 +93,18 @@ def test_defect3_rodas_complex_state():
     # y' = i y: y(1) = e^i. The real-and-imaginary split makes the Jacobian exact.
     with pytest.warns(UserWarning, match="Complex dtype"):  # diffrax's own caveat
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lambda t, y, a: 1j * y), Rodas5P(), 0.0, 1.0, 0.05,
+            diffrax.ODETerm(lambda t, y, a: 1j * y),
+            Rodas5P(),
+            0.0,
+            1.0,
+            0.05,
             jnp.array([1.0 + 0.0j]),
-            stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11))
+            stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-11),
+        )
     np.testing.assert_allclose(sol.ys[-1], [np.exp(1j)], rtol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32,
-                                   pytest.param(jnp.float64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dtype", [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.slow)])
 def test_defect3_strict_dtype_promotion(dtype):
     # Times used to stay float64 while states were float32 (diffrax then upcast y0, and the
     # user's float32 parameters met float64 states): every entry point must run in strict mode
@@ -106,8 +125,7 @@ def test_defect3_strict_dtype_promotion(dtype):
         ]
     for out in outs:
         assert out.dtype == dtype
-    np.testing.assert_allclose(np.asarray(outs[0])[-1], [np.exp(-1.5), 2 * np.exp(-1.5)],
-                               rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(outs[0])[-1], [np.exp(-1.5), 2 * np.exp(-1.5)], rtol=1e-3)
 
 
 # --- defect 7 (ODE half): validation ------------------------------------------------------------
@@ -123,8 +141,7 @@ def test_defect7_max_steps_beyond_int32_is_refused(max_steps):
         solve(PROB, max_steps=max_steps)
 
 
-@pytest.mark.parametrize("tol", [{"rtol": 0.0}, {"rtol": -1e-6}, {"atol": 0.0},
-                                 {"atol": -1e-6}])
+@pytest.mark.parametrize("tol", [{"rtol": 0.0}, {"rtol": -1e-6}, {"atol": 0.0}, {"atol": -1e-6}])
 def test_defect7_nonpositive_tolerances_are_refused(tol):
     with pytest.raises(simkit.SimkitInputError, match="must be .*> 0"):
         solve(PROB, **tol)

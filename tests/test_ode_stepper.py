@@ -11,7 +11,7 @@ from simkit.run import simulate
 
 
 def oscillator(t, y, p):
-    return jnp.stack([y[1], -p["omega"] ** 2 * y[0]])
+    return jnp.stack([y[1], -(p["omega"] ** 2) * y[0]])
 
 
 PARAMS = {"omega": jnp.asarray(2.0)}
@@ -21,12 +21,22 @@ Y0 = jnp.asarray([[1.0, 0.0], [0.5, 1.0], [0.0, -2.0]])
 def _exact(t):
     # x = a cos(wt) + (v0/w) sin(wt), v = -a w sin(wt) + v0 cos(wt)
     a, v0, w = np.asarray(Y0[:, 0]), np.asarray(Y0[:, 1]), 2.0
-    return np.stack([a * np.cos(w * t) + v0 / w * np.sin(w * t),
-                     -a * w * np.sin(w * t) + v0 * np.cos(w * t)], axis=-1)
+    return np.stack(
+        [a * np.cos(w * t) + v0 / w * np.sin(w * t), -a * w * np.sin(w * t) + v0 * np.cos(w * t)],
+        axis=-1,
+    )
 
 
-@pytest.mark.parametrize("solver, order", [(diffrax.Tsit5(), 5), (diffrax.Dopri5(), 5), ("rk4", 4),
-                                           (diffrax.Heun(), 2), (diffrax.Ralston(), 2)])
+@pytest.mark.parametrize(
+    "solver, order",
+    [
+        (diffrax.Tsit5(), 5),
+        (diffrax.Dopri5(), 5),
+        ("rk4", 4),
+        (diffrax.Heun(), 2),
+        (diffrax.Ralston(), 2),
+    ],
+)
 def test_every_solver_converges_to_closed_form_at_its_order(solver, order):
     errs = []
     for dt in (0.02, 0.01):

@@ -31,13 +31,18 @@ def robertson(t, y, k):
 
 def _robertson_np(k):
     def f(t, y):
-        return [-k[0] * y[0] + k[2] * y[1] * y[2],
-                k[0] * y[0] - k[1] * y[1] ** 2 - k[2] * y[1] * y[2], k[1] * y[1] ** 2]
+        return [
+            -k[0] * y[0] + k[2] * y[1] * y[2],
+            k[0] * y[0] - k[1] * y[1] ** 2 - k[2] * y[1] * y[2],
+            k[1] * y[1] ** 2,
+        ]
 
     def jac(t, y):
-        return [[-k[0], k[2] * y[2], k[2] * y[1]],
-                [k[0], -2 * k[1] * y[1] - k[2] * y[2], -k[2] * y[1]],
-                [0.0, 2 * k[1] * y[1], 0.0]]
+        return [
+            [-k[0], k[2] * y[2], k[2] * y[1]],
+            [k[0], -2 * k[1] * y[1] - k[2] * y[2], -k[2] * y[1]],
+            [0.0, 2 * k[1] * y[1], 0.0],
+        ]
 
     return f, jac
 
@@ -45,8 +50,16 @@ def _robertson_np(k):
 def radau_reference(k, ts, rtol=1e-13, atol=1e-16):
     """Independent reference: SciPy Radau IIA (order 5) at rtol 1e-13, analytic Jacobian."""
     f, jac = _robertson_np(k)
-    ref = solve_ivp(f, (0.0, float(ts[-1])), [1.0, 0.0, 0.0], method="Radau", rtol=rtol,
-                    atol=atol, jac=jac, t_eval=ts)
+    ref = solve_ivp(
+        f,
+        (0.0, float(ts[-1])),
+        [1.0, 0.0, 0.0],
+        method="Radau",
+        rtol=rtol,
+        atol=atol,
+        jac=jac,
+        t_eval=ts,
+    )
     assert ref.success
     return ref.y.T
 
@@ -107,8 +120,9 @@ def _linear_stiff(lam=1000.0):
     def exact(t):
         return a * np.cos(t) + b * np.sin(t) - a * np.exp(-lam * t)
 
-    prob = ODEProblem(lambda t, y, p: -p * (y - jnp.cos(t)), jnp.zeros(1), jnp.asarray(lam),
-                      0.0, 10.0)
+    prob = ODEProblem(
+        lambda t, y, p: -p * (y - jnp.cos(t)), jnp.zeros(1), jnp.asarray(lam), 0.0, 10.0
+    )
     return prob, exact
 
 
@@ -136,6 +150,7 @@ def test_rodas5p_avoids_order_reduction_on_forced_stiff_problem():
 def _fixed_step_errors(solver, n_steps_list):
     """Errors at t1 and at interior (interpolated) times of fixed-step Rodas5 on a non-stiff
     linear problem with closed form y = (cos t + exp(-3 t), exp(-t))."""
+
     def f(t, y, args):
         return jnp.stack([-3.0 * (y[0] - jnp.cos(t)) - jnp.sin(t), -y[1]])
 
@@ -146,8 +161,15 @@ def _fixed_step_errors(solver, n_steps_list):
     end, mid = [], []
     for n in n_steps_list:
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(f), solver, 0.0, 2.0, jnp.asarray(2.0 / n), jnp.array([2.0, 1.0]),
-            saveat=diffrax.SaveAt(ts=np.append(t_mid, 2.0)), max_steps=1000)
+            diffrax.ODETerm(f),
+            solver,
+            0.0,
+            2.0,
+            jnp.asarray(2.0 / n),
+            jnp.array([2.0, 1.0]),
+            saveat=diffrax.SaveAt(ts=np.append(t_mid, 2.0)),
+            max_steps=1000,
+        )
         err = np.abs(np.asarray(sol.ys) - exact(np.append(t_mid, 2.0)))
         end.append(err[-1].max())
         mid.append(err[:-1].max())
@@ -192,8 +214,9 @@ def test_large_system_uses_lapack_path_and_matches_matrix_exponential():
     sol = solve_stiff(prob, rtol=RTOL, atol=1e-10, saveat=np.array([0.5, 2.0]))
     exact = np.stack([expm(a * t) @ y0 for t in (0.5, 2.0)])
     # 5x the local target, as above (|y| <= ~3 here).
-    np.testing.assert_array_less(np.abs(np.asarray(sol.ys) - exact),
-                                 5 * (1e-10 + RTOL * np.abs(exact)))
+    np.testing.assert_array_less(
+        np.abs(np.asarray(sol.ys) - exact), 5 * (1e-10 + RTOL * np.abs(exact))
+    )
 
 
 def test_dense_output_equals_solution_at_step_ends():
@@ -212,19 +235,27 @@ def test_rodas5_works_through_simkit_solve():
     np.testing.assert_allclose(via_solve.ys, via_stiff.ys, rtol=1e-12, atol=1e-20)
 
 
-@pytest.mark.parametrize("shard, solver", [pytest.param(True, Rodas5(), marks=pytest.mark.slow), (False, Rodas5P())])  # sharding: test_ode_fused
+@pytest.mark.parametrize(
+    "shard, solver", [pytest.param(True, Rodas5(), marks=pytest.mark.slow), (False, Rodas5P())]
+)  # sharding: test_ode_fused
 def test_ensemble_over_rate_constants_equals_single_solves(shard, solver):
     k1 = 0.04 * np.array([0.1, 0.5, 1.0, 3.0, 10.0])
     ks = np.stack([k1, np.full(5, 3e7), np.full(5, 1e4)], axis=1)
     prob = robertson_problem(t1=4e3)
     ts = np.array([1.0, 100.0, 4e3])
-    ts_out, ys = solve_stiff_ensemble(prob, params=ks, solver=solver, rtol=RTOL, atol=ATOL,
-                                      saveat=ts, shard=shard)
+    ts_out, ys = solve_stiff_ensemble(
+        prob, params=ks, solver=solver, rtol=RTOL, atol=ATOL, saveat=ts, shard=shard
+    )
     assert ys.shape == (5, 3, 3)
     np.testing.assert_array_equal(ts_out, ts)
     for i in range(5):
-        one = solve_stiff(robertson_problem(t1=4e3, k=tuple(ks[i])), solver=solver, rtol=RTOL,
-                          atol=ATOL, saveat=ts)
+        one = solve_stiff(
+            robertson_problem(t1=4e3, k=tuple(ks[i])),
+            solver=solver,
+            rtol=RTOL,
+            atol=ATOL,
+            saveat=ts,
+        )
         # Same arithmetic per member; batching may reorder floating-point sums (the error
         # norm), so allow round-off-level differences only.
         np.testing.assert_allclose(ys[i], one.ys, rtol=1e-10, atol=1e-18)
@@ -250,9 +281,16 @@ def test_gradient_with_respect_to_rate_constant():
     def y1_final(k1):
         kk = jnp.stack([k1, jnp.asarray(k[1]), jnp.asarray(k[2])])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(robertson), Rodas5(), 0.0, 10.0, None, jnp.array([1.0, 0.0, 0.0]),
-            args=kk, stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=ATOL),
-            max_steps=500)
+            diffrax.ODETerm(robertson),
+            Rodas5(),
+            0.0,
+            10.0,
+            None,
+            jnp.array([1.0, 0.0, 0.0]),
+            args=kk,
+            stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=ATOL),
+            max_steps=500,
+        )
         return sol.ys[-1, 0]
 
     g = float(jax.grad(y1_final)(jnp.asarray(k[0])))
@@ -262,8 +300,9 @@ def test_gradient_with_respect_to_rate_constant():
         y, s = z[:3], z[3:]
         return np.concatenate([f(t, y), np.asarray(jac(t, y)) @ s + [-y[0], y[0], 0.0]])
 
-    ref = solve_ivp(augmented, (0.0, 10.0), [1.0, 0, 0, 0, 0, 0], method="Radau", rtol=1e-12,
-                    atol=1e-16)
+    ref = solve_ivp(
+        augmented, (0.0, 10.0), [1.0, 0, 0, 0, 0, 0], method="Radau", rtol=1e-12, atol=1e-16
+    )
     assert ref.success
     # The gradient of the discrete solution approximates the exact sensitivity to about the
     # solve's tolerance (rtol 1e-8); measured agreement 3e-9 relative, we require 1e-6.
@@ -288,13 +327,17 @@ def test_robertson_at_1e11_against_published_reference():
 
 def test_explicit_solver_on_stiff_problem_says_use_a_stiff_solver():
     with pytest.raises(RuntimeError, match=r"max_steps=200.*Tsit5 is explicit.*stiff solver"):
-        solve(robertson_problem(t1=1e3), solver=diffrax.Tsit5(), rtol=1e-6, atol=1e-8,
-              max_steps=200)
+        solve(
+            robertson_problem(t1=1e3), solver=diffrax.Tsit5(), rtol=1e-6, atol=1e-8, max_steps=200
+        )
 
 
 def test_solve_stiff_max_steps_reached():
-    with pytest.raises(RuntimeError, match=r"solve_stiff: Rodas5 reached max_steps=10 .*raise "
-                                           r"max_steps"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"solve_stiff: Rodas5 reached max_steps=10 .*raise "
+        r"max_steps",
+    ):
         solve_stiff(robertson_problem(), rtol=RTOL, atol=ATOL, max_steps=10)
     sol = solve_stiff(robertson_problem(), rtol=RTOL, atol=ATOL, max_steps=10, throw=False)
     assert sol.result == diffrax.RESULTS.max_steps_reached
@@ -312,8 +355,9 @@ def test_t1_not_after_t0_is_refused():
 
 
 def test_nan_in_params_is_refused():
-    prob = ODEProblem(robertson, jnp.array([1.0, 0.0, 0.0]), jnp.array([0.04, jnp.nan, 1e4]),
-                      0.0, 1.0)
+    prob = ODEProblem(
+        robertson, jnp.array([1.0, 0.0, 0.0]), jnp.array([0.04, jnp.nan, 1e4]), 0.0, 1.0
+    )
     with pytest.raises(simkit.SimkitInputError, match=r"params.*1 NaN/inf"):
         solve_stiff(prob)
 
@@ -397,11 +441,24 @@ def test_van_der_pol_mu_1000_against_radau():
         return [[0.0, 1.0], [-2 * mu * y[0] * y[1] - 1.0, mu * (1 - y[0] ** 2)]]
 
     ts = np.linspace(0.0, 3000.0, 31)
-    ref = solve_ivp(vdp_np, (0.0, 3000.0), [2.0, 0.0], method="Radau", rtol=1e-12, atol=1e-12,
-                    jac=vdp_jac, t_eval=ts)
+    ref = solve_ivp(
+        vdp_np,
+        (0.0, 3000.0),
+        [2.0, 0.0],
+        method="Radau",
+        rtol=1e-12,
+        atol=1e-12,
+        jac=vdp_jac,
+        t_eval=ts,
+    )
     assert ref.success
-    prob = ODEProblem(lambda t, y, m: jnp.stack([y[1], m * (1 - y[0] ** 2) * y[1] - y[0]]),
-                      jnp.array([2.0, 0.0]), jnp.asarray(mu), 0.0, 3000.0)
+    prob = ODEProblem(
+        lambda t, y, m: jnp.stack([y[1], m * (1 - y[0] ** 2) * y[1] - y[0]]),
+        jnp.array([2.0, 0.0]),
+        jnp.asarray(mu),
+        0.0,
+        3000.0,
+    )
     sol = solve_stiff(prob, rtol=1e-8, atol=1e-10, saveat=ts)
     # The solution has near-discontinuous relaxation jumps; compare y1 (order-1 amplitude) at a
     # tolerance 1000x the local target, since errors in the jump times amplify at the jumps.
@@ -426,8 +483,19 @@ def test_problem_script_writes_a_conserving_sweep(tmp_h5, capsys):
     import h5py
 
     script = _load_robertson_script()
-    argv = ["--members", "6", "--chunk", "4", "--t1", "1e3", "--n-save", "8", "--out",
-            str(tmp_h5), "--no-progress"]
+    argv = [
+        "--members",
+        "6",
+        "--chunk",
+        "4",
+        "--t1",
+        "1e3",
+        "--n-save",
+        "8",
+        "--out",
+        str(tmp_h5),
+        "--no-progress",
+    ]
     assert script.main(argv) == 0
     with h5py.File(tmp_h5, "r") as f:
         y = f["y"][:]

@@ -23,8 +23,10 @@ def number(pattern: str, text: str) -> float:
 @pytest.mark.parametrize("name", LBM_PROBLEMS)
 def test_lbm_problem_help_lists_options(name):
     text = load_problem(name).build_parser().format_help()
-    assert all(option in text for option in ("--out", "--resume", "--collision", "--float64",
-                                               "--no-progress"))
+    assert all(
+        option in text
+        for option in ("--out", "--resume", "--collision", "--float64", "--no-progress")
+    )
 
 
 def test_cavity_interrupted_run_resumes_and_compares_with_ghia(tmp_path, capsys, monkeypatch):
@@ -71,15 +73,33 @@ def test_cavity_interrupted_run_resumes_and_compares_with_ghia(tmp_path, capsys,
 @pytest.mark.slow  # default-suite time; the physics is also covered by faster tests
 def test_poiseuille_profile_error_and_second_order(tmp_path, capsys):
     out = tmp_path / "p.h5"
-    assert main(["run", "poiseuille", "--ny", "8", "--convergence", "--grids", "8", "16",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "poiseuille",
+                "--ny",
+                "8",
+                "--convergence",
+                "--grids",
+                "8",
+                "16",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     # BGK at tau = 0.8: halfway bounce-back misplaces the walls by O(1/H^2) (He et al. 1997,
     # J. Stat. Phys. 87:115): about 1% at 8 cells, a quarter of it at 16.
     l2 = number(r"relative L2 error of u\(y\) .*?: (\S+) ", text)
     assert 5e-3 < l2 < 2e-2
-    assert abs(number(r"observed order \(least-squares slope over the grids\): (\S+) ", text)
-               - 2.0) < 0.1
+    assert (
+        abs(number(r"observed order \(least-squares slope over the grids\): (\S+) ", text) - 2.0)
+        < 0.1
+    )
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         u = ds.velocity[-1, 1:-1, :, 0].mean("x").values
     y = np.arange(8) + 0.5
@@ -88,8 +108,26 @@ def test_poiseuille_profile_error_and_second_order(tmp_path, capsys):
 
 def test_cylinder_wake_small_run_reports_coefficients(tmp_path, capsys):
     out = tmp_path / "wake.h5"
-    assert main(["run", "cylinder_wake", "--re", "40", "--d", "6", "--time", "8", "--ramp", "2",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "cylinder_wake",
+                "--re",
+                "40",
+                "--d",
+                "6",
+                "--time",
+                "8",
+                "--ramp",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "grid 133 x 27" in text and "shedding" in text and "max lift coefficient c_L" in text
     # Re = 40 on a coarse grid, still in the start-up: a drag coefficient of the right size
@@ -101,17 +139,20 @@ def test_cylinder_wake_small_run_reports_coefficients(tmp_path, capsys):
     assert (tmp_path / "wake.xdmf").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["cavity", "--re", "2000", "--n", "64", "--collision", "bgk"], "--collision trt"),
-    (["cavity", "--re", "-5"], "--re must be > 0"),
-    (["cavity", "--n", "4"], "at least 8 fluid cells"),
-    (["cavity", "--lid-velocity", "0.3"], "Mach"),
-    (["poiseuille", "--tau", "0.5"], "--tau must be > 1/2"),
-    (["poiseuille", "--convergence", "--grids", "16"], "at least two different --grids"),
-    (["cylinder_wake", "--u-mean", "0.2"], "--u-mean <= 0.115"),
-    (["cylinder_wake", "--d", "3"], "at least 4 cells per diameter"),
-    (["cylinder_wake", "--ramp", "40"], "at most half of --time"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cavity", "--re", "2000", "--n", "64", "--collision", "bgk"], "--collision trt"),
+        (["cavity", "--re", "-5"], "--re must be > 0"),
+        (["cavity", "--n", "4"], "at least 8 fluid cells"),
+        (["cavity", "--lid-velocity", "0.3"], "Mach"),
+        (["poiseuille", "--tau", "0.5"], "--tau must be > 1/2"),
+        (["poiseuille", "--convergence", "--grids", "16"], "at least two different --grids"),
+        (["cylinder_wake", "--u-mean", "0.2"], "--u-mean <= 0.115"),
+        (["cylinder_wake", "--d", "3"], "at least 4 cells per diameter"),
+        (["cylinder_wake", "--ramp", "40"], "at most half of --time"),
+    ],
+)
 def test_lbm_problem_bad_input_is_named_before_compute(tmp_path, capsys, args, message):
     out = tmp_path / "bad.h5"
     assert main(["run", *args, "--out", str(out), "--no-progress"]) == 2

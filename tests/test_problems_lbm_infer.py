@@ -19,8 +19,29 @@ def test_short_run_recovers_viscosity_within_3_stderr(tmp_path, capsys):
     """16 x 16 grid, 100 steps, start 2.5x the truth: converges, and the truth lies within 3
     standard errors of the estimate (for a correct covariance: 99.7% of noise draws)."""
     out = tmp_path / "nu.h5"
-    assert main(["run", NAME, "--n", "16", "--steps", "100", "--viscosity", "0.03",
-                 "--guess", "0.075", "--noise", "1e-3", "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                NAME,
+                "--n",
+                "16",
+                "--steps",
+                "100",
+                "--viscosity",
+                "0.03",
+                "--guess",
+                "0.075",
+                "--noise",
+                "1e-3",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "estimate =" in text and "converged" in text
     with h5py.File(out, "r") as f:
@@ -33,15 +54,18 @@ def test_short_run_recovers_viscosity_within_3_stderr(tmp_path, capsys):
     assert abs(nu_decay - 0.03) < 0.05 * 0.03
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--n", "4"], "--n must be at least 8"),
-    (["--viscosity", "-0.1"], "--viscosity must be > 0"),
-    (["--viscosity", "1e-4"], "below"),             # tau = 0.5003: unstable BGK
-    (["--guess", "1e-4"], "--guess: tau"),
-    (["--velocity", "0.3"], "Mach"),
-    (["--noise", "0"], "--noise must be > 0"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n", "4"], "--n must be at least 8"),
+        (["--viscosity", "-0.1"], "--viscosity must be > 0"),
+        (["--viscosity", "1e-4"], "below"),  # tau = 0.5003: unstable BGK
+        (["--guess", "1e-4"], "--guess: tau"),
+        (["--velocity", "0.3"], "Mach"),
+        (["--noise", "0"], "--noise must be > 0"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+    ],
+)
 def test_bad_input_exits_2_before_compute(tmp_path, capsys, argv, message):
     out = tmp_path / "bad.h5"
     assert main(["run", NAME, *argv, "--out", str(out)]) == 2

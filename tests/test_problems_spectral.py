@@ -75,8 +75,9 @@ def kolmogorov(tmp_path_factory):
     out = tmp_path_factory.mktemp("kolmogorov") / "k.h5"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["run", "kolmogorov_flow", *KOLMOGOROV, "--out", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(["run", "kolmogorov_flow", *KOLMOGOROV, "--out", str(out), "--no-progress"]) == 0
+        )
     return out, buf.getvalue()
 
 
@@ -85,40 +86,62 @@ def decaying(tmp_path_factory):
     out = tmp_path_factory.mktemp("decaying") / "d.h5"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["run", "decaying_turbulence", *DECAYING, "--out", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(["run", "decaying_turbulence", *DECAYING, "--out", str(out), "--no-progress"]) == 0
+        )
     return out, buf.getvalue()
 
 
 # -- options ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, options", [
-    ("kolmogorov_flow", ("--re", "--viscosity", "--drag", "--forcing-wavenumber", "--amplitude",
-                         "--spinup")),
-    ("decaying_turbulence", ("--members", "--viscosity", "--peak-wavenumber")),
-])
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        (
+            "kolmogorov_flow",
+            ("--re", "--viscosity", "--drag", "--forcing-wavenumber", "--amplitude", "--spinup"),
+        ),
+        ("decaying_turbulence", ("--members", "--viscosity", "--peak-wavenumber")),
+    ],
+)
 def test_spectral_problem_help_lists_options(name, options, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", name, "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    common = ("--n", "--time", "--dt", "--seed", "--float64", "--out", "--resume", "--overwrite",
-              "--no-progress")
+    common = (
+        "--n",
+        "--time",
+        "--dt",
+        "--seed",
+        "--float64",
+        "--out",
+        "--resume",
+        "--overwrite",
+        "--no-progress",
+    )
     assert all(option in text for option in common + options), text
     assert load_problem(name).build_parser().format_help() == text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["kolmogorov_flow", "--n", "4"], "--n must be at least 16"),
-    (["kolmogorov_flow", "--n", "24", "--forcing-wavenumber", "8"], "above 3 x --forcing"),
-    (["kolmogorov_flow", "--viscosity=-1e-3"], "--viscosity must be > 0"),
-    (["kolmogorov_flow", "--re", "0"], "--re must be > 0"),
-    (["kolmogorov_flow", "--drag", "-0.1"], "--drag must be >= 0"),
-    (["kolmogorov_flow", "--spinup", "50"], "--spinup must be in [0, --time)"),
-    (["decaying_turbulence", "--n", "4"], "--n must be at least 16"),
-    (["decaying_turbulence", "--viscosity", "-1"], "--viscosity must be > 0"),
-    (["decaying_turbulence", "--n", "32", "--peak-wavenumber", "6"], "too close to the largest"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["kolmogorov_flow", "--n", "4"], "--n must be at least 16"),
+        (["kolmogorov_flow", "--n", "24", "--forcing-wavenumber", "8"], "above 3 x --forcing"),
+        (["kolmogorov_flow", "--viscosity=-1e-3"], "--viscosity must be > 0"),
+        (["kolmogorov_flow", "--re", "0"], "--re must be > 0"),
+        (["kolmogorov_flow", "--drag", "-0.1"], "--drag must be >= 0"),
+        (["kolmogorov_flow", "--spinup", "50"], "--spinup must be in [0, --time)"),
+        (["decaying_turbulence", "--n", "4"], "--n must be at least 16"),
+        (["decaying_turbulence", "--viscosity", "-1"], "--viscosity must be > 0"),
+        (
+            ["decaying_turbulence", "--n", "32", "--peak-wavenumber", "6"],
+            "too close to the largest",
+        ),
+    ],
+)
 def test_spectral_problem_bad_input_is_named_before_compute(tmp_path, capsys, args, message):
     out = tmp_path / "bad.h5"
     assert main(["run", *args, "--out", str(out), "--no-progress"]) == 2
@@ -126,11 +149,14 @@ def test_spectral_problem_bad_input_is_named_before_compute(tmp_path, capsys, ar
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["kolmogorov_flow", "--bogus"], "unrecognized arguments: --bogus"),
-    (["kolmogorov_flow", "--re", "100", "--viscosity", "0.01"], "not allowed with argument"),
-    (["decaying_turbulence", "--members", "0"], "--members"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["kolmogorov_flow", "--bogus"], "unrecognized arguments: --bogus"),
+        (["kolmogorov_flow", "--re", "100", "--viscosity", "0.01"], "not allowed with argument"),
+        (["decaying_turbulence", "--members", "0"], "--members"),
+    ],
+)
 def test_spectral_problem_usage_errors_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
         main(["run", *args])
@@ -140,12 +166,21 @@ def test_spectral_problem_usage_errors_exit_2(capsys, args, message):
 
 # -- Kolmogorov flow -------------------------------------------------------------------------------
 
+
 def test_kolmogorov_small_run_output_and_summary(kolmogorov):
     out, text = kolmogorov
-    for line in ("Kolmogorov flow: Re = 1000 (nu = 0.001", "500 steps of dt = 0.004 (t = 2)",
-                 "time-averaged energy spectrum E(k):", "<- forcing k_f",
-                 "spectral slope d ln E / d ln k", "direct enstrophy cascade k^-3",
-                 "injection <f.u>", "dissipation nu<w^2>", "drag loss 2 mu <E>", "residual"):
+    for line in (
+        "Kolmogorov flow: Re = 1000 (nu = 0.001",
+        "500 steps of dt = 0.004 (t = 2)",
+        "time-averaged energy spectrum E(k):",
+        "<- forcing k_f",
+        "spectral slope d ln E / d ln k",
+        "direct enstrophy cascade k^-3",
+        "injection <f.u>",
+        "dissipation nu<w^2>",
+        "drag loss 2 mu <E>",
+        "residual",
+    ):
         assert line in text, (line, text)
     # The budget dE/dt = injection - dissipation - 2 mu E must close (the lead's central-difference
     # check gave 4e-7 at dt 2e-3); here the time averages of the 251 diagnostic frames of
@@ -163,8 +198,9 @@ def test_kolmogorov_small_run_output_and_summary(kolmogorov):
     assert out.with_suffix(".xdmf").exists()
 
 
-def test_kolmogorov_resume_after_finished_and_interrupted(kolmogorov, tmp_path, capsys,
-                                                          monkeypatch):
+def test_kolmogorov_resume_after_finished_and_interrupted(
+    kolmogorov, tmp_path, capsys, monkeypatch
+):
     out, text = kolmogorov
     # --resume of a finished run: nothing to compute, the same summary again
     again = run_cli(["kolmogorov_flow", *KOLMOGOROV, "--out", str(out), "--resume"], capsys)
@@ -179,11 +215,19 @@ def test_kolmogorov_resume_after_finished_and_interrupted(kolmogorov, tmp_path, 
 
 # -- decaying turbulence ---------------------------------------------------------------------------
 
+
 def test_decaying_ensemble_run_output_and_summary(decaying):
     out, text = decaying
-    for line in ("Decaying 2-D turbulence: 8 members", "200 steps of dt = 0.005 (t = 1)",
-                 "on 8 device(s)", "E/E0", "Z/Z0", "energy budget: E(0) - E(t)",
-                 "Batchelor (1969) enstrophy cascade k^-3", "Saffman 1971"):
+    for line in (
+        "Decaying 2-D turbulence: 8 members",
+        "200 steps of dt = 0.005 (t = 1)",
+        "on 8 device(s)",
+        "E/E0",
+        "Z/Z0",
+        "energy budget: E(0) - E(t)",
+        "Batchelor (1969) enstrophy cascade k^-3",
+        "Saffman 1971",
+    ):
         assert line in text, (line, text)
     # dE/dt = -nu <w^2> without forcing: energy lost vs trapezoid-integrated dissipation over
     # 200 diagnostic frames (one per step) of a smooth decay: the trapezoid error is O(dt^2),
@@ -230,8 +274,9 @@ def test_decaying_xdmf_shows_member_0(decaying):
 def test_decaying_resume_after_interrupt_is_bitwise(decaying, tmp_path, capsys, monkeypatch):
     out, _ = decaying
     resumed = tmp_path / "d.h5"
-    text = interrupted_then_resumed("decaying_turbulence", DECAYING, resumed, capsys,
-                                    monkeypatch, command=True)
+    text = interrupted_then_resumed(
+        "decaying_turbulence", DECAYING, resumed, capsys, monkeypatch, command=True
+    )
     assert "on 8 device(s)" in text  # the checkpoint restores the member sharding
     with h5py.File(out, "r") as a, h5py.File(resumed, "r") as b:
         for q in ("velocity", "vorticity", "energy", "energy_spectrum"):
@@ -239,6 +284,7 @@ def test_decaying_resume_after_interrupt_is_bitwise(decaying, tmp_path, capsys, 
 
 
 # -- VmappedStepper --------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # default-suite time; members = separate runs: test_spectral_ensemble; resume: the decaying_turbulence tests
 def test_vmapped_stepper_equals_separate_runs_and_stays_sharded():
@@ -253,17 +299,22 @@ def test_vmapped_stepper_equals_separate_runs_and_stays_sharded():
     params = [ns.params(v, drag=0.05, forcing_amplitude=0.5) for v in (1e-2, 2e-2, 3e-2, 5e-3)]
     rng = np.random.default_rng(3)
     states = [ns.init(params[0], vorticity=rng.normal(size=(32, 32))) for _ in range(n)]
-    kw = dict(n_steps=20, save_every={"fields": 20, "diagnostics": 10, "spectrum": 20},
-              progress=False)
-    singles = [run(ns, s, p, **kw) for s, p in zip(states, params)]
+    kw = dict(
+        n_steps=20, save_every={"fields": 20, "diagnostics": 10, "spectrum": 20}, progress=False
+    )
+    singles = [run(ns, s, p, **kw) for s, p in zip(states, params, strict=False)]
     shared_singles = [run(ns, s, params[0], **kw) for s in states[:2]]
 
     sweep = VmappedStepper(ns, n)
     batched = shard_members(sweep.stack(states))
     assert len(batched.vorticity_hat.sharding.device_set) == 4  # 4 members: 4 of 8 devices
     ens = run(sweep, batched, sweep.stack(params), **kw)
-    shared = run(VmappedStepper(ns, 2, shared_params=True),
-                 shard_members(sweep.stack(states[:2])), params[0], **kw)
+    shared = run(
+        VmappedStepper(ns, 2, shared_params=True),
+        shard_members(sweep.stack(states[:2])),
+        params[0],
+        **kw,
+    )
     # the driver's jitted chunks keep the placement of their inputs
     assert ens.state.vorticity_hat.sharding.is_equivalent_to(batched.vorticity_hat.sharding, 2)
     assert len(shared.state.vorticity_hat.sharding.device_set) == 2
@@ -273,8 +324,7 @@ def test_vmapped_stepper_equals_separate_runs_and_stays_sharded():
         for i, ref in enumerate(refs):
             np.testing.assert_array_equal(result.state.vorticity_hat[i], ref.state.vorticity_hat)
             for q, frames in ref.frames.items():  # frame 0: jitted vs eager observe, 1 ulp
-                np.testing.assert_allclose(result.frames[q][:, i], frames, rtol=1e-14,
-                                           atol=1e-300)
+                np.testing.assert_allclose(result.frames[q][:, i], frames, rtol=1e-14, atol=1e-300)
     assert int(ens.state.step[0]) == 20
 
 
@@ -308,8 +358,9 @@ def test_field_store_member_axis_layout_and_refusal(tmp_path):
 
     coords = {"x": ([0.0, 1.0, 2.0], "m"), "y": ([0.0, 1.0], "m")}
     var = {"s": Variable(("member", "x", "y"), (2, 3, 2), "float32")}
-    store = FieldStore.create(tmp_path / "a.h5", [SaveGroup("fields", 1, var)], config={},
-                              coords=coords)
+    store = FieldStore.create(
+        tmp_path / "a.h5", [SaveGroup("fields", 1, var)], config={}, coords=coords
+    )
     frame = np.arange(12, dtype=np.float32).reshape(1, 2, 3, 2)  # declared (member, x, y)
     store.append({"fields": ([0], [0.0], {"s": frame})})
     store.close()
@@ -320,5 +371,6 @@ def test_field_store_member_axis_layout_and_refusal(tmp_path):
     assert slab[0].text.split() == ["0", "0", "0", "0", "1", "1", "1", "1", "1", "1", "2", "3"]
     bad = {"s": Variable(("x", "member", "y"), (3, 2, 2), "float32")}
     with pytest.raises(SimkitInputError, match="'member' must come first"):
-        FieldStore.create(tmp_path / "b.h5", [SaveGroup("fields", 1, bad)], config={},
-                          coords=coords)
+        FieldStore.create(
+            tmp_path / "b.h5", [SaveGroup("fields", 1, bad)], config={}, coords=coords
+        )

@@ -24,8 +24,13 @@ WORKER = HERE / "_run_worker.py"
 
 
 def lorenz(t, y, p):
-    return jnp.stack([p["sigma"] * (y[1] - y[0]), y[0] * (p["rho"] - y[2]) - y[1],
-                      y[0] * y[1] - p["beta"] * y[2]])
+    return jnp.stack(
+        [
+            p["sigma"] * (y[1] - y[0]),
+            y[0] * (p["rho"] - y[2]) - y[1],
+            y[0] * y[1] - p["beta"] * y[2],
+        ]
+    )
 
 
 PARAMS = {"sigma": jnp.asarray(10.0), "rho": jnp.asarray(28.0), "beta": jnp.asarray(8 / 3)}
@@ -34,15 +39,27 @@ PARAMS = {"sigma": jnp.asarray(10.0), "rho": jnp.asarray(28.0), "beta": jnp.asar
 @pytest.fixture(scope="module")
 def lorenz_setup():
     stepper = ODEStepper(lorenz, dt=1e-3)
-    y0 = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3))) + jnp.asarray([[1.0, 1.0, 20.0]])
+    y0 = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3))) + jnp.asarray(
+        [[1.0, 1.0, 20.0]]
+    )
     return stepper, stepper.init(y0, PARAMS)
 
 
 def test_chunked_run_equals_one_long_scan_bitwise(lorenz_setup, tmp_h5):
     stepper, state = lorenz_setup
-    final_ref, frames_ref = jax.jit(simulate, static_argnums=(0, 3, 4))(stepper, state, PARAMS, 3000, 100)
-    res = run(stepper, state, PARAMS, n_steps=3000, save_every=100, chunk_steps=700 // 100 * 100,
-              out=tmp_h5, progress=False)
+    final_ref, frames_ref = jax.jit(simulate, static_argnums=(0, 3, 4))(
+        stepper, state, PARAMS, 3000, 100
+    )
+    res = run(
+        stepper,
+        state,
+        PARAMS,
+        n_steps=3000,
+        save_every=100,
+        chunk_steps=700 // 100 * 100,
+        out=tmp_h5,
+        progress=False,
+    )
     # 3000 steps in chunks of 700 (last chunk shorter) must equal the single scan bit for bit.
     np.testing.assert_array_equal(np.asarray(res.state.y), np.asarray(final_ref.y))
     with h5py.File(tmp_h5, "r") as f:
@@ -67,8 +84,16 @@ def test_nan_stops_run_names_first_bad_step_and_keeps_prior_frames(tmp_h5):
     state = {"step": jnp.asarray(0), "x": jnp.ones(3)}
     params = {"k": jnp.asarray(0.5)}
     with pytest.raises(SimulationBlowUp, match="step 437") as info:
-        run(stepper, state, params, n_steps=1000, save_every=10, chunk_steps=100, out=tmp_h5,
-            progress=False)
+        run(
+            stepper,
+            state,
+            params,
+            n_steps=1000,
+            save_every=10,
+            chunk_steps=100,
+            out=tmp_h5,
+            progress=False,
+        )
     assert info.value.step == 437
     assert info.value.time == pytest.approx(43.7)
     with h5py.File(tmp_h5, "r") as f:
@@ -88,8 +113,16 @@ def test_non_finite_observed_quantity_with_finite_state_is_caught(tmp_h5):
 
     state = {"step": jnp.asarray(0), "x": jnp.ones(2)}
     with pytest.raises(SimulationBlowUp, match=r"observed quantity \(x\).*step 20") as info:
-        run(LogObserved(dt=0.1), state, {"k": jnp.asarray(0.5)}, n_steps=100, save_every=10,
-            chunk_steps=50, out=tmp_h5, progress=False)
+        run(
+            LogObserved(dt=0.1),
+            state,
+            {"k": jnp.asarray(0.5)},
+            n_steps=100,
+            save_every=10,
+            chunk_steps=50,
+            out=tmp_h5,
+            progress=False,
+        )
     assert info.value.step == 20
     with h5py.File(tmp_h5, "r") as f:
         np.testing.assert_array_equal(f["step"][:], [0, 10])
@@ -100,8 +133,16 @@ def test_nan_in_first_frame_of_chunk(tmp_h5):
     stepper = Decay(dt=0.1, nan_at=201)
     state = {"step": jnp.asarray(0), "x": jnp.ones(2)}
     with pytest.raises(SimulationBlowUp) as info:
-        run(stepper, state, {"k": jnp.asarray(1.0)}, n_steps=400, save_every=10, chunk_steps=100,
-            out=tmp_h5, progress=False)
+        run(
+            stepper,
+            state,
+            {"k": jnp.asarray(1.0)},
+            n_steps=400,
+            save_every=10,
+            chunk_steps=100,
+            out=tmp_h5,
+            progress=False,
+        )
     assert info.value.step == 201
     with h5py.File(tmp_h5, "r") as f:
         assert f["step"][-1] == 200
@@ -110,8 +151,9 @@ def test_nan_in_first_frame_of_chunk(tmp_h5):
 def test_overflow_regrows_and_recomputes_so_no_wrong_frame_is_written(tmp_h5):
     stepper = Buffer(capacity=4)
     state = {"n": jnp.asarray(0), "items": jnp.zeros(4)}
-    res = run(stepper, state, {}, n_steps=100, save_every=5, chunk_steps=20, out=tmp_h5,
-              progress=False)
+    res = run(
+        stepper, state, {}, n_steps=100, save_every=5, chunk_steps=20, out=tmp_h5, progress=False
+    )
     assert res.chunks_recomputed >= 3  # 4 -> 8 -> 16 -> 32 -> 64 -> 128
     assert res.stepper.capacity >= 100
     with h5py.File(tmp_h5, "r") as f:
@@ -121,8 +163,16 @@ def test_overflow_regrows_and_recomputes_so_no_wrong_frame_is_written(tmp_h5):
 
 def test_resume_after_partial_run_is_bitwise(lorenz_setup, tmp_path):
     stepper, state = lorenz_setup
-    full = run(stepper, state, PARAMS, n_steps=2000, save_every=100, chunk_steps=500,
-               out=tmp_path / "full.h5", progress=False)
+    full = run(
+        stepper,
+        state,
+        PARAMS,
+        n_steps=2000,
+        save_every=100,
+        chunk_steps=500,
+        out=tmp_path / "full.h5",
+        progress=False,
+    )
     part = tmp_path / "part.h5"
 
     class Stop(Exception):
@@ -133,13 +183,31 @@ def test_resume_after_partial_run_is_bitwise(lorenz_setup, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        run(stepper, state, PARAMS, n_steps=2000, save_every=100, chunk_steps=500, out=part,
-            progress=False, callback=stop_after_two)
+        run(
+            stepper,
+            state,
+            PARAMS,
+            n_steps=2000,
+            save_every=100,
+            chunk_steps=500,
+            out=part,
+            progress=False,
+            callback=stop_after_two,
+        )
     with h5py.File(part, "r") as f:
         assert f.attrs["status"].startswith("failed")
         assert f["step"][-1] == 1000
-    res = run(stepper, state, PARAMS, n_steps=2000, save_every=100, chunk_steps=500, out=part,
-              resume=True, progress=False)
+    res = run(
+        stepper,
+        state,
+        PARAMS,
+        n_steps=2000,
+        save_every=100,
+        chunk_steps=500,
+        out=part,
+        resume=True,
+        progress=False,
+    )
     np.testing.assert_array_equal(np.asarray(res.state.y), np.asarray(full.state.y))
     with h5py.File(part, "r") as f, h5py.File(tmp_path / "full.h5", "r") as g:
         np.testing.assert_array_equal(f["y"][:], g["y"][:])
@@ -151,8 +219,16 @@ def test_resume_with_prng_key_in_state_is_bitwise(tmp_path):
     stepper = RandomWalk()
     state = {"key": jax.random.key(7), "n": jnp.asarray(0), "x": jnp.zeros(50)}
     params = {"D": jnp.asarray(0.5)}
-    full = run(stepper, state, params, n_steps=600, save_every=20, chunk_steps=100,
-               out=tmp_path / "full.h5", progress=False)
+    full = run(
+        stepper,
+        state,
+        params,
+        n_steps=600,
+        save_every=20,
+        chunk_steps=100,
+        out=tmp_path / "full.h5",
+        progress=False,
+    )
 
     class Stop(Exception):
         pass
@@ -163,13 +239,32 @@ def test_resume_with_prng_key_in_state_is_bitwise(tmp_path):
 
     part = tmp_path / "part.h5"
     with pytest.raises(Stop):
-        run(stepper, state, params, n_steps=600, save_every=20, chunk_steps=100, out=part,
-            progress=False, callback=stop)
-    res = run(stepper, state, params, n_steps=600, save_every=20, chunk_steps=100, out=part,
-              resume=True, progress=False)
+        run(
+            stepper,
+            state,
+            params,
+            n_steps=600,
+            save_every=20,
+            chunk_steps=100,
+            out=part,
+            progress=False,
+            callback=stop,
+        )
+    res = run(
+        stepper,
+        state,
+        params,
+        n_steps=600,
+        save_every=20,
+        chunk_steps=100,
+        out=part,
+        resume=True,
+        progress=False,
+    )
     np.testing.assert_array_equal(np.asarray(res.state["x"]), np.asarray(full.state["x"]))
-    np.testing.assert_array_equal(jax.random.key_data(res.state["key"]),
-                                  jax.random.key_data(full.state["key"]))
+    np.testing.assert_array_equal(
+        jax.random.key_data(res.state["key"]), jax.random.key_data(full.state["key"])
+    )
     # diffusion check: <x^2> = 2 D t (t = 6), 50 walkers -> relative sd sqrt(2/50) = 0.2
     assert float(jnp.mean(res.state["x"] ** 2)) == pytest.approx(2 * 0.5 * 6.0, rel=0.6)
 
@@ -178,14 +273,15 @@ def _worker(args, **kw):
     return spawn(WORKER, *args, **kw)
 
 
-
 def _reference_final(tmp_path):
     ref = _worker([tmp_path / "unused.h5", tmp_path / "ref.npy", "--no-out"])
     assert ref.wait(timeout=300) == 0, ref.stderr.read()[-2000:]
     return np.load(tmp_path / "ref.npy")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])  # SIGINT: the Ctrl-C resume tests of each solver
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)  # SIGINT: the Ctrl-C resume tests of each solver
 def test_killed_run_keeps_flushed_frames_and_resumes_bitwise(tmp_path, sig):
     out = tmp_path / "run.h5"
     proc = _worker([out, tmp_path / "final.npy"])
@@ -213,6 +309,7 @@ def test_killed_run_keeps_flushed_frames_and_resumes_bitwise(tmp_path, sig):
 
 # ---------------------------------------------------------------- bad input, before compute
 
+
 def test_bad_input_errors(lorenz_setup, tmp_path):
     stepper, state = lorenz_setup
     kw = dict(progress=False)
@@ -225,12 +322,21 @@ def test_bad_input_errors(lorenz_setup, tmp_path):
     with pytest.raises(SimkitInputError, match="larger than the run"):
         run(stepper, state, PARAMS, n_steps=100, save_every=10, chunk_steps=200, **kw)
     with pytest.raises(SimkitInputError, match="does not exist"):
-        run(stepper, state, PARAMS, n_steps=100, save_every=10, out=tmp_path / "nope" / "x.h5", **kw)
+        run(
+            stepper, state, PARAMS, n_steps=100, save_every=10, out=tmp_path / "nope" / "x.h5", **kw
+        )
     bad_state = stepper.init(state.y.at[3, 1].set(jnp.nan), PARAMS)
     with pytest.raises(SimkitInputError, match="initial state.*NaN"):
         run(stepper, bad_state, PARAMS, n_steps=100, save_every=10, **kw)
     with pytest.raises(SimkitInputError, match=r"params\['rho'\].*NaN"):
-        run(stepper, state, {**PARAMS, "rho": jnp.asarray(jnp.nan)}, n_steps=100, save_every=10, **kw)
+        run(
+            stepper,
+            state,
+            {**PARAMS, "rho": jnp.asarray(jnp.nan)},
+            n_steps=100,
+            save_every=10,
+            **kw,
+        )
     with pytest.raises(SimkitInputError, match="dt must be > 0"):
         ODEStepper(lorenz, dt=-1e-3)
     with pytest.raises(SimkitInputError, match="dt must be > 0"):
@@ -248,26 +354,69 @@ def test_existing_output_is_refused_and_untouched(lorenz_setup, tmp_h5):
     with pytest.raises(SimkitInputError, match="already exists.*overwrite"):
         run(stepper, state, PARAMS, n_steps=200, save_every=100, out=tmp_h5, progress=False)
     assert tmp_h5.read_bytes() == before
-    run(stepper, state, PARAMS, n_steps=400, save_every=100, out=tmp_h5, overwrite=True,
-        progress=False)
+    run(
+        stepper,
+        state,
+        PARAMS,
+        n_steps=400,
+        save_every=100,
+        out=tmp_h5,
+        overwrite=True,
+        progress=False,
+    )
     with h5py.File(tmp_h5, "r") as f:
         assert f["step"][-1] == 400
 
 
 def test_resume_with_changed_configuration_names_the_setting(lorenz_setup, tmp_h5):
     stepper, state = lorenz_setup
-    run(stepper, state, PARAMS, n_steps=200, save_every=100, out=tmp_h5, progress=False,
-        config={"problem": "x", "dt": 1e-3})
+    run(
+        stepper,
+        state,
+        PARAMS,
+        n_steps=200,
+        save_every=100,
+        out=tmp_h5,
+        progress=False,
+        config={"problem": "x", "dt": 1e-3},
+    )
     with pytest.raises(StoreError, match="dt: file has 0.001, this run has 0.002"):
-        run(stepper, state, PARAMS, n_steps=200, save_every=100, out=tmp_h5, resume=True,
-            progress=False, config={"problem": "x", "dt": 2e-3})
+        run(
+            stepper,
+            state,
+            PARAMS,
+            n_steps=200,
+            save_every=100,
+            out=tmp_h5,
+            resume=True,
+            progress=False,
+            config={"problem": "x", "dt": 2e-3},
+        )
     with pytest.raises(StoreError, match="save_every"):
-        run(stepper, state, PARAMS, n_steps=200, save_every=50, out=tmp_h5, resume=True,
-            progress=False, config={"problem": "x", "dt": 1e-3})
+        run(
+            stepper,
+            state,
+            PARAMS,
+            n_steps=200,
+            save_every=50,
+            out=tmp_h5,
+            resume=True,
+            progress=False,
+            config={"problem": "x", "dt": 1e-3},
+        )
     other = {**PARAMS, "rho": jnp.asarray(30.0)}
     with pytest.raises(StoreError, match="params"):
-        run(stepper, state, other, n_steps=200, save_every=100, out=tmp_h5, resume=True,
-            progress=False, config={"problem": "x", "dt": 1e-3})
+        run(
+            stepper,
+            state,
+            other,
+            n_steps=200,
+            save_every=100,
+            out=tmp_h5,
+            resume=True,
+            progress=False,
+            config={"problem": "x", "dt": 1e-3},
+        )
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -277,12 +426,28 @@ def test_resume_into_corrupt_or_truncated_file_is_refused(lorenz_setup, tmp_h5, 
     data = tmp_h5.read_bytes()
     tmp_h5.write_bytes(b"not an hdf5 file" * 100 if damage == "garbage" else data[: len(data) // 3])
     with pytest.raises(StoreError, match="corrupt or truncated|not a readable HDF5"):
-        run(stepper, state, PARAMS, n_steps=1000, save_every=100, out=tmp_h5, resume=True,
-            progress=False)
+        run(
+            stepper,
+            state,
+            PARAMS,
+            n_steps=1000,
+            save_every=100,
+            out=tmp_h5,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_resume_needs_existing_file(lorenz_setup, tmp_h5):
     stepper, state = lorenz_setup
     with pytest.raises(SimkitInputError, match="does not exist"):
-        run(stepper, state, PARAMS, n_steps=200, save_every=100, out=tmp_h5, resume=True,
-            progress=False)
+        run(
+            stepper,
+            state,
+            PARAMS,
+            n_steps=200,
+            save_every=100,
+            out=tmp_h5,
+            resume=True,
+            progress=False,
+        )

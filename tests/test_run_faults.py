@@ -47,8 +47,14 @@ def _state():
 
 
 def _run(out, **kw):
-    kw = {"n_steps": 400, "save_every": 10, "chunk_steps": 40, "progress": False,
-          "checkpoint_interval": 0, **kw}
+    kw = {
+        "n_steps": 400,
+        "save_every": 10,
+        "chunk_steps": 40,
+        "progress": False,
+        "checkpoint_interval": 0,
+        **kw,
+    }
     return run(Decay(dt=0.1), _state(), PARAMS, out=out, **kw)
 
 
@@ -73,12 +79,16 @@ def _assert_prefix_of_reference(path, reference):
 
 # ------------------------------------------------------------------------------- full disk
 
+
 @contextlib.contextmanager
 def _tmpfs(size_kib):
     where = Path(f"/tmp/simkit-tmpfs-{uuid.uuid4().hex[:8]}")
     where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         where.rmdir()
         pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}")
@@ -126,9 +136,23 @@ def test_read_only_output_folder_is_one_clear_error(tmp_path):
         with pytest.raises(StoreError, match="Read-only file system"):
             _run(disk / "run.h5")
         proc = subprocess.run(
-            [sys.executable, str(REPO / "problems/lorenz_ensemble.py"), "--members", "4",
-             "--t1", "0.2", "--save-every", "100", "--out", str(disk / "l.h5"), "--no-progress"],
-            capture_output=True, text=True, cwd=REPO)
+            [
+                sys.executable,
+                str(REPO / "problems/lorenz_ensemble.py"),
+                "--members",
+                "4",
+                "--t1",
+                "0.2",
+                "--save-every",
+                "100",
+                "--out",
+                str(disk / "l.h5"),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         assert proc.returncode == 4, proc.stderr
         assert "Traceback" not in proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and "Read-only file system" in proc.stderr
@@ -151,8 +175,9 @@ class _FailingWrites:
 
 
 @pytest.mark.parametrize("after", [3, 17, 31])
-def test_injected_write_failure_keeps_exactly_the_whole_chunks(tmp_path, monkeypatch, reference,
-                                                               after):
+def test_injected_write_failure_keeps_exactly_the_whole_chunks(
+    tmp_path, monkeypatch, reference, after
+):
     out = tmp_path / "run.h5"
     _FailingWrites(monkeypatch, after)
     with pytest.raises(StoreWriteError, match="No space left on device"):
@@ -167,8 +192,7 @@ def test_injected_write_failure_keeps_exactly_the_whole_chunks(tmp_path, monkeyp
     assert _assert_prefix_of_reference(out, reference)[0] == len(reference["step"])
 
 
-def test_failed_checkpoint_write_leaves_previous_checkpoint_and_no_temp_file(tmp_path,
-                                                                             monkeypatch):
+def test_failed_checkpoint_write_leaves_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
     out = tmp_path / "run.h5"
     import simkit.io._checkpoint as ckmod
 
@@ -185,8 +209,9 @@ def test_failed_checkpoint_write_leaves_previous_checkpoint_and_no_temp_file(tmp
         return real_file(path, mode, *a, **kw)
 
     monkeypatch.setattr(ckmod.h5py, "File", file)
-    with pytest.raises(StoreWriteError, match="checkpoint.*No space left on device.*previous "
-                                              "checkpoint is intact"):
+    with pytest.raises(
+        StoreWriteError, match="checkpoint.*No space left on device.*previous checkpoint is intact"
+    ):
         _run(out)
     monkeypatch.undo()
     assert not checkpoint_path(out).with_name(checkpoint_path(out).name + ".tmp").exists()
@@ -209,9 +234,9 @@ def test_output_deleted_during_run_stops_it(tmp_path):
 
 # ---------------------------------------------------------------------------- signals
 
+
 def _worker(args, **kw):
     return spawn(WORKER, *args, **kw)
-
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -221,8 +246,9 @@ def test_sigterm_and_sighup_stop_cleanly_with_checkpoint_at_current_step(tmp_pat
     # A run far longer than the test: the signal must find it still running even when this
     # process reads the worker's output late (a loaded machine); 40 000 steps once finished
     # before the signal arrived.
-    proc = _worker([out, tmp_path / "final.npy", "--checkpoint-interval", "3600",
-                    "--n-steps", "4000000"])
+    proc = _worker(
+        [out, tmp_path / "final.npy", "--checkpoint-interval", "3600", "--n-steps", "4000000"]
+    )
     with killed_on_exit(proc):
         wait_chunks(proc, 4)
         proc.send_signal(sig)
@@ -244,8 +270,9 @@ def test_sigint_ignored_at_start_stays_ignored_but_sigterm_stops(tmp_path):
     it ignored, as the launcher asked, and still stops cleanly on SIGTERM."""
     out = tmp_path / "run.h5"
 
-    proc = _worker([out, tmp_path / "final.npy", "--keep-ignored", "--n-steps", "4000000"],
-                   ignore_sigint=True)
+    proc = _worker(
+        [out, tmp_path / "final.npy", "--keep-ignored", "--n-steps", "4000000"], ignore_sigint=True
+    )
     with killed_on_exit(proc):
         seen = wait_chunks(proc, 3)
         proc.send_signal(signal.SIGINT)
@@ -271,8 +298,7 @@ def test_suite_passes_when_launched_with_sigint_ignored(tmp_path):
         assert f.attrs["status"] == "interrupted"
 
 
-def test_signal_during_write_is_held_until_the_chunk_is_on_disk(tmp_path, monkeypatch,
-                                                                reference):
+def test_signal_during_write_is_held_until_the_chunk_is_on_disk(tmp_path, monkeypatch, reference):
     """SIGTERM arriving in the middle of an append is raised only after the chunk and the
     checkpoint are consistent."""
     out = tmp_path / "run.h5"
@@ -300,6 +326,7 @@ def test_signal_during_write_is_held_until_the_chunk_is_on_disk(tmp_path, monkey
 
 # ------------------------------------------------------------------------- two writers
 
+
 def test_second_writer_is_refused_naming_the_first(tmp_path):
     out = tmp_path / "run.h5"
     _run(out, n_steps=80)
@@ -322,14 +349,16 @@ def test_second_process_resume_is_refused_while_first_runs(tmp_path):
         assert second.returncode == 5, err
         assert f"PID {first.pid}" in err and "Traceback" not in err
         # `simkit info` reads the live file and names the writer.
-        info = subprocess.run([sys.executable, "-m", "simkit.cli", "info", str(out)],
-                              capture_output=True, text=True)
+        info = subprocess.run(
+            [sys.executable, "-m", "simkit.cli", "info", str(out)], capture_output=True, text=True
+        )
         assert f"written now by PID {first.pid}" in info.stdout, info.stdout + info.stderr
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
     # The dead writer's lock is stale: info says so, and a resume takes it over.
-    info = subprocess.run([sys.executable, "-m", "simkit.cli", "info", str(out)],
-                          capture_output=True, text=True)
+    info = subprocess.run(
+        [sys.executable, "-m", "simkit.cli", "info", str(out)], capture_output=True, text=True
+    )
     assert "no process is writing it" in info.stdout
     with WriterLock(out):  # taken over at once
         assert lock_owner(out)["pid"] == os.getpid()
@@ -343,6 +372,7 @@ def test_stale_lock_file_from_dead_process_is_taken_over(tmp_path):
 
 
 # ----------------------------------------------------------------- checkpoint cadence
+
 
 def test_checkpoint_cadence_by_steps_seconds_and_default(tmp_path, monkeypatch):
     # 400 steps in 10 chunks of 40: initial checkpoint + ...
@@ -368,10 +398,10 @@ def test_checkpoint_cadence_by_steps_seconds_and_default(tmp_path, monkeypatch):
 
 # -------------------------------------------------------------- structure errors, early
 
+
 def test_missing_params_key_is_named_before_tracing(tmp_path):
     with pytest.raises(SimkitInputError, match=r"reads the entry 'k'.*params has \['kk'\]"):
-        run(Decay(), _state(), {"kk": jnp.asarray(0.1)}, n_steps=10, save_every=5,
-            progress=False)
+        run(Decay(), _state(), {"kk": jnp.asarray(0.1)}, n_steps=10, save_every=5, progress=False)
 
 
 def test_renamed_params_key_on_resume_is_named(tmp_path):
@@ -390,10 +420,22 @@ def test_renamed_params_key_on_resume_is_named(tmp_path):
         def step(self, state, params):
             return super().step(state, {"k": params["rate"]})
 
-    with pytest.raises(StoreError, match=r"params_structure: the file has \['k'\] which this "
-                                         r"run lacks; this run has \['rate'\]"):
-        run(Renamed(dt=0.1), _state(), {"rate": PARAMS["k"]}, out=out, resume=True,
-            n_steps=400, save_every=10, chunk_steps=40, progress=False)
+    with pytest.raises(
+        StoreError,
+        match=r"params_structure: the file has \['k'\] which this "
+        r"run lacks; this run has \['rate'\]",
+    ):
+        run(
+            Renamed(dt=0.1),
+            _state(),
+            {"rate": PARAMS["k"]},
+            out=out,
+            resume=True,
+            n_steps=400,
+            save_every=10,
+            chunk_steps=40,
+            progress=False,
+        )
 
 
 def test_step_that_changes_structure_or_shape_is_refused():
@@ -415,34 +457,81 @@ def test_step_that_changes_structure_or_shape_is_refused():
         def observe(self, state, params):
             return {"x": state["x"], "mean": jnp.mean(state["x"])}
 
-    with pytest.raises(SimkitInputError, match=r"observe returns \['mean', 'x'\].*declares \['x'\]"):
+    with pytest.raises(
+        SimkitInputError, match=r"observe returns \['mean', 'x'\].*declares \['x'\]"
+    ):
         run(Undeclared(), _state(), PARAMS, n_steps=10, save_every=5, progress=False)
 
 
 # --------------------------------------------------------------- the command line
 
+
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "simkit.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "simkit.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        **kw,
+    )
 
 
 def test_cli_blow_up_is_one_line_and_exit_code_3(tmp_path):
-    r = _cli("run", "lorenz_ensemble", "--members", "4", "--dt", "0.5", "--t1", "100",
-             "--save-every", "10", "--out", tmp_path / "b.h5", "--no-progress")
+    r = _cli(
+        "run",
+        "lorenz_ensemble",
+        "--members",
+        "4",
+        "--dt",
+        "0.5",
+        "--t1",
+        "100",
+        "--save-every",
+        "10",
+        "--out",
+        tmp_path / "b.h5",
+        "--no-progress",
+    )
     assert r.returncode == 3, r.stderr
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("simkit:")]
     assert len(lines) == 1 and "blew up" in lines[0] and "NaN/inf at step" in lines[0]
-    r = _cli("--debug", "run", "lorenz_ensemble", "--members", "4", "--dt", "0.5", "--t1", "100",
-             "--save-every", "10", "--out", tmp_path / "c.h5", "--no-progress")
+    r = _cli(
+        "--debug",
+        "run",
+        "lorenz_ensemble",
+        "--members",
+        "4",
+        "--dt",
+        "0.5",
+        "--t1",
+        "100",
+        "--save-every",
+        "10",
+        "--out",
+        tmp_path / "c.h5",
+        "--no-progress",
+    )
     assert r.returncode == 3 and "Traceback" in r.stderr
 
 
 def test_cli_out_naming_a_directory_is_refused_without_stray_files(tmp_path):
     d = tmp_path / "adir"
     d.mkdir()
-    r = _cli("run", "lorenz_ensemble", "--members", "4", "--t1", "0.2", "--save-every", "100",
-             "--out", d, "--overwrite", "--no-progress")
+    r = _cli(
+        "run",
+        "lorenz_ensemble",
+        "--members",
+        "4",
+        "--t1",
+        "0.2",
+        "--save-every",
+        "100",
+        "--out",
+        d,
+        "--overwrite",
+        "--no-progress",
+    )
     assert r.returncode == 2 and "is a directory" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
 
@@ -454,10 +543,30 @@ def test_cli_nan_option_is_named(tmp_path):
 
 def test_cli_broken_pipe_exits_quietly(tmp_path):
     out = tmp_path / "l.h5"
-    assert cli_main(["run", "lorenz_ensemble", "--members", "4", "--t1", "0.2", "--save-every",
-                     "100", "--out", str(out), "--no-progress"]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "simkit.cli", "info", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert (
+        cli_main(
+            [
+                "run",
+                "lorenz_ensemble",
+                "--members",
+                "4",
+                "--t1",
+                "0.2",
+                "--save-every",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simkit.cli", "info", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     proc.stdout.close()  # the reader is gone before the first line, as with `| head -0`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
@@ -499,8 +608,18 @@ def test_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path,
         _run(out2, checkpoint_interval=3600, callback=stop)
     checkpoint_path(out2).unlink()
     with pytest.raises(StoreError, match="initial_state"):
-        run(Decay(dt=0.1), other, PARAMS, out=out2, resume=True, n_steps=400, save_every=10,
-            chunk_steps=40, progress=False, checkpoint_interval=0)
+        run(
+            Decay(dt=0.1),
+            other,
+            PARAMS,
+            out=out2,
+            resume=True,
+            n_steps=400,
+            save_every=10,
+            chunk_steps=40,
+            progress=False,
+            checkpoint_interval=0,
+        )
 
 
 @pytest.mark.slow  # default-suite time; SIGTERM: the LBM/spectral/MD driver tests
@@ -510,8 +629,18 @@ def test_sigterm_is_acted_on_during_a_long_chunk(tmp_path):
     for the device in short sleeps, so the signal is handled within milliseconds; the chunk in
     flight (about 9 s here) is discarded."""
     out = tmp_path / "run.h5"
-    proc = _worker([out, tmp_path / "final.npy", "--n-steps", "20000000", "--chunk-steps",
-                    "2000000", "--checkpoint-interval", "3600"])
+    proc = _worker(
+        [
+            out,
+            tmp_path / "final.npy",
+            "--n-steps",
+            "20000000",
+            "--chunk-steps",
+            "2000000",
+            "--checkpoint-interval",
+            "3600",
+        ]
+    )
     try:
         wait_chunks(proc, 1)
         proc.send_signal(signal.SIGTERM)

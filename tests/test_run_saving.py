@@ -17,6 +17,7 @@ from simkit.run import SimulationBlowUp, resolve_save_plan, run, simulate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import Buffer, Walkers  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import signal_when, spawn  # noqa: E402
 
@@ -49,8 +50,7 @@ def test_groups_saved_at_their_rates_with_own_time_axes(tmp_h5):
 def test_chunked_multi_rate_run_equals_one_scan_and_simulate_bitwise(tmp_path):
     a = _run(tmp_path / "a.h5", chunk_steps=100)
     b = _run(tmp_path / "b.h5", chunk_steps=600)
-    final, frames = jax.jit(lambda s: simulate(Walkers(), s, PARAMS, 600, RATES))(
-        Walkers.initial())
+    final, frames = jax.jit(lambda s: simulate(Walkers(), s, PARAMS, 600, RATES))(Walkers.initial())
     np.testing.assert_array_equal(np.asarray(a.state["x"]), np.asarray(b.state["x"]))
     np.testing.assert_array_equal(np.asarray(a.state["x"]), np.asarray(final["x"]))
     with h5py.File(tmp_path / "a.h5", "r") as f, h5py.File(tmp_path / "b.h5", "r") as g:
@@ -72,8 +72,11 @@ def test_in_memory_multi_rate_frames(tmp_path):
 def test_rates_by_quantity_name_and_groups_argument(tmp_h5):
     res = _run(None, save_every={"msd": 10, "mean_x": 20, "trajectory": 100})
     assert res.frames["msd"].shape == (61,) and res.frames["mean_x"].shape == (31,)
-    res = _run(None, save_every={"all_scalars": 5, "fields": 25},
-               groups={"all_scalars": ("msd", "mean_x"), "fields": ("position", "velocity")})
+    res = _run(
+        None,
+        save_every={"all_scalars": 5, "fields": 25},
+        groups={"all_scalars": ("msd", "mean_x"), "fields": ("position", "velocity")},
+    )
     assert res.frames["mean_x"].shape == (121,) and res.frames["velocity"].shape == (25, 64, 2)
 
 
@@ -89,8 +92,16 @@ def test_nan_stop_keeps_every_earlier_frame_of_every_group(tmp_h5):
 
 
 def test_overflow_regrowth_with_two_rates(tmp_h5):
-    res = run(Buffer(capacity=4), {"n": jnp.asarray(0), "items": jnp.zeros(4)}, {},
-              n_steps=100, save_every={"total": 5}, chunk_steps=20, out=tmp_h5, progress=False)
+    res = run(
+        Buffer(capacity=4),
+        {"n": jnp.asarray(0), "items": jnp.zeros(4)},
+        {},
+        n_steps=100,
+        save_every={"total": 5},
+        chunk_steps=20,
+        out=tmp_h5,
+        progress=False,
+    )
     assert res.chunks_recomputed >= 3
     with h5py.File(tmp_h5, "r") as f:
         steps = f["step_total"][:]
@@ -140,10 +151,12 @@ def test_bad_save_rates_are_named():
     with pytest.raises(SimkitInputError, match="must divide one another.*got 10 and 15"):
         resolve_save_plan({"thermo": 10, "trajectory": 15}, observed, groups)
     with pytest.raises(SimkitInputError, match="lists \\['temperature'\\]"):
-        resolve_save_plan({"t": 10, "trajectory": 10, "thermo": 10}, observed,
-                          {**groups, "t": ("temperature",)})
-    with pytest.raises(SimkitInputError, match="n_steps \\(120\\) must be a multiple of "
-                                               "save_every \\(50\\)"):
+        resolve_save_plan(
+            {"t": 10, "trajectory": 10, "thermo": 10}, observed, {**groups, "t": ("temperature",)}
+        )
+    with pytest.raises(
+        SimkitInputError, match="n_steps \\(120\\) must be a multiple of save_every \\(50\\)"
+    ):
         _run(None, n_steps=120)
     with pytest.raises(SimkitInputError, match="chunk_steps \\(120\\) must be a multiple"):
         _run(None, chunk_steps=120)
@@ -154,8 +167,15 @@ def test_sigkill_then_resume_is_bitwise_for_every_group(tmp_path):
     worker = Path(__file__).parent / "_run_worker.py"
 
     def start(*extra):
-        return spawn(worker, tmp_path / "run.h5", tmp_path / "final.npy", "--walkers",
-                     "--n-steps", "20000", *extra)
+        return spawn(
+            worker,
+            tmp_path / "run.h5",
+            tmp_path / "final.npy",
+            "--walkers",
+            "--n-steps",
+            "20000",
+            *extra,
+        )
 
     signal_when(start(), lambda line: line.startswith("chunk") and int(line.split()[1]) >= 2000)
     with h5py.File(tmp_path / "run.h5", "r") as f:  # flushed frames of both groups read back
@@ -165,8 +185,15 @@ def test_sigkill_then_resume_is_bitwise_for_every_group(tmp_path):
     res = start("--resume")
     assert res.wait(timeout=300) == 0, res.stderr.read()[-2000:]
     resumed = np.load(tmp_path / "final.npy")
-    ref = spawn(worker, tmp_path / "x.h5", tmp_path / "ref.npy", "--walkers", "--n-steps",
-                "20000", "--no-out")
+    ref = spawn(
+        worker,
+        tmp_path / "x.h5",
+        tmp_path / "ref.npy",
+        "--walkers",
+        "--n-steps",
+        "20000",
+        "--no-out",
+    )
     assert ref.wait(timeout=300) == 0, ref.stderr.read()[-2000:]
     np.testing.assert_array_equal(resumed, np.load(tmp_path / "ref.npy"))
     with h5py.File(tmp_path / "run.h5", "r") as f:

@@ -23,8 +23,14 @@ def test_no_suitable_python_gives_clear_message(tmp_path):
     for name in ("dev.sh", "pyproject.toml", "constraints.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no pyenv, no python >= 3.12
-    r = subprocess.run(["bash", "dev.sh", "test"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", "dev.sh", "test"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 3
     assert "needs Python >= 3.12 and none was found" in r.stderr
     assert "pyenv install 3.12" in r.stderr and "SIMKIT_PYTHON" in r.stderr

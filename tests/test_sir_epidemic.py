@@ -53,12 +53,15 @@ def test_sensitivity_agrees_with_finite_differences():
     np.testing.assert_allclose(np.asarray(jac["beta"]), fd, rtol=1e-4)
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--beta", "-1"], "--beta must be > 0"),
-    (["--gamma", "0"], "--gamma must be > 0"),
-    (["--i0", "1.5"], r"--i0 must be in \(0, 1\)"),
-    (["--beta", "0.05", "--gamma", "0.1"], "no epidemic peak"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--beta", "-1"], "--beta must be > 0"),
+        (["--gamma", "0"], "--gamma must be > 0"),
+        (["--i0", "1.5"], r"--i0 must be in \(0, 1\)"),
+        (["--beta", "0.05", "--gamma", "0.1"], "no epidemic peak"),
+    ],
+)
 def test_bad_options(argv, match, tmp_path):
     with pytest.raises(SimkitInputError, match=match):
         sir.main([*argv, "--out", str(tmp_path / "x.h5")])

@@ -21,10 +21,12 @@ from simkit._checks import SimkitInputError
 from simkit.fluids import spectral as sp
 
 # (shape, box): even square, odd, mixed even/odd, and a non-square box of aspect ratio 2.
-GRIDS = [((16, 16), (2 * math.pi, 2 * math.pi)),
-         ((15, 9), (2 * math.pi, 2 * math.pi)),
-         ((12, 21), (3.0, 5.0)),
-         ((64, 32), (4 * math.pi, 2 * math.pi))]
+GRIDS = [
+    ((16, 16), (2 * math.pi, 2 * math.pi)),
+    ((15, 9), (2 * math.pi, 2 * math.pi)),
+    ((12, 21), (3.0, 5.0)),
+    ((64, 32), (4 * math.pi, 2 * math.pi)),
+]
 GRID_IDS = ["16x16", "15x9-odd", "12x21-box3x5", "64x32-box4pix2pi"]
 # The tests that call jax use two of them (every new shape costs compiles): odd sizes on a
 # square box, even sizes on a box of aspect ratio 2. (32, 32) is the validation tests' grid.
@@ -66,7 +68,7 @@ def test_mode_numbers_and_wavenumbers_follow_the_fft_layout_with_the_even_nyquis
     # only an even axis has a Nyquist mode to zero
     assert (kx == 0).sum() == 1 + (nx % 2 == 0)
     assert (ky == 0).sum() == 1 + (ny % 2 == 0)
-    np.testing.assert_allclose(grid.k_squared(), kx ** 2 + ky ** 2, rtol=1e-15)
+    np.testing.assert_allclose(grid.k_squared(), kx**2 + ky**2, rtol=1e-15)
     x, y = grid.points()
     np.testing.assert_allclose(x, np.arange(nx) * lx / nx, rtol=1e-15)
     np.testing.assert_allclose(y, np.arange(ny) * ly / ny, rtol=1e-15)
@@ -198,8 +200,12 @@ def test_vorticity_from_velocity_inverts_velocity_and_drops_the_divergent_part(s
     assert np.abs(back - w_hat).max() <= 1e-12 * np.abs(w_hat).max()
     # vmapped over a batch
     batch = jnp.stack([vel, 2 * vel])
-    np.testing.assert_allclose(jax.vmap(grid.vorticity_hat_from_velocity)(batch)[1], 2 * w_hat,
-                               rtol=0, atol=1e-12 * np.abs(w_hat).max())
+    np.testing.assert_allclose(
+        jax.vmap(grid.vorticity_hat_from_velocity)(batch)[1],
+        2 * w_hat,
+        rtol=0,
+        atol=1e-12 * np.abs(w_hat).max(),
+    )
 
 
 def test_velocity_and_diagnostics_take_explicit_batch_axes():
@@ -207,9 +213,14 @@ def test_velocity_and_diagnostics_take_explicit_batch_axes():
     # each batched result equals the per-field ones (tolerance 1e-13 relative).
     grid = _grid(JAX_GRIDS[1])
     batch = jnp.asarray(np.stack([_random_hat(grid, 8), _random_hat(grid, 9)]))
-    funcs = (grid.velocity, lambda w: grid.vorticity_hat_from_velocity(grid.velocity(w)),
-             lambda w: sp.energy(grid, w), lambda w: sp.enstrophy(grid, w),
-             lambda w: sp.dissipation(grid, w, 0.1), lambda w: sp.energy_spectrum(grid, w))
+    funcs = (
+        grid.velocity,
+        lambda w: grid.vorticity_hat_from_velocity(grid.velocity(w)),
+        lambda w: sp.energy(grid, w),
+        lambda w: sp.enstrophy(grid, w),
+        lambda w: sp.dissipation(grid, w, 0.1),
+        lambda w: sp.energy_spectrum(grid, w),
+    )
 
     @jax.jit
     def both(batch):
@@ -217,8 +228,9 @@ def test_velocity_and_diagnostics_take_explicit_batch_axes():
 
     for batched, single in both(batch):
         assert batched.shape == single.shape
-        np.testing.assert_allclose(batched, single, rtol=1e-13,
-                                   atol=1e-13 * float(np.abs(np.asarray(single)).max()))
+        np.testing.assert_allclose(
+            batched, single, rtol=1e-13, atol=1e-13 * float(np.abs(np.asarray(single)).max())
+        )
 
 
 def test_nonlinear_term_is_minus_u_dot_grad_w_on_the_kept_modes():
@@ -258,9 +270,9 @@ def test_parseval_diagnostics_equal_direct_grid_means(shape_box, dealiased):
     e = float(sp.energy(grid, w_hat))
     z = float(sp.enstrophy(grid, w_hat))
     d = float(sp.dissipation(grid, w_hat, nu))
-    assert e == pytest.approx(0.5 * np.mean(np.sum(vel ** 2, -1)), rel=1e-12)
-    assert z == pytest.approx(0.5 * np.mean(w ** 2), rel=1e-12)
-    assert d == pytest.approx(nu * np.mean(w ** 2), rel=1e-12)
+    assert e == pytest.approx(0.5 * np.mean(np.sum(vel**2, -1)), rel=1e-12)
+    assert z == pytest.approx(0.5 * np.mean(w**2), rel=1e-12)
+    assert d == pytest.approx(nu * np.mean(w**2), rel=1e-12)
     if dealiased:  # nu <|grad u|^2> from spectral derivatives of u, v (no Nyquist content)
         kx, ky = grid.wavenumbers()
         u_hat, v_hat = grid.velocity_hat(w_hat)
@@ -269,11 +281,13 @@ def test_parseval_diagnostics_equal_direct_grid_means(shape_box, dealiased):
     # box_mean_product <a b> of two fields, and batching over a leading axis
     b_hat = jnp.asarray(_random_hat(grid, 6, dealiased))
     b = np.asarray(grid.to_physical(b_hat))
-    assert float(sp.box_mean_product(grid, w_hat, b_hat)) == pytest.approx(np.mean(w * b),
-                                                                           rel=1e-12, abs=1e-15)
+    assert float(sp.box_mean_product(grid, w_hat, b_hat)) == pytest.approx(
+        np.mean(w * b), rel=1e-12, abs=1e-15
+    )
     batch = jnp.stack([w_hat, 3 * w_hat])
-    np.testing.assert_allclose(jax.vmap(lambda f: sp.energy(grid, f))(batch), [e, 9 * e],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.vmap(lambda f: sp.energy(grid, f))(batch), [e, 9 * e], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("shape_box", JAX_GRIDS, ids=JAX_IDS)
@@ -285,7 +299,7 @@ def test_energy_spectrum_sums_to_the_energy_and_puts_a_single_mode_in_its_shell(
     k_s = sp.shell_wavenumbers(grid)
     np.testing.assert_allclose(k_s, np.arange(len(k_s)) * dk, rtol=1e-15)
     kx, ky = grid.wavenumbers()
-    assert k_s[-1] >= math.sqrt(np.max(kx ** 2) + np.max(ky ** 2)) - dk / 2
+    assert k_s[-1] >= math.sqrt(np.max(kx**2) + np.max(ky**2)) - dk / 2
     w_hat = jnp.asarray(_random_hat(grid, 7, dealiased=False))
     spec = np.asarray(sp.energy_spectrum(grid, w_hat))
     assert spec.shape == k_s.shape and (spec >= 0).all() and spec[0] == 0
@@ -302,9 +316,9 @@ def test_energy_spectrum_sums_to_the_energy_and_puts_a_single_mode_in_its_shell(
         assert spec[shell] == pytest.approx(e / dk, rel=1e-12)
         assert np.abs(np.delete(spec, shell)).max() <= 1e-12 * spec[shell]
     batch = jnp.stack([w_hat, 2 * w_hat])
-    np.testing.assert_allclose(jax.vmap(lambda f: sp.energy_spectrum(grid, f))(batch)[1],
-                               4 * spec, rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        jax.vmap(lambda f: sp.energy_spectrum(grid, f))(batch)[1], 4 * spec, rtol=1e-12, atol=1e-14
+    )
 
 
 # ---------------------------------------------------------------- random initial fields
@@ -317,9 +331,10 @@ def test_random_vorticity_has_the_exact_energy_zero_mean_and_only_dealiased_mode
 
     @jax.jit
     def fields(seed):
-        return (sp.random_vorticity(grid, seed, energy=0.37, peak_wavenumber=3.0),
-                sp.random_vorticity(grid, seed, energy=0.37, peak_wavenumber=3.0,
-                                    dtype="float32"))
+        return (
+            sp.random_vorticity(grid, seed, energy=0.37, peak_wavenumber=3.0),
+            sp.random_vorticity(grid, seed, energy=0.37, peak_wavenumber=3.0, dtype="float32"),
+        )
 
     w, w32 = fields(3)
     assert w.shape == w32.shape == grid.shape
@@ -339,8 +354,13 @@ def test_random_vorticity_is_reproducible_per_seed_and_vmaps_over_keys():
     # jax.random.key(n); tolerance 0 (the same computation) for equal seeds.
     grid = sp.SpectralGrid((32, 32))
     keys = jnp.stack([jax.random.key(11), jax.random.key(11), jax.random.key(12)])
-    batch, energies = jax.jit(jax.vmap(lambda k: (
-        lambda w: (w, sp.energy(grid, grid.to_spectral(w))))(sp.random_vorticity(grid, k))))(keys)
+    batch, energies = jax.jit(
+        jax.vmap(
+            lambda k: (lambda w: (w, sp.energy(grid, grid.to_spectral(w))))(
+                sp.random_vorticity(grid, k)
+            )
+        )
+    )(keys)
     batch = np.asarray(batch)
     assert batch.shape == (3,) + grid.shape
     np.testing.assert_array_equal(batch[0], batch[1])
@@ -366,13 +386,14 @@ def test_random_vorticity_spectrum_peaks_near_the_peak_wavenumber():
     def spectra(keys):
         def one(key, **kw):
             return sp.energy_spectrum(grid, grid.to_spectral(sp.random_vorticity(grid, key, **kw)))
-        band = one(keys[0], spectrum=lambda k: jnp.exp(-((k - 6.0) / 0.7) ** 2))
+
+        band = one(keys[0], spectrum=lambda k: jnp.exp(-(((k - 6.0) / 0.7) ** 2)))
         return jax.vmap(lambda key: one(key, peak_wavenumber=k_p))(keys), band
 
     default, band = (np.asarray(a) for a in spectra(keys))
     spec = default.mean(0)
     assert abs(k_s[np.argmax(spec)] - k_p) <= 1.0
-    shape = k_s ** 4 * np.exp(-2 * (k_s / k_p) ** 2)
+    shape = k_s**4 * np.exp(-2 * (k_s / k_p) ** 2)
     sel = (k_s >= k_p / 2) & (k_s <= 2 * k_p)
     ratio = spec[sel] / shape[sel]
     ratio /= ratio.mean()
@@ -392,11 +413,13 @@ def test_curl_of_a_force_field_is_dfy_dx_minus_dfx_dy():
     k_f = kol.k_f(grid)
     assert k_f == pytest.approx(3.0, rel=1e-15)
     f = np.stack([0.8 * np.sin(k_f * y), np.zeros_like(y)], -1)
-    np.testing.assert_allclose(sp.curl(grid, jnp.asarray(f)), -0.8 * k_f * np.cos(k_f * y),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        sp.curl(grid, jnp.asarray(f)), -0.8 * k_f * np.cos(k_f * y), rtol=0, atol=1e-12
+    )
     # the stepper's built-in forcing is the same curl
-    np.testing.assert_allclose(kol.curl_hat(grid) * 0.8, grid.to_spectral(sp.curl(grid, f)),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        kol.curl_hat(grid) * 0.8, grid.to_spectral(sp.curl(grid, f)), rtol=0, atol=1e-10
+    )
     a = 2 * math.pi * 2 / grid.box[0]
     g = np.stack([np.zeros_like(x), np.sin(a * x)], -1)
     np.testing.assert_allclose(sp.curl(grid, jnp.asarray(g)), a * np.cos(a * x), rtol=0, atol=1e-12)
@@ -410,7 +433,7 @@ def test_kolmogorov_reynolds_number_laminar_state_and_resolution_check():
     grid = sp.SpectralGrid((32, 48), box=(2.0, 3.0))
     kol = sp.Kolmogorov(2)
     k_f = 2 * math.pi * 2 / 3.0
-    assert kol.reynolds(grid, 0.5, 0.02) == pytest.approx(0.5 / (0.02 ** 2 * k_f ** 3), rel=1e-14)
+    assert kol.reynolds(grid, 0.5, 0.02) == pytest.approx(0.5 / (0.02**2 * k_f**3), rel=1e-14)
     amp, nu, mu = 0.5, 0.02, 0.3
     lam = kol.laminar_velocity(grid, amp, nu, mu)
     assert lam.shape == grid.shape + (2,) and np.all(lam[..., 1] == 0)
@@ -426,8 +449,9 @@ def test_kolmogorov_reynolds_number_laminar_state_and_resolution_check():
 # ---------------------------------------------------------------- CFL
 
 
-@pytest.mark.parametrize("box", [(2 * math.pi, 2 * math.pi), (4 * math.pi, 2 * math.pi)],
-                         ids=["square", "aspect2"])
+@pytest.mark.parametrize(
+    "box", [(2 * math.pi, 2 * math.pi), (4 * math.pi, 2 * math.pi)], ids=["square", "aspect2"]
+)
 def test_stable_time_step_gives_at_most_the_target_cfl_number(box):
     # dt = cfl min(dx, dy) / (2 U): a flow with |u|, |v| <= U has dt (|u|/dx + |v|/dy) <= cfl,
     # with equality for |u| = |v| = U when dx = dy (tolerance 1e-14).
@@ -453,8 +477,9 @@ def test_stable_time_step_gives_at_most_the_target_cfl_number(box):
     w = sp.taylor_green(ns.grid, 1) + np.sin(2 * ns.grid.mesh()[1])
     state = ns.init(params, vorticity=w)
     vel = ns.grid.velocity(state.vorticity_hat)
-    assert float(ns.cfl(state)) == pytest.approx(float(sp.cfl_number(ns.grid, vel, 0.01)),
-                                                 rel=1e-14)
+    assert float(ns.cfl(state)) == pytest.approx(
+        float(sp.cfl_number(ns.grid, vel, 0.01)), rel=1e-14
+    )
     big = 1.5 * sp.MAX_CFL / float(ns.cfl(state)) * 0.01
     with pytest.raises(SimkitInputError, match="CFL"):
         sp.NavierStokes2D((32, 32), big, box=box, dtype="float64").init(params, vorticity=w)

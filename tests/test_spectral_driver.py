@@ -28,19 +28,36 @@ import pytest
 import xarray as xr
 
 from simkit.fluids import spectral as sp
-from simkit.io import (FieldStore, StoreWriteError, WriterLock, WriterLockedError, checkpoint_path,
-                       load_checkpoint, save_checkpoint, sidecar_path)
+from simkit.io import (
+    FieldStore,
+    StoreWriteError,
+    WriterLock,
+    WriterLockedError,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+)
 from simkit.run import RunInterrupted, SimulationBlowUp, run, simulate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import signal_when, spawn
-from _spectral_worker import CHUNK, DT, N, N_STEPS, SAVE_EVERY, kolmogorov, run_kolmogorov
+from _spectral_worker import CHUNK, DT, N_STEPS, SAVE_EVERY, N, kolmogorov, run_kolmogorov
 
 WORKER = Path(__file__).parent / "_spectral_worker.py"
-QUANTITIES = ("velocity", "vorticity", "energy", "enstrophy", "dissipation", "injection", "cfl",
-              "energy_spectrum")
-DATASETS = QUANTITIES + tuple(f"{a}_{g}" for g in ("fields", "diagnostics", "spectrum")
-                              for a in ("step", "time"))
+QUANTITIES = (
+    "velocity",
+    "vorticity",
+    "energy",
+    "enstrophy",
+    "dissipation",
+    "injection",
+    "cfl",
+    "energy_spectrum",
+)
+DATASETS = QUANTITIES + tuple(
+    f"{a}_{g}" for g in ("fields", "diagnostics", "spectrum") for a in ("step", "time")
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +86,9 @@ def test_field_file_opens_in_xarray_with_named_dims_and_the_simulate_frames(full
         np.testing.assert_array_equal(ds["k"].values, k)
         assert list(ds["component"].values) == ["x", "y"]  # (u, v) along x and y
         np.testing.assert_allclose(ds["time_fields"].values, np.arange(0, 401, 100) * DT, rtol=1e-6)
-        np.testing.assert_allclose(ds["time_spectrum"].values, np.arange(0, 401, 50) * DT,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            ds["time_spectrum"].values, np.arange(0, 401, 50) * DT, rtol=1e-6
+        )
         np.testing.assert_array_equal(ds["step_diagnostics"].values, np.arange(0, 401, 10))
         assert ds["velocity"].dtype == ds["energy_spectrum"].dtype == np.float32  # not upcast
         frames = {q: ds[q].values for q in QUANTITIES}
@@ -90,8 +108,9 @@ def test_field_file_opens_in_xarray_with_named_dims_and_the_simulate_frames(full
     # The file's own consistency: sum(E(k)) dk is the energy (Parseval; float32 sums: rtol 1e-5)
     # at the spectrum frames (every 5th diagnostics frame), and <u> is zero.
     dk = k[1] - k[0]
-    np.testing.assert_allclose(frames["energy_spectrum"].sum(axis=1) * dk,
-                               frames["energy"][::5], rtol=1e-5)
+    np.testing.assert_allclose(
+        frames["energy_spectrum"].sum(axis=1) * dk, frames["energy"][::5], rtol=1e-5
+    )
     np.testing.assert_allclose(u.mean(axis=(1, 2)), 0.0, atol=1e-6)
     # The flow: forced at Re = 6.25 > sqrt(2), it leaves the initial random field for a
     # forced state; energy stays bounded (A / (nu k_f^2) = 1.25 is the laminar amplitude) and the
@@ -115,8 +134,12 @@ def _read_vtk(xdmf: Path):
     for t in times:
         reader.UpdateTimeStep(t)
         pd = reader.GetOutputDataObject(0).GetPointData()
-        frames.append({pd.GetArrayName(i): vtk_to_numpy(pd.GetArray(i)).copy()
-                       for i in range(pd.GetNumberOfArrays())})
+        frames.append(
+            {
+                pd.GetArrayName(i): vtk_to_numpy(pd.GetArray(i)).copy()
+                for i in range(pd.GetNumberOfArrays())
+            }
+        )
     assert not errors
     return list(times), frames
 
@@ -126,8 +149,11 @@ def test_xdmf_sidecar_lists_every_field_frame_and_vtk_reads_them(full_run):
     root = ET.parse(sidecar_path(out)).getroot()
     (series,) = root.findall("./Domain/Grid[@CollectionType='Temporal']")
     frames = series.findall("./Grid")
-    np.testing.assert_allclose([float(g.find("Time").get("Value")) for g in frames],
-                               np.arange(0, N_STEPS + 1, 100) * DT, rtol=1e-12)
+    np.testing.assert_allclose(
+        [float(g.find("Time").get("Value")) for g in frames],
+        np.arange(0, N_STEPS + 1, 100) * DT,
+        rtol=1e-12,
+    )
     for i, grid in enumerate(frames):
         assert grid.find("Topology").get("Dimensions") == f"1 {N} {N}"
         attrs = {a.get("Name"): a for a in grid.findall("Attribute")}
@@ -148,22 +174,33 @@ def test_xdmf_sidecar_lists_every_field_frame_and_vtk_reads_them(full_run):
 
 
 @pytest.mark.slow  # ParaView's start-up (~10 s)
-@pytest.mark.skipif(shutil.which("pvpython") is None,
-                    reason="ParaView's pvpython is not installed (Debian: apt-get install "
-                           "paraview python3-paraview)")
+@pytest.mark.skipif(
+    shutil.which("pvpython") is None,
+    reason="ParaView's pvpython is not installed (Debian: apt-get install "
+    "paraview python3-paraview)",
+)
 def test_paraview_opens_the_sidecar_with_its_xdmf_reader(full_run):
     _, out = full_run
-    r = subprocess.run(["pvpython", "--force-offscreen-rendering",
-                        str(Path(__file__).parent / "_paraview_read.py"),
-                        str(sidecar_path(out)), "vorticity"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            "pvpython",
+            "--force-offscreen-rendering",
+            str(Path(__file__).parent / "_paraview_read.py"),
+            str(sidecar_path(out)),
+            "vorticity",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     # ParaView passes times through float32 (rtol 1e-6); nodes x_i = i 2 pi / 32 from 0, z = 0
     np.testing.assert_allclose(seen["times"], np.arange(0, N_STEPS + 1, 100) * DT, rtol=1e-6)
     h = 2 * np.pi / N
-    np.testing.assert_allclose(seen["bounds"], [0.0, (N - 1) * h, 0.0, (N - 1) * h, 0.0, 0.0],
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        seen["bounds"], [0.0, (N - 1) * h, 0.0, (N - 1) * h, 0.0, 0.0], rtol=1e-12, atol=1e-12
+    )
     with h5py.File(out, "r") as f:
         last = f["vorticity"][-1]  # (y, x): ParaView's point order is x fastest
     np.testing.assert_array_equal(seen["values"], last.ravel().astype(float))
@@ -178,8 +215,9 @@ def _assert_same_run(res, out, full, full_out):
         assert f.attrs["status"] == "finished"
         for name in DATASETS:
             np.testing.assert_array_equal(f[name][:], g[name][:], err_msg=name)
-    assert sidecar_path(out).read_text().replace(out.name, "") == \
-        sidecar_path(full_out).read_text().replace(full_out.name, "")
+    assert sidecar_path(out).read_text().replace(out.name, "") == sidecar_path(
+        full_out
+    ).read_text().replace(full_out.name, "")
 
 
 def test_resume_after_ctrl_c_is_bitwise_and_the_complex_checkpoint_is_exact(full_run, tmp_path):
@@ -198,8 +236,17 @@ def test_resume_after_ctrl_c_is_bitwise_and_the_complex_checkpoint_is_exact(full
     # The checkpoint holds the complex64 spectral vorticity at step 200 exactly: that of a run
     # that stops there (written to a file too, so that the compiled chunk is the same).
     ns, state, params = kolmogorov()
-    at_200 = run(ns, state, params, n_steps=2 * CHUNK, save_every=SAVE_EVERY, chunk_steps=CHUNK,
-                 out=tmp_path / "to_200.h5", store_type=FieldStore, progress=False).state
+    at_200 = run(
+        ns,
+        state,
+        params,
+        n_steps=2 * CHUNK,
+        save_every=SAVE_EVERY,
+        chunk_steps=CHUNK,
+        out=tmp_path / "to_200.h5",
+        store_type=FieldStore,
+        progress=False,
+    ).state
     with h5py.File(checkpoint_path(out), "r") as ck:
         assert int(ck.attrs["step"]) == 2 * CHUNK
         fingerprint = ck.attrs["fingerprint"]
@@ -208,8 +255,9 @@ def test_resume_after_ctrl_c_is_bitwise_and_the_complex_checkpoint_is_exact(full
     np.testing.assert_array_equal(stored, np.asarray(at_200.vorticity_hat))
     loaded, step, _ = load_checkpoint(checkpoint_path(out), state, fingerprint=fingerprint)
     assert step == 2 * CHUNK and loaded.vorticity_hat.dtype == np.complex64
-    np.testing.assert_array_equal(np.asarray(loaded.vorticity_hat),
-                                  np.asarray(at_200.vorticity_hat))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.vorticity_hat), np.asarray(at_200.vorticity_hat)
+    )
     res = run_kolmogorov(out, resume=True)
     _assert_same_run(res, out, full, full_out)
 
@@ -230,7 +278,8 @@ def test_float64_complex128_state_round_trips_through_a_checkpoint_exactly(tmp_p
 
 
 def test_full_disk_during_a_field_append_keeps_whole_chunks_and_resumes_bitwise(
-        full_run, tmp_path, monkeypatch):
+    full_run, tmp_path, monkeypatch
+):
     """ENOSPC injected into h5py in the middle of the third chunk's append: the run stops with
     StoreWriteError, the file (and its sidecar) hold exactly the two whole chunks before, and
     resume, once writes succeed again, finishes bitwise equal to the uninterrupted run."""
@@ -300,8 +349,12 @@ def test_blow_up_names_the_step_with_the_hint_and_keeps_every_earlier_frame(tmp_
     # flow up and RK4 goes unstable in the second chunk (measured: NaN at step 126, CFL ~3 before).
     ns, state, params = kolmogorov(viscosity=1e-3, forcing_amplitude=70.0)
     assert float(ns.cfl(state)) < 0.5 * sp.MAX_CFL
-    kw = {"save_every": SAVE_EVERY, "chunk_steps": CHUNK, "store_type": FieldStore,
-          "progress": False}
+    kw = {
+        "save_every": SAVE_EVERY,
+        "chunk_steps": CHUNK,
+        "store_type": FieldStore,
+        "progress": False,
+    }
     out = tmp_path / "blow.h5"
     with pytest.raises(SimulationBlowUp, match=r"NaN/inf at step \d+") as info:
         run(ns, state, params, n_steps=N_STEPS, out=out, **kw)
@@ -313,8 +366,10 @@ def test_blow_up_names_the_step_with_the_hint_and_keeps_every_earlier_frame(tmp_
     # of a run that stops before the blow-up
     ref = run(ns, state, params, n_steps=CHUNK, out=tmp_path / "ref.h5", **kw)
     with h5py.File(out, "r") as f, h5py.File(ref.path, "r") as g:
-        assert f.attrs["status"].startswith("failed: non-finite") and f"step {bad}" in \
-            f.attrs["status"]
+        assert (
+            f.attrs["status"].startswith("failed: non-finite")
+            and f"step {bad}" in f.attrs["status"]
+        )
         np.testing.assert_array_equal(f["step_diagnostics"][:], np.arange(0, bad, 10))
         np.testing.assert_array_equal(f["step_spectrum"][:], np.arange(0, bad, 50))
         np.testing.assert_array_equal(f["step_fields"][:], np.arange(0, bad, 100))

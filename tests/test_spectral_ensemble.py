@@ -40,8 +40,11 @@ single = jax.jit(member)  # the separate runs: one compile, called once per memb
 
 def _params(viscosity, amplitude):
     n = len(viscosity)
-    return {"viscosity": jnp.asarray(viscosity, NS.dtype), "drag": jnp.zeros(n, NS.dtype),
-            "forcing_amplitude": jnp.asarray(amplitude, NS.dtype)}
+    return {
+        "viscosity": jnp.asarray(viscosity, NS.dtype),
+        "drag": jnp.zeros(n, NS.dtype),
+        "forcing_amplitude": jnp.asarray(amplitude, NS.dtype),
+    }
 
 
 def _assert_equals_separate_runs(keys, params, w_hat, energy):
@@ -83,4 +86,3 @@ def test_parameter_ensemble_with_a_member_count_that_does_not_divide_8_is_padded
     # here (same initial field, 0.5 s of forcing): measured monotone, checked loosely
     final_energy = np.asarray(energy)[:, -1]
     assert np.all(np.diff(final_energy) > 0), final_energy
-

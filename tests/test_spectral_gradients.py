@@ -51,16 +51,23 @@ def _loss(ns, weight, checkpoint, n_steps=N_STEPS, rates=None):
     vorticity frames (`weight` `(n_frames, N, N)`) and sums the energy, enstrophy and spectrum
     frames and the final spectral state's power. `ns.init` is inside, so the gradient
     reaches the initial field through its projection (mean and 2/3-rule modes dropped)."""
+
     def loss(params, w0):
         state = ns.init(params, vorticity=w0)
-        final, frames = simulate(ns, state, params, n_steps, n_steps if rates is None else rates,
-                                 checkpoint=checkpoint)
+        final, frames = simulate(
+            ns, state, params, n_steps, n_steps if rates is None else rates, checkpoint=checkpoint
+        )
         if rates is None:
             return jnp.sum(weight * frames["vorticity"][-1]), frames
-        value = (jnp.sum(weight * frames["vorticity"]) + jnp.sum(frames["energy"])
-                 + jnp.sum(frames["enstrophy"]) + jnp.sum(frames["energy_spectrum"])
-                 + jnp.sum(jnp.abs(final.vorticity_hat) ** 2) / (N * N) ** 2)
+        value = (
+            jnp.sum(weight * frames["vorticity"])
+            + jnp.sum(frames["energy"])
+            + jnp.sum(frames["enstrophy"])
+            + jnp.sum(frames["energy_spectrum"])
+            + jnp.sum(jnp.abs(final.vorticity_hat) ** 2) / (N * N) ** 2
+        )
         return value, frames
+
     return loss
 
 
@@ -128,8 +135,9 @@ def test_sqrt_checkpoint_gradient_equals_plain(case, plain):
     np.testing.assert_allclose(float(v), float(value), rtol=1e-13)
     for name in SCALARS:
         np.testing.assert_allclose(float(gp[name]), float(grad_p[name]), rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(gw), np.asarray(grad_w), rtol=0,
-                               atol=1e-12 * float(jnp.max(jnp.abs(grad_w))))
+    np.testing.assert_allclose(
+        np.asarray(gw), np.asarray(grad_w), rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(grad_w)))
+    )
 
 
 @pytest.mark.slow  # three compilations of nested scans (~40 s); the fast test above covers "sqrt"
@@ -152,13 +160,18 @@ def test_checkpoint_schemes_agree_on_frames_and_gradients(case):
     for scheme in (True, "sqrt"):
         (v, fr), (gp, gw) = out[scheme]
         for q in ("vorticity", "energy", "enstrophy", "energy_spectrum"):
-            np.testing.assert_allclose(np.asarray(fr[q]), np.asarray(frames[q]), rtol=1e-13,
-                                       atol=1e-13 * float(jnp.max(jnp.abs(frames[q]))))
+            np.testing.assert_allclose(
+                np.asarray(fr[q]),
+                np.asarray(frames[q]),
+                rtol=1e-13,
+                atol=1e-13 * float(jnp.max(jnp.abs(frames[q]))),
+            )
         np.testing.assert_allclose(float(v), float(value), rtol=1e-13)
         for name in SCALARS:
             np.testing.assert_allclose(float(gp[name]), float(grad_p[name]), rtol=1e-12)
-        np.testing.assert_allclose(np.asarray(gw), np.asarray(grad_w), rtol=0,
-                                   atol=1e-12 * float(jnp.max(jnp.abs(grad_w))))
+        np.testing.assert_allclose(
+            np.asarray(gw), np.asarray(grad_w), rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(grad_w)))
+        )
 
 
 @pytest.mark.slow  # three compilations (~15 s); benchmarks/spectral_grad_memory.py measures it
@@ -171,9 +184,11 @@ def test_sqrt_checkpoint_memory_grows_like_sqrt_steps(case):
 
     def temp_bytes(n_steps, checkpoint):
         def loss(nu):
-            _, frames = simulate(ns, state, {**params, "viscosity": nu}, n_steps, n_steps,
-                                 checkpoint=checkpoint)
+            _, frames = simulate(
+                ns, state, {**params, "viscosity": nu}, n_steps, n_steps, checkpoint=checkpoint
+            )
             return jnp.sum(weight * frames["vorticity"][-1])
+
         compiled = _compile(jax.grad(loss), params["viscosity"])
         return compiled.memory_analysis().temp_size_in_bytes
 
@@ -198,8 +213,10 @@ def test_long_run_gradients_equal_central_finite_differences(case, checkpoint):
     f = _compile(lambda p, w: loss(p, w)[0], params, w0)
     for name in SCALARS:
         theta = float(params[name])
-        fd = _central_difference(lambda dh: f({**params, name: jnp.asarray(theta + dh)}, w0),
-                                 1e-6 * theta)
+        fd = _central_difference(
+            lambda dh, name=name, theta=theta: f({**params, name: jnp.asarray(theta + dh)}, w0),
+            1e-6 * theta,
+        )
         assert abs(float(gp[name]) - fd) <= 1e-6 * abs(fd), (name, float(gp[name]), fd)
     v = np.random.default_rng(2).normal(size=(N, N)) * np.std(w0)
     fd = _central_difference(lambda dh: f(params, w0 + dh * v), 1e-7)

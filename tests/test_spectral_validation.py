@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _spectral_common import advance, kolmogorov_growth_rate, rel_l2
 
 from simkit.fluids import spectral as sp
 from simkit.run import simulate
-
-from _spectral_common import advance, kolmogorov_growth_rate, rel_l2
 
 REFERENCE = Path(__file__).parent / "data" / "spectral_jaxcfd_reference.npz"
 TWO_PI = 2 * math.pi
@@ -55,8 +54,7 @@ def free64_wide():
 
 @pytest.fixture(scope="module")
 def kolmogorov64():
-    return sp.NavierStokes2D((KOL_N, KOL_N), KOL_DT, forcing=sp.Kolmogorov(KOL_K),
-                             dtype="float64")
+    return sp.NavierStokes2D((KOL_N, KOL_N), KOL_DT, forcing=sp.Kolmogorov(KOL_K), dtype="float64")
 
 
 def _inviscid(dtype):
@@ -81,12 +79,12 @@ def test_taylor_green_vortex_decays_exactly_on_a_square_box(free64):
     state = advance(ns, ns.init(params, vorticity=w0), params, n_steps)
     t = float(ns.time(state))
     assert t == pytest.approx(n_steps * 0.02, rel=1e-15)
-    exact = w0 * math.exp(-2 * nu * 2 ** 2 * t)
+    exact = w0 * math.exp(-2 * nu * 2**2 * t)
     err = np.abs(_vorticity(ns, state) - exact).max() / np.abs(exact).max()
     assert err < 1e-12, err
     # the energy decays at twice the rate: E(t) = E(0) exp(-4 nu k^2 t), E(0) = A^2 / 4
     e = float(sp.energy(ns.grid, state.vorticity_hat))
-    assert e == pytest.approx(0.25 * 0.8 ** 2 * math.exp(-4 * nu * 4 * t), rel=1e-12)
+    assert e == pytest.approx(0.25 * 0.8**2 * math.exp(-4 * nu * 4 * t), rel=1e-12)
 
 
 def test_taylor_green_vortex_decays_at_nu_kx2_plus_ky2_on_a_non_square_box(free64_wide):
@@ -114,10 +112,10 @@ def test_shear_waves_decay_as_exp_minus_nu_k2_plus_mu_t(free64, free64_wide, wid
     params = ns.params(nu, drag=mu)
     x, y = ns.grid.mesh()
     if wide:
-        k2 = 1.5 ** 2
+        k2 = 1.5**2
         w0 = 0.7 * np.cos(1.5 * x)
     else:
-        k2 = 3.0 ** 2
+        k2 = 3.0**2
         w0 = np.sin(3 * y + 0.4) + 0.5 * np.cos(3 * x)
     state = advance(ns, ns.init(params, vorticity=w0), params, n_steps)
     exact = w0 * math.exp(-(nu * k2 + mu) * float(ns.time(state)))
@@ -129,7 +127,8 @@ def test_shear_waves_decay_as_exp_minus_nu_k2_plus_mu_t(free64, free64_wide, wid
 
 
 def test_kolmogorov_flow_from_rest_follows_the_closed_form_to_the_rk4_quadrature_error(
-        kolmogorov64):
+    kolmogorov64,
+):
     # Forcing F = -A K cos(K y) from rest: the flow stays a shear (nonlinear term zero) and
     # dw/dt = -lambda w + F, lambda = nu K^2 + mu, so
     #     w(t) = w_inf (1 - exp(-lambda t)),    w_inf = F / lambda
@@ -149,19 +148,19 @@ def test_kolmogorov_flow_from_rest_follows_the_closed_form_to_the_rk4_quadrature
     forcing = -amp * KOL_K * np.cos(KOL_K * y)
     errors = []
     for mu in (0.0, 1.6, 4.8):
-        lam = KOL_NU * KOL_K ** 2 + mu
+        lam = KOL_NU * KOL_K**2 + mu
         params = ns.params(KOL_NU, drag=mu, forcing_amplitude=amp)
         state = advance(ns, ns.init(params, vorticity=np.zeros(ns.shape)), params, n_steps)
         w = _vorticity(ns, state)
         z, t = lam * h, n_steps * h
         e1 = math.exp(-z)
         simpson = h * (1 + 4 * math.exp(-z / 2) + e1) / 6
-        discrete = forcing * simpson * (1 - e1 ** n_steps) / (1 - e1)
+        discrete = forcing * simpson * (1 - e1**n_steps) / (1 - e1)
         assert np.abs(w - discrete).max() <= 1e-12 * np.abs(discrete).max()
         w_inf = forcing / lam
         exact = w_inf * (1 - math.exp(-lam * t))
         err = np.abs(w - exact).max() / np.abs(w_inf).max()
-        predicted = z ** 4 * (1 - math.exp(-lam * t)) / 2880
+        predicted = z**4 * (1 - math.exp(-lam * t)) / 2880
         assert err == pytest.approx(predicted, rel=0.005), (mu, err, predicted)
         errors.append(err)
         # the saved velocity is the closed-form laminar profile growing in time
@@ -181,15 +180,17 @@ def _kolmogorov_case(ns, reynolds, eps, seed=0):
     """Laminar Kolmogorov flow at `reynolds` (no drag) plus a random perturbation of relative
     size `eps`; returns (params, state, laminar vorticity_hat, U)."""
     grid = ns.grid
-    amp = reynolds * KOL_NU ** 2 * KOL_K ** 3  # Re = A / (nu^2 K^3)
+    amp = reynolds * KOL_NU**2 * KOL_K**3  # Re = A / (nu^2 K^3)
     params = ns.params(KOL_NU, forcing_amplitude=amp)
     assert sp.Kolmogorov(KOL_K).reynolds(grid, amp, KOL_NU) == pytest.approx(reynolds, rel=1e-14)
     lam = sp.Kolmogorov(KOL_K).laminar_velocity(grid, amp, KOL_NU)
     lam_hat = np.asarray(grid.vorticity_hat_from_velocity(jnp.asarray(lam)))
-    u_lam = amp / (KOL_NU * KOL_K ** 2)
+    u_lam = amp / (KOL_NU * KOL_K**2)
     pert = np.asarray(sp.random_vorticity(grid, seed, energy=1.0), np.float64)
-    w0 = np.asarray(grid.to_physical(jnp.asarray(lam_hat))) \
+    w0 = (
+        np.asarray(grid.to_physical(jnp.asarray(lam_hat)))
         + eps * u_lam * KOL_K * pert / np.abs(pert).max()
+    )
     return params, ns.init(params, vorticity=w0), lam_hat, u_lam
 
 
@@ -218,7 +219,8 @@ def _growth_rates(ns, state, params, lam_hat, alphas, every, n_out, windows):
 
 
 def test_kolmogorov_flow_below_sqrt2_decays_at_the_linear_rate_back_to_the_laminar_profile(
-        kolmogorov64):
+    kolmogorov64,
+):
     # Re = 1 < sqrt(2) (Meshalkin & Sinai 1961): every perturbation decays. The slowest are the
     # longest waves; their rates are the eigenvalues of the linearised Galerkin system on the
     # grid's modes: alpha = 1: -0.057043, alpha = 2: -0.28809 (nu = 0.1, K = 4, U = 0.4).
@@ -229,12 +231,14 @@ def test_kolmogorov_flow_below_sqrt2_decays_at_the_linear_rate_back_to_the_lamin
     # U (measured 7.3e-7).
     ns = kolmogorov64
     params, state, lam_hat, u_lam = _kolmogorov_case(ns, reynolds=1.0, eps=1e-2)
-    expected = [kolmogorov_growth_rate(a, u_lam, KOL_K, KOL_NU, 0.0, (KOL_N - 1) // 3)
-                for a in (1, 2)]
+    expected = [
+        kolmogorov_growth_rate(a, u_lam, KOL_K, KOL_NU, 0.0, (KOL_N - 1) // 3) for a in (1, 2)
+    ]
     assert expected[0] == pytest.approx(-0.05704, abs=1e-5)
     assert max(expected) < 0
-    rates, state = _growth_rates(ns, state, params, lam_hat, (1, 2), every=40, n_out=80,
-                                 windows=[(30.0, 80.0), (10.0, 30.0)])
+    rates, state = _growth_rates(
+        ns, state, params, lam_hat, (1, 2), every=40, n_out=80, windows=[(30.0, 80.0), (10.0, 30.0)]
+    )
     np.testing.assert_allclose(rates, expected, rtol=0, atol=1e-3)
     assert (rates < 0).all()
     assert float(ns.time(state)) == pytest.approx(80.0)
@@ -245,7 +249,8 @@ def test_kolmogorov_flow_below_sqrt2_decays_at_the_linear_rate_back_to_the_lamin
 
 
 def test_kolmogorov_flow_at_4_sqrt2_grows_at_the_linear_rate_and_leaves_the_laminar_state(
-        kolmogorov64):
+    kolmogorov64,
+):
     # Re = 4 sqrt(2) = 5.66 (U = 2.26), four times the threshold. A perturbation of 1e-9 of the
     # laminar vorticity grows, each x-wavenumber at its linear rate: eigenvalues alpha = 1, 2,
     # 3: 0.80054, 1.37181, 0.83023; measured by fits over t in [5, 11] (the transients of the
@@ -258,11 +263,13 @@ def test_kolmogorov_flow_at_4_sqrt2_grows_at_the_linear_rate_and_leaves_the_lami
     ns = kolmogorov64
     params, state, lam_hat, u_lam = _kolmogorov_case(ns, reynolds=4 * math.sqrt(2), eps=1e-9)
     alphas = (1, 2, 3)
-    expected = [kolmogorov_growth_rate(a, u_lam, KOL_K, KOL_NU, 0.0, (KOL_N - 1) // 3)
-                for a in alphas]
+    expected = [
+        kolmogorov_growth_rate(a, u_lam, KOL_K, KOL_NU, 0.0, (KOL_N - 1) // 3) for a in alphas
+    ]
     assert min(expected) > 0.5
-    rates, state = _growth_rates(ns, state, params, lam_hat, alphas, every=8, n_out=55,
-                                 windows=[(5.0, 11.0)] * 3)
+    rates, state = _growth_rates(
+        ns, state, params, lam_hat, alphas, every=8, n_out=55, windows=[(5.0, 11.0)] * 3
+    )
     np.testing.assert_allclose(rates, expected, rtol=0, atol=5e-3)
     lam_norm = float(np.sum(np.abs(lam_hat) ** 2))
     for t_end in (20.0, 30.0):
@@ -286,20 +293,30 @@ def test_kolmogorov_instability_on_128_squared_at_re_10_grows_at_the_linear_rate
     n, nu, dt, reynolds = 128, 0.02, 0.005, 10.0
     ns = sp.NavierStokes2D((n, n), dt, forcing=sp.Kolmogorov(KOL_K), dtype="float64")
     grid = ns.grid
-    amp = reynolds * nu ** 2 * KOL_K ** 3
+    amp = reynolds * nu**2 * KOL_K**3
     params = ns.params(nu, forcing_amplitude=amp)
-    u_lam = amp / (nu * KOL_K ** 2)
+    u_lam = amp / (nu * KOL_K**2)
     lam = sp.Kolmogorov(KOL_K).laminar_velocity(grid, amp, nu)
     lam_hat = np.asarray(grid.vorticity_hat_from_velocity(jnp.asarray(lam)))
     pert = np.asarray(sp.random_vorticity(grid, 1, energy=1.0, peak_wavenumber=2.0), np.float64)
-    w0 = np.asarray(grid.to_physical(jnp.asarray(lam_hat))) \
+    w0 = (
+        np.asarray(grid.to_physical(jnp.asarray(lam_hat)))
         + 1e-8 * u_lam * KOL_K * pert / np.abs(pert).max()
+    )
     state = ns.init(params, vorticity=w0)
     alphas = (1, 2, 3)
     expected = [kolmogorov_growth_rate(a, u_lam, KOL_K, nu, 0.0, (n - 1) // 3) for a in alphas]
     np.testing.assert_allclose(expected, [0.37346, 0.63211, 0.50156], atol=1e-5)
-    rates, state = _growth_rates(ns, state, params, lam_hat, alphas, every=200, n_out=25,
-                                 windows=[(14.0, 22.0), (14.0, 22.0), (20.0, 25.0)])
+    rates, state = _growth_rates(
+        ns,
+        state,
+        params,
+        lam_hat,
+        alphas,
+        every=200,
+        n_out=25,
+        windows=[(14.0, 22.0), (14.0, 22.0), (20.0, 25.0)],
+    )
     np.testing.assert_allclose(rates, expected, rtol=0, atol=3e-3)
     lam_norm = float(np.sum(np.abs(lam_hat) ** 2))
     for t_end in (40.0, 50.0):
@@ -317,12 +334,13 @@ def forced_run(kolmogorov64):
     mu = 0.2, from a random field of energy 0.5 spun up to t = 2; every step's diagnostics and
     vorticity over the next 400 steps (t in [2, 12]), via `simkit.run.simulate`."""
     ns = kolmogorov64
-    amp = 4 * math.sqrt(2) * KOL_NU ** 2 * KOL_K ** 3
+    amp = 4 * math.sqrt(2) * KOL_NU**2 * KOL_K**3
     params = ns.params(KOL_NU, drag=0.2, forcing_amplitude=amp)
     state = ns.init(params, vorticity=sp.random_vorticity(ns.grid, 5, energy=0.5))
     state = advance(ns, state, params, 80)  # t = 2: the initial fast viscous transients gone
-    _, frames = jax.jit(lambda s, p: simulate(ns, s, p, 400, {"diagnostics": 1, "fields": 1,
-                                                              "spectrum": 400}))(state, params)
+    _, frames = jax.jit(
+        lambda s, p: simulate(ns, s, p, 400, {"diagnostics": 1, "fields": 1, "spectrum": 400})
+    )(state, params)
     return ns, params, {k: np.asarray(v, np.float64) for k, v in frames.items()}
 
 
@@ -331,8 +349,8 @@ def _central_difference_check(q, rhs, dt):
     dt^2 / 6 q''' (q''' from the five-point third difference), on the interior samples."""
     dq = (q[2:] - q[:-2]) / (2 * dt)
     residual = dq - rhs[1:-1]
-    third = (q[4:] - 2 * q[3:-1] + 2 * q[1:-3] - q[:-4]) / (2 * dt ** 3)
-    return residual[1:-1], dt ** 2 / 6 * third
+    third = (q[4:] - 2 * q[3:-1] + 2 * q[1:-3] - q[:-4]) / (2 * dt**3)
+    return residual[1:-1], dt**2 / 6 * third
 
 
 def test_energy_and_enstrophy_budgets_close_to_the_central_difference_error(forced_run):
@@ -369,8 +387,7 @@ def test_energy_and_enstrophy_budgets_close_to_the_central_difference_error(forc
     assert np.ptp(e) > 0.2 * e.max()
 
 
-def test_inviscid_dealiased_flow_conserves_energy_and_enstrophy_to_the_time_stepping_error(
-        free64):
+def test_inviscid_dealiased_flow_conserves_energy_and_enstrophy_to_the_time_stepping_error(free64):
     # With nu = mu = 0 and no forcing, the Galerkin-truncated (2/3-rule) nonlinear term
     # conserves energy and enstrophy exactly (Kraichnan 1967; Orszag 1971): only RK4's
     # error changes them (RK4 is slightly dissipative: both decrease). Random field of energy
@@ -406,8 +423,11 @@ def test_float32_run_agrees_with_float64(free64):
         assert state.vorticity_hat.dtype == ns.complex_dtype
         out[ns.dtype] = state
     err = rel_l2(_vorticity(ns32, out["float32"]), _vorticity(ns64, out["float64"]))
-    de = abs(float(sp.energy(ns32.grid, out["float32"].vorticity_hat))
-             / float(sp.energy(ns64.grid, out["float64"].vorticity_hat)) - 1)
+    de = abs(
+        float(sp.energy(ns32.grid, out["float32"].vorticity_hat))
+        / float(sp.energy(ns64.grid, out["float64"].vorticity_hat))
+        - 1
+    )
     assert err < 2e-5, err
     assert de < 1e-5, de
 
@@ -437,13 +457,15 @@ def test_ifrk4_converges_at_fourth_order_in_time_on_a_nonlinear_flow():
         if dt in (0.02, 0.01):
             s0 = ns.init(params, vorticity=w_inv)
             s1 = advance(ns, s0, _inviscid("float64"), int(round(2.0 / dt)))
-            losses[dt] = [1 - float(f(ns.grid, s1.vorticity_hat) / f(ns.grid, s0.vorticity_hat))
-                          for f in (sp.energy, sp.enstrophy)]
+            losses[dt] = [
+                1 - float(f(ns.grid, s1.vorticity_hat) / f(ns.grid, s0.vorticity_hat))
+                for f in (sp.energy, sp.enstrophy)
+            ]
     ref = results[0.005]
     errs = [rel_l2(results[dt], ref) for dt in (0.04, 0.02, 0.01)]
     ratios = [errs[0] / errs[1], errs[1] / errs[2]]
     assert all(12 < r < 20 for r in ratios), (errs, ratios)
-    for coarse, fine in zip(losses[0.02], losses[0.01]):
+    for coarse, fine in zip(losses[0.02], losses[0.01], strict=False):
         assert coarse > 0 and fine > 0 and coarse / fine > 16, losses
 
 
@@ -474,12 +496,16 @@ def test_kolmogorov_flow_agrees_with_jax_cfd():
     assert str(ref["grid_offset"]).startswith("nodes") and float(ref["length"]) == TWO_PI
     np.testing.assert_allclose(ref["x"], TWO_PI * np.arange(n) / n, rtol=0, atol=1e-14)
     np.testing.assert_allclose(ref["y"], TWO_PI * np.arange(n) / n, rtol=0, atol=1e-14)
-    ns = sp.NavierStokes2D((n, n), float(ref["dt"]), forcing=sp.Kolmogorov(int(ref["forcing_k"])),
-                           dtype="float64")
-    params = ns.params(float(ref["viscosity"]), drag=float(ref["drag"]),
-                       forcing_amplitude=float(ref["forcing_amplitude"]))
+    ns = sp.NavierStokes2D(
+        (n, n), float(ref["dt"]), forcing=sp.Kolmogorov(int(ref["forcing_k"])), dtype="float64"
+    )
+    params = ns.params(
+        float(ref["viscosity"]),
+        drag=float(ref["drag"]),
+        forcing_amplitude=float(ref["forcing_amplitude"]),
+    )
     state = ns.init(params, vorticity=ref["vorticity"][0])
-    low = ns.grid.k_squared() <= 10.0 ** 2
+    low = ns.grid.k_squared() <= 10.0**2
     tolerances = {0.1: (3e-5, 1e-8), 0.2: (2e-4, 2e-7), 0.5: (2e-3, 1e-5), 1.0: (3e-3, 5e-5)}
     done = 0
     for i, steps in enumerate(ref["steps"]):

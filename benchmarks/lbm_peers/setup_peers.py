@@ -31,12 +31,15 @@ def _md_helper():
 _md = _md_helper()
 
 XLB_REQUIREMENTS = ["xlb==0.3.1", "warp-lang==1.10.1"]
-_md.SPECS.setdefault("xlb", {
-    "python": ("3.11",),
-    "requirements": XLB_REQUIREMENTS,
-    "probe": "import jax, xlb; from importlib.metadata import version; "
-             "print('jax', jax.__version__, 'xlb', version('xlb'))",
-})
+_md.SPECS.setdefault(
+    "xlb",
+    {
+        "python": ("3.11",),
+        "requirements": XLB_REQUIREMENTS,
+        "probe": "import jax, xlb; from importlib.metadata import version; "
+        "print('jax', jax.__version__, 'xlb', version('xlb'))",
+    },
+)
 
 PEERS_DIR = _md.PEERS_DIR
 env_for = _md.env_for

@@ -63,15 +63,17 @@ class Engine:
         u = np.asarray(self.init["u"], np.float32)
         self.shape = rho.shape
         grid = xlb.grid.grid_factory(self.shape, compute_backend=backend)
-        self.stepper = IncompressibleNavierStokesStepper(grid=grid, boundary_conditions=[],
-                                                         collision_type="BGK")
+        self.stepper = IncompressibleNavierStokesStepper(
+            grid=grid, boundary_conditions=[], collision_type="BGK"
+        )
 
         def initializer(grid, velocity_set, precision_policy, compute_backend):
             return QuadraticEquilibrium()(jnp.asarray(rho[None]), jnp.asarray(u))
 
         t0 = time.perf_counter()
         self.f_0, self.f_1, self.bc_mask, self.missing_mask = self.stepper.prepare_fields(
-            initializer=initializer)
+            initializer=initializer
+        )
         jax.block_until_ready(self.f_0)
         init_s = time.perf_counter() - t0
         macro = Macroscopic()
@@ -80,8 +82,9 @@ class Engine:
         # compile: one step (python loop) or the chunk (fori)
         t0 = time.perf_counter()
         if self.loop == "python":
-            f_0, f_1 = self.stepper(self.f_0, self.f_1, self.bc_mask, self.missing_mask,
-                                    self.omega, 0)
+            f_0, f_1 = self.stepper(
+                self.f_0, self.f_1, self.bc_mask, self.missing_mask, self.omega, 0
+            )
             jax.block_until_ready(f_1)
         else:
             stepper, omega = self.stepper, self.omega
@@ -90,19 +93,26 @@ class Engine:
                 f_0, f_1 = stepper(fs[0], fs[1], self.bc_mask, self.missing_mask, omega, i)
                 return f_1, f_0
 
-            self.run_chunk = jax.jit(lambda f_0, f_1, i0: jax.lax.fori_loop(
-                i0, i0 + self.chunk, body, (f_0, f_1)))
+            self.run_chunk = jax.jit(
+                lambda f_0, f_1, i0: jax.lax.fori_loop(i0, i0 + self.chunk, body, (f_0, f_1))
+            )
             self.compiled = self.run_chunk.lower(self.f_0, self.f_1, 0).compile()
         compile_s = time.perf_counter() - t0
-        return {"compile_s": compile_s, "init_s": init_s, "lattice": lattice,
-                "shape": list(self.shape), "omega": self.omega}
+        return {
+            "compile_s": compile_s,
+            "init_s": init_s,
+            "lattice": lattice,
+            "shape": list(self.shape),
+            "omega": self.omega,
+        }
 
     def advance(self, n: int, *, python_loop: bool = False) -> None:
         if self.loop == "python" or python_loop:
             f_0, f_1 = self.f_0, self.f_1
             for _ in range(n):
-                f_0, f_1 = self.stepper(f_0, f_1, self.bc_mask, self.missing_mask, self.omega,
-                                        self.i)
+                f_0, f_1 = self.stepper(
+                    f_0, f_1, self.bc_mask, self.missing_mask, self.omega, self.i
+                )
                 f_0, f_1 = f_1, f_0
                 self.i += 1
             self.f_0, self.f_1 = f_0, f_1
@@ -136,16 +146,35 @@ def main() -> None:
     eng = Engine(init, args.viscosity, args.loop, args.chunk)
     t0 = time.perf_counter()
     extra = eng.setup()
-    say("READY", {"engine": "xlb", "version": version("xlb"), "jax": jax.__version__,
-                  "loop": args.loop, "chunk": eng.granule, "setup_s": time.perf_counter() - t0,
-                  **extra, **eng.observables(), "python": sys.version.split()[0],
-                  "xla_flags": os.environ.get("XLA_FLAGS"), "pid": os.getpid()})
+    say(
+        "READY",
+        {
+            "engine": "xlb",
+            "version": version("xlb"),
+            "jax": jax.__version__,
+            "loop": args.loop,
+            "chunk": eng.granule,
+            "setup_s": time.perf_counter() - t0,
+            **extra,
+            **eng.observables(),
+            "python": sys.version.split()[0],
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "pid": os.getpid(),
+        },
+    )
     cells = int(np.prod(eng.shape))
     with CpuClock() as c:  # the warm-up steps one by one in both loops (any count works)
         eng.advance(args.warmup, python_loop=True)
     total = args.warmup
-    say("WARM", {"warmup_steps": args.warmup, "warmup_s": c.wall, **eng.observables(),
-                 "threads": threads()})
+    say(
+        "WARM",
+        {
+            "warmup_steps": args.warmup,
+            "warmup_s": c.wall,
+            **eng.observables(),
+            "threads": threads(),
+        },
+    )
     for line in sys.stdin:
         cmd = line.split()
         if not cmd:
@@ -158,8 +187,15 @@ def main() -> None:
             with CpuClock() as c:
                 eng.advance(n)
             total += n
-            say("TIMED", {"steps": n, "run_s": c.wall, "mlups": cells * n / c.wall / 1e6,
-                          "cpu_util": c.utilisation})
+            say(
+                "TIMED",
+                {
+                    "steps": n,
+                    "run_s": c.wall,
+                    "mlups": cells * n / c.wall / 1e6,
+                    "cpu_util": c.utilisation,
+                },
+            )
         elif cmd[0] == "quit":
             break
     say("FINAL", {"steps_total": total, **eng.observables()})

@@ -87,26 +87,47 @@ def say(tag: str, payload: dict) -> None:
 def serve(engine, warmup: int, info: dict) -> None:
     """Run the protocol above for `engine`, an object with
 
-        setup() -> dict          build everything up to the first step (timed here as setup_s;
-                                 may report its own compile_s)
-        advance(n) -> dict       n steps, blocking until done; may return {"builds": k}
-        energies() -> (pe, ke, etot) per atom at the current state
-        granule: int             n must be a multiple of it (a chunk length)
+    setup() -> dict          build everything up to the first step (timed here as setup_s;
+                             may report its own compile_s)
+    advance(n) -> dict       n steps, blocking until done; may return {"builds": k}
+    energies() -> (pe, ke, etot) per atom at the current state
+    granule: int             n must be a multiple of it (a chunk length)
     """
     t0 = time.perf_counter()
     extra = engine.setup() or {}
     setup_s = time.perf_counter() - t0
     pe, ke, et = engine.energies()
-    say("READY", {**info, "setup_s": setup_s, **extra, "pe0": pe, "ke0": ke, "etot0": et,
-                  "affinity": sorted(os.sched_getaffinity(0)), "python": sys.version.split()[0],
-                  "pid": os.getpid()})
+    say(
+        "READY",
+        {
+            **info,
+            "setup_s": setup_s,
+            **extra,
+            "pe0": pe,
+            "ke0": ke,
+            "etot0": et,
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "python": sys.version.split()[0],
+            "pid": os.getpid(),
+        },
+    )
     total = 0
     with CpuClock() as c:
         out = engine.advance(warmup)
     total += warmup
     pe, ke, et = engine.energies()
-    say("WARM", {"warmup_steps": warmup, "warmup_s": c.wall, "pe_w": pe, "ke_w": ke,
-                 "etot_w": et, "builds_w": (out or {}).get("builds"), "threads": threads()})
+    say(
+        "WARM",
+        {
+            "warmup_steps": warmup,
+            "warmup_s": c.wall,
+            "pe_w": pe,
+            "ke_w": ke,
+            "etot_w": et,
+            "builds_w": (out or {}).get("builds"),
+            "threads": threads(),
+        },
+    )
     for line in sys.stdin:
         cmd = line.split()
         if not cmd:
@@ -119,8 +140,16 @@ def serve(engine, warmup: int, info: dict) -> None:
             with CpuClock() as c:
                 out = engine.advance(n)
             total += n
-            say("TIMED", {"steps": n, "run_s": c.wall, "s_per_step": c.wall / n,
-                          "cpu_util": c.utilisation, **(out or {})})
+            say(
+                "TIMED",
+                {
+                    "steps": n,
+                    "run_s": c.wall,
+                    "s_per_step": c.wall / n,
+                    "cpu_util": c.utilisation,
+                    **(out or {}),
+                },
+            )
         elif cmd[0] == "quit":
             break
     pe, ke, et = engine.energies()

@@ -45,23 +45,32 @@ class Engine:
         box = jnp.asarray(d["box"], jnp.float32)
         displacement, shift = space.periodic(box)
         fmt = getattr(partition, self.fmt)
-        self.neighbor_fn = partition.neighbor_list(displacement, box, r_cutoff=rc,
-                                                   dr_threshold=d["skin"], format=fmt)
+        self.neighbor_fn = partition.neighbor_list(
+            displacement, box, r_cutoff=rc, dr_threshold=d["skin"], format=fmt
+        )
 
         def lj_cut(dr, sigma, epsilon, **unused):  # plain truncation at rc
             return jnp.where(dr < rc, energy.lennard_jones(dr, sigma, epsilon), 0.0)
 
         self.energy_fn = smap.pair_neighbor_list(
-            lj_cut, space.canonicalize_displacement_or_metric(displacement),
-            sigma=jnp.float32(d["sigma"]), epsilon=jnp.float32(d["epsilon"]))
+            lj_cut,
+            space.canonicalize_displacement_or_metric(displacement),
+            sigma=jnp.float32(d["sigma"]),
+            epsilon=jnp.float32(d["epsilon"]),
+        )
         init_fn, apply_fn = simulate.nve(self.energy_fn, shift, dt=d["dt"])
         t0 = time.perf_counter()
         R = jnp.asarray(d["positions"], jnp.float32)
         mass = jnp.float32(d["mass"])
         self.nbrs = self.neighbor_fn.allocate(R)
-        self.state = init_fn(jax.random.key(0), R, kT=0.0, mass=mass,
-                             momenta=mass * jnp.asarray(d["velocities"], jnp.float32),
-                             neighbor=self.nbrs)
+        self.state = init_fn(
+            jax.random.key(0),
+            R,
+            kT=0.0,
+            mass=mass,
+            momenta=mass * jnp.asarray(d["velocities"], jnp.float32),
+            neighbor=self.nbrs,
+        )
         jax.block_until_ready((self.state, self.nbrs))
         init_s = time.perf_counter() - t0
         chunk = self.granule
@@ -81,10 +90,18 @@ class Engine:
         self.compiled = self.advance_fn.lower(self.state, self.nbrs).compile()
         compile_s = time.perf_counter() - t0
         self.jax, self.jnp = jax, jnp
-        self.e_fn = jax.jit(lambda s, nb: (self.energy_fn(s.position, neighbor=nb),
-                                           0.5 * jnp.sum(s.momentum**2 / s.mass)))
-        return {"compile_s": compile_s, "init_s": init_s, "format": self.fmt,
-                "capacity": int(self.nbrs.idx.shape[-1])}
+        self.e_fn = jax.jit(
+            lambda s, nb: (
+                self.energy_fn(s.position, neighbor=nb),
+                0.5 * jnp.sum(s.momentum**2 / s.mass),
+            )
+        )
+        return {
+            "compile_s": compile_s,
+            "init_s": init_s,
+            "format": self.fmt,
+            "capacity": int(self.nbrs.idx.shape[-1]),
+        }
 
     def advance(self, n):
         builds = 0
@@ -100,16 +117,20 @@ class Engine:
                     raise RuntimeError("JAX MD neighbor list still overflows after 8 reallocations")
                 self.reallocations += 1
                 self.extra = max(4, 2 * self.extra)
-                self.nbrs = self.neighbor_fn.allocate(self.state.position,
-                                                      extra_capacity=self.extra)
+                self.nbrs = self.neighbor_fn.allocate(
+                    self.state.position, extra_capacity=self.extra
+                )
                 # a new capacity is a new shape: recompile (as jit would on the next call)
                 self.compiled = self.advance_fn.lower(self.state, self.nbrs).compile()
                 state, nbrs, b = self.compiled(self.state, self.nbrs)
             self.state, self.nbrs = state, nbrs
             builds += int(b)
         self.jax.block_until_ready(self.state)
-        return {"builds": builds, "reallocations": self.reallocations,
-                "capacity": [int(s) for s in self.nbrs.idx.shape]}
+        return {
+            "builds": builds,
+            "reallocations": self.reallocations,
+            "capacity": [int(s) for s in self.nbrs.idx.shape],
+        }
 
     def energies(self):
         u, k = self.e_fn(self.state, self.nbrs)
@@ -120,18 +141,28 @@ class Engine:
 def main():
     ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--chunk", type=int, default=100, help="steps per jitted call")
-    ap.add_argument("--format", choices=["OrderedSparse", "Sparse", "Dense"],
-                    default="OrderedSparse")
+    ap.add_argument(
+        "--format", choices=["OrderedSparse", "Sparse", "Dense"], default="OrderedSparse"
+    )
     args = ap.parse_args()
     from importlib.metadata import version
 
     import jax
 
     d = load(args.init)
-    serve(Engine(d, args.chunk, args.format), args.warmup,
-          {"engine": "jaxmd", "version": version("jax-md"),
-           "jax": jax.__version__, "n": int(d["positions"].shape[0]), "chunk": args.chunk,
-           "xla_flags": os.environ.get("XLA_FLAGS"), "devices": str(jax.devices())})
+    serve(
+        Engine(d, args.chunk, args.format),
+        args.warmup,
+        {
+            "engine": "jaxmd",
+            "version": version("jax-md"),
+            "jax": jax.__version__,
+            "n": int(d["positions"].shape[0]),
+            "chunk": args.chunk,
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "devices": str(jax.devices()),
+        },
+    )
 
 
 if __name__ == "__main__":

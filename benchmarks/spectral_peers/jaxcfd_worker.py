@@ -69,8 +69,7 @@ from _common import CpuClock, say, threads  # noqa: E402  (stdlib + numpy only)
 SOURCE_FFTS_PER_STEP = 35  # 5 stages x (4 irfftn + 1 rfftn + 2 rfft2 of the force)
 
 
-def initial_vorticity(n: int, *, seed: int = 0, kmax: float = 8.0, rms: float = 2.0
-                      ) -> np.ndarray:
+def initial_vorticity(n: int, *, seed: int = 0, kmax: float = 8.0, rms: float = 2.0) -> np.ndarray:
     """A random, zero-mean vorticity on the n x n nodes (i dx, j dy) of [0, 2 pi)^2, float64.
 
     w = sum over wavevectors (kx, ky) of one half-plane (kx > 0, or kx = 0 and ky > 0) with
@@ -79,12 +78,16 @@ def initial_vorticity(n: int, *, seed: int = 0, kmax: float = 8.0, rms: float = 
     field is the same function of (x, y) at every n (resolution-independent)."""
     rng = np.random.default_rng(seed)
     km = int(math.floor(kmax))
-    modes = [(kx, ky) for kx in range(0, km + 1) for ky in range(-km, km + 1)
-             if (kx > 0 or ky > 0) and kx * kx + ky * ky <= kmax * kmax]
+    modes = [
+        (kx, ky)
+        for kx in range(0, km + 1)
+        for ky in range(-km, km + 1)
+        if (kx > 0 or ky > 0) and kx * kx + ky * ky <= kmax * kmax
+    ]
     coef = rng.standard_normal((len(modes), 2))
     x = 2 * np.pi * np.arange(n) / n
     w = np.zeros((n, n))
-    for (kx, ky), (a, b) in zip(modes, coef):
+    for (kx, ky), (a, b) in zip(modes, coef, strict=False):
         phase = kx * x[:, None] + ky * x[None, :]
         w += a * np.cos(phase) + b * np.sin(phase)
     w -= w.mean()
@@ -93,9 +96,15 @@ def initial_vorticity(n: int, *, seed: int = 0, kmax: float = 8.0, rms: float = 
 
 def write_init(path: str, n: int, seed: int = 0) -> dict:
     dx = 2 * np.pi / n
-    d = {"vorticity": initial_vorticity(n, seed=seed).astype(np.float32),
-         "viscosity": 1e-3, "drag": 0.1, "forcing_amplitude": 1.0, "forcing_k": 4,
-         "dt": 0.5 * dx / 7.0, "seed": seed}
+    d = {
+        "vorticity": initial_vorticity(n, seed=seed).astype(np.float32),
+        "viscosity": 1e-3,
+        "drag": 0.1,
+        "forcing_amplitude": 1.0,
+        "forcing_k": 4,
+        "dt": 0.5 * dx / 7.0,
+        "seed": seed,
+    }
     np.savez(path, **d)
     return {k: v for k, v in d.items() if k != "vorticity"}
 
@@ -125,7 +134,8 @@ class Engine:
         dt = float(self.init["dt"])
         grid = grids.Grid((n, n), domain=((0, 2 * jnp.pi), (0, 2 * jnp.pi)))
         forcing_fn = lambda g: forcings.kolmogorov_forcing(  # noqa: E731
-            g, scale=amp, k=k, offsets=((0, 0), (0, 0)))
+            g, scale=amp, k=k, offsets=((0, 0), (0, 0))
+        )
         eq = equations.NavierStokes2D(nu, grid, drag=drag, smooth=True, forcing_fn=forcing_fn)
         step = time_stepping.crank_nicolson_rk4(eq, dt)
         self.jax, self.jnp, self.n = jax, jnp, n
@@ -141,13 +151,22 @@ class Engine:
         ffts = _count_ffts(self.step1.lower(self.state).compile().as_text())
         chunk_ffts = _count_ffts(self.compiled.as_text())
         self.aux_s = time.perf_counter() - t0
-        return {"compile_s": compile_s, "aux_compile_s": self.aux_s, "n": n,
-                "chunk": self.chunk, "dt": dt,
-                "viscosity": nu, "drag": drag, "forcing_amplitude": amp, "forcing_k": k,
-                "ffts_per_step": sum(ffts.values()), "ffts_per_step_by_type": ffts,
-                "ffts_in_chunk_loop_body": chunk_ffts,
-                "ffts_per_step_source": SOURCE_FFTS_PER_STEP,
-                "dtype": str(self.state.dtype)}
+        return {
+            "compile_s": compile_s,
+            "aux_compile_s": self.aux_s,
+            "n": n,
+            "chunk": self.chunk,
+            "dt": dt,
+            "viscosity": nu,
+            "drag": drag,
+            "forcing_amplitude": amp,
+            "forcing_k": k,
+            "ffts_per_step": sum(ffts.values()),
+            "ffts_per_step_by_type": ffts,
+            "ffts_in_chunk_loop_body": chunk_ffts,
+            "ffts_per_step_source": SOURCE_FFTS_PER_STEP,
+            "dtype": str(self.state.dtype),
+        }
 
     def advance(self, steps: int, *, one_by_one: bool = False) -> None:
         if one_by_one:
@@ -164,10 +183,12 @@ class Engine:
         u = np.asarray(jnp.fft.irfftn(uh), np.float64)
         v = np.asarray(jnp.fft.irfftn(vh), np.float64)
         w = np.asarray(jnp.fft.irfftn(self.state), np.float64)
-        return {"energy": float(np.mean(0.5 * (u * u + v * v))),
-                "enstrophy": float(np.mean(0.5 * w * w)),
-                "max_speed": float(np.sqrt(np.max(u * u + v * v))),
-                "finite": bool(np.isfinite(w).all())}
+        return {
+            "energy": float(np.mean(0.5 * (u * u + v * v))),
+            "enstrophy": float(np.mean(0.5 * w * w)),
+            "max_speed": float(np.sqrt(np.max(u * u + v * v))),
+            "finite": bool(np.isfinite(w).all()),
+        }
 
     def fft_times(self, calls: int = 40, rounds: int = 3) -> dict:
         """Seconds of one (n, n) float32 rfft2 and of one irfft2 of the state's shape: each a
@@ -175,12 +196,15 @@ class Engine:
         `rounds` blocks of `calls` (so both see the same load). Median and minimum, and the
         same for a trivial jitted call (the dispatch cost included in each)."""
         jax, jnp = self.jax, self.jnp
-        x = jax.block_until_ready(jnp.asarray(
-            np.random.default_rng(1).standard_normal((self.n, self.n)), jnp.float32))
+        x = jax.block_until_ready(
+            jnp.asarray(np.random.default_rng(1).standard_normal((self.n, self.n)), jnp.float32)
+        )
         c = jax.block_until_ready(jnp.fft.rfft2(x))
-        fns = {"rfft2": (jax.jit(jnp.fft.rfft2), x),
-               "irfft2": (jax.jit(lambda a: jnp.fft.irfft2(a, s=x.shape)), c),
-               "dispatch": (jax.jit(lambda a: a[0, 0] + 1), x)}
+        fns = {
+            "rfft2": (jax.jit(jnp.fft.rfft2), x),
+            "irfft2": (jax.jit(lambda a: jnp.fft.irfft2(a, s=x.shape)), c),
+            "dispatch": (jax.jit(lambda a: a[0, 0] + 1), x),
+        }
         ts = {name: [] for name in fns}
         for fn, arg in fns.values():
             jax.block_until_ready(fn(arg))
@@ -202,16 +226,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--init", help="npz: vorticity (n, n) float32 + scalars (see above)")
     ap.add_argument("--chunk", type=int, default=50, help="steps per jitted call")
-    ap.add_argument("--warmup", type=int, default=0,
-                    help="steps (one jitted step per call) before any command; WARM line")
-    ap.add_argument("--write-init", metavar="PATH",
-                    help="write the standard benchmark init.npz for --n and exit")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="steps (one jitted step per call) before any command; WARM line",
+    )
+    ap.add_argument(
+        "--write-init",
+        metavar="PATH",
+        help="write the standard benchmark init.npz for --n and exit",
+    )
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.write_init:
-        say("INIT", {"path": args.write_init, "n": args.n,
-                     **write_init(args.write_init, args.n, args.seed)})
+        say(
+            "INIT",
+            {
+                "path": args.write_init,
+                "n": args.n,
+                **write_init(args.write_init, args.n, args.seed),
+            },
+        )
         return
     if not args.init:
         ap.error("--init is required (or --write-init)")
@@ -225,18 +262,36 @@ def main() -> None:
     t0 = time.perf_counter()
     extra = eng.setup()
     setup_s = time.perf_counter() - t0 - eng.aux_s
-    say("READY", {"engine": "jax-cfd", "jax_cfd": version("jax-cfd"), "jax": jax.__version__,
-                  "jaxlib": version("jaxlib"), "setup_s": setup_s, **extra,
-                  **eng.observables(), "python": sys.version.split()[0],
-                  "xla_flags": os.environ.get("XLA_FLAGS"),
-                  "affinity": sorted(os.sched_getaffinity(0)), "pid": os.getpid()})
+    say(
+        "READY",
+        {
+            "engine": "jax-cfd",
+            "jax_cfd": version("jax-cfd"),
+            "jax": jax.__version__,
+            "jaxlib": version("jaxlib"),
+            "setup_s": setup_s,
+            **extra,
+            **eng.observables(),
+            "python": sys.version.split()[0],
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "pid": os.getpid(),
+        },
+    )
     total = 0
     if args.warmup:
         with CpuClock() as c:
             eng.advance(args.warmup, one_by_one=True)
         total = args.warmup
-        say("WARM", {"warmup_steps": args.warmup, "warmup_s": c.wall, **eng.observables(),
-                     "threads": threads()})
+        say(
+            "WARM",
+            {
+                "warmup_steps": args.warmup,
+                "warmup_s": c.wall,
+                **eng.observables(),
+                "threads": threads(),
+            },
+        )
     for line in sys.stdin:
         cmd = line.split()
         if not cmd:
@@ -249,8 +304,10 @@ def main() -> None:
             with CpuClock() as c:
                 eng.advance(n)
             total += n
-            say("TIMED", {"steps": n, "run_s": c.wall, "steps_per_s": n / c.wall,
-                          "cpu_util": c.utilisation})
+            say(
+                "TIMED",
+                {"steps": n, "run_s": c.wall, "steps_per_s": n / c.wall, "cpu_util": c.utilisation},
+            )
         elif cmd[0] == "fft":
             with CpuClock() as c:
                 out = eng.fft_times()

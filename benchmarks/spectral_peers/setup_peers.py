@@ -35,14 +35,24 @@ _md = _md_helper()
 # jax-cfd 0.2.1 itself pulls only numpy, scipy and tree-math, unpinned; numpy, scipy and
 # ml-dtypes (jaxlib's) are pinned to the set tested with jax 0.4.30 here, so a rebuilt venv
 # behaves, and writes tests/data/spectral_jaxcfd_reference.npz, the same.
-JAXCFD_REQUIREMENTS = ["jax-cfd==0.2.1", "jax==0.4.30", "jaxlib==0.4.30", "numpy==2.4.6",
-                       "scipy==1.17.1", "ml-dtypes==0.6.0", "tree-math==0.2.1"]
-_md.SPECS.setdefault("jaxcfd", {
-    "python": ("3.11",),
-    "requirements": JAXCFD_REQUIREMENTS,
-    "probe": "import jax, jax_cfd.base, jax_cfd.spectral; from importlib.metadata import "
-             "version; print('jax', jax.__version__, 'jax-cfd', version('jax-cfd'))",
-})
+JAXCFD_REQUIREMENTS = [
+    "jax-cfd==0.2.1",
+    "jax==0.4.30",
+    "jaxlib==0.4.30",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "ml-dtypes==0.6.0",
+    "tree-math==0.2.1",
+]
+_md.SPECS.setdefault(
+    "jaxcfd",
+    {
+        "python": ("3.11",),
+        "requirements": JAXCFD_REQUIREMENTS,
+        "probe": "import jax, jax_cfd.base, jax_cfd.spectral; from importlib.metadata import "
+        "version; print('jax', jax.__version__, 'jax-cfd', version('jax-cfd'))",
+    },
+)
 
 PEERS_DIR = _md.PEERS_DIR
 env_for = _md.env_for

@@ -10,6 +10,10 @@ from ._distributed import initialize_distributed as initialize_distributed
 from ._mesh import make_mesh as make_mesh
 from ._sharded import (
     clear_cache as clear_cache,
+)
+from ._sharded import (
     sharded_call as sharded_call,
+)
+from ._sharded import (
     sharded_vmap as sharded_vmap,
 )

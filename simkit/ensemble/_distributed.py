@@ -77,8 +77,11 @@ def initialize_distributed(
     if all(given):
         _check_address(coordinator_address)
         require_positive("num_processes", num_processes, integer=True)
-        if (isinstance(process_id, bool) or not isinstance(process_id, int)
-                or not 0 <= process_id < num_processes):
+        if (
+            isinstance(process_id, bool)
+            or not isinstance(process_id, int)
+            or not 0 <= process_id < num_processes
+        ):
             raise SimkitInputError(
                 f"process_id must be an integer in [0, {num_processes - 1}] "
                 f"(num_processes={num_processes}), got {process_id!r}."
@@ -101,8 +104,11 @@ def initialize_distributed(
     previous = jax.config.jax_cpu_collectives_implementation
     if all(given):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
-                      process_id=process_id)
+        kwargs = dict(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
     else:
         kwargs = {}
     try:

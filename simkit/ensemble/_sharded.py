@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jaxtyping import PyTree
 
 from .._checks import SimkitInputError
@@ -224,6 +225,7 @@ def _sharded_call_padded(
     replicated = NamedSharding(mesh, P())
 
     if mesh.is_multi_process:
+
         def pad_host(path, x):
             return _pad_leaf(_host_array(_leaf_name("args", path), x), n_pad)
 
@@ -234,8 +236,9 @@ def _sharded_call_padded(
         placed = jax.tree_util.tree_map(lambda x: _global_array(x, batched), host_args)
         placed_bc = jax.tree_util.tree_map(lambda x: _global_array(x, replicated), host_bc)
     else:
-        placed = jax.device_put(jax.tree_util.tree_map(lambda x: _pad_leaf(x, n_pad), args),
-                                batched)
+        placed = jax.device_put(
+            jax.tree_util.tree_map(lambda x: _pad_leaf(x, n_pad), args), batched
+        )
         placed_bc = jax.device_put(broadcast, replicated)
 
     run = _jitted(fn, mesh, axis_name, len(args), len(broadcast))
@@ -353,7 +356,8 @@ def sharded_vmap(
             )
     if not any(a == 0 for a in axes):
         raise SimkitInputError("sharded_vmap needs at least one batched argument (in_axes 0).")
-    batched = tuple(x for x, a in zip(args, axes) if a == 0)
-    bcast = tuple(x for x, a in zip(args, axes) if a is None)
-    return sharded_call(_vmapped(f, axes), *batched, mesh=mesh, axis_name=axis_name,
-                        broadcast=bcast)
+    batched = tuple(x for x, a in zip(args, axes, strict=False) if a == 0)
+    bcast = tuple(x for x, a in zip(args, axes, strict=False) if a is None)
+    return sharded_call(
+        _vmapped(f, axes), *batched, mesh=mesh, axis_name=axis_name, broadcast=bcast
+    )

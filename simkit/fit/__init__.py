@@ -27,12 +27,20 @@ Design choices:
 - Fitting needs float64 (`jax_enable_x64`); the entry points refuse to run without it.
 """
 
-from ._batch import fit_batch as fit_batch, fit_multistart as fit_multistart
+from ._batch import fit_batch as fit_batch
+from ._batch import fit_multistart as fit_multistart
 from ._least_squares import (
     MinimiseResult as MinimiseResult,
+)
+from ._least_squares import (
     fit as fit,
+)
+from ._least_squares import (
     minimise as minimise,
 )
-from ._ode import ode_model as ode_model, rk4_saveat as rk4_saveat
-from ._result import FitError as FitError, FitResult as FitResult, FitStatus as FitStatus
+from ._ode import ode_model as ode_model
+from ._ode import rk4_saveat as rk4_saveat
+from ._result import FitError as FitError
+from ._result import FitResult as FitResult
+from ._result import FitStatus as FitStatus
 from ._transforms import ParamTransform as ParamTransform

@@ -23,7 +23,12 @@ from jaxtyping import PyTree
 
 from .._checks import SimkitInputError, require_positive
 from ._least_squares import (
-    Jac, _check_jac, _fit_core, finalise_lm, jacobian_x, jacobian_x_from_state,
+    Jac,
+    _check_jac,
+    _fit_core,
+    finalise_lm,
+    jacobian_x,
+    jacobian_x_from_state,
     prepare,
 )
 from ._lm import lm_init, lm_step
@@ -40,23 +45,38 @@ _GRACE = 4  # iterations run in place first: a short tail never compiles a new s
 def _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes):
     def one(x0, b):
         data, inv_sigma, args = _merge(b, shared, axes)
-        return lm_init(model, has_args, transform, jac, transform.from_flat(x0), data,
-                        inv_sigma, args)
+        return lm_init(
+            model, has_args, transform, jac, transform.from_flat(x0), data, inv_sigma, args
+        )
 
     return jax.vmap(one)(x0s, batched)
 
 
 @eqx.filter_jit
-def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_iter, n_stop,
-                   states, batched, shared, axes):
+def _batch_segment(
+    model,
+    has_args,
+    transform,
+    jac,
+    rtol,
+    atol,
+    max_steps,
+    n_iter,
+    n_stop,
+    states,
+    batched,
+    shared,
+    axes,
+):
     """Advance every running member by up to `n_iter` iterations; stop early once at most
     `n_stop` members are still running (0: when all have finished)."""
 
     def step_all(st):
         def one(s, b):
             data, inv_sigma, args = _merge(b, shared, axes)
-            return lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s, data,
-                            inv_sigma, args)
+            return lm_step(
+                model, has_args, transform, jac, rtol, atol, max_steps, s, data, inv_sigma, args
+            )
 
         return jax.vmap(one)(st, batched)
 
@@ -73,8 +93,20 @@ def _batch_segment(model, has_args, transform, jac, rtol, atol, max_steps, n_ite
 
 
 @eqx.filter_jit
-def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched, shared,
-                    axes, rtol=1e-8, atol=1e-8, cost0=None):
+def _batch_finalise(
+    model,
+    has_args,
+    transform,
+    jac,
+    absolute_sigma,
+    states,
+    batched,
+    shared,
+    axes,
+    rtol=1e-8,
+    atol=1e-8,
+    cost0=None,
+):
     """Covariances from the states' Jacobians (`J_x = J_u / D`); the Jacobians are evaluated
     afresh for the whole batch only if some member's transform is saturated."""
     J_fast, usable = jax.vmap(lambda s: jacobian_x_from_state(transform, s))(states)
@@ -82,8 +114,9 @@ def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, bat
     def slow(b):
         def one(s, bb):
             data, inv_sigma, args = _merge(bb, shared, axes)
-            return jacobian_x(model, has_args, transform, transform.to_flat(s.u), data,
-                              inv_sigma, args, jac)
+            return jacobian_x(
+                model, has_args, transform, transform.to_flat(s.u), data, inv_sigma, args, jac
+            )
 
         return jax.vmap(one)(states, b)
 
@@ -91,10 +124,22 @@ def _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, bat
 
     def one(s, J_x, b, c0):
         data, inv_sigma, args = _merge(b, shared, axes)
-        return finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
-                           absolute_sigma=absolute_sigma, J_x=J_x, rtol=rtol, atol=atol,
-                           method="simkit batched LevenbergMarquardt",
-                           r0_norm=None if c0 is None else jnp.sqrt(2.0 * c0))
+        return finalise_lm(
+            model,
+            has_args,
+            transform,
+            s,
+            data,
+            inv_sigma,
+            args,
+            jac=jac,
+            absolute_sigma=absolute_sigma,
+            J_x=J_x,
+            rtol=rtol,
+            atol=atol,
+            method="simkit batched LevenbergMarquardt",
+            r0_norm=None if c0 is None else jnp.sqrt(2.0 * c0),
+        )
 
     return jax.vmap(one)(states, J_xs, batched, cost0)
 
@@ -139,8 +184,22 @@ def _put(tree, idx, part):
     return jax.tree_util.tree_map(lambda full, p: full.at[idx].set(p), tree, part)
 
 
-def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, jac, rtol, atol,
-                   max_steps, segment_steps, absolute_sigma) -> FitResult:
+def run_batched_lm(
+    model,
+    has_args,
+    transform,
+    x0s,
+    batched,
+    shared,
+    axes,
+    *,
+    jac,
+    rtol,
+    atol,
+    max_steps,
+    segment_steps,
+    absolute_sigma,
+) -> FitResult:
     """Host driver: segments that end when compacting pays, compaction in between.
 
     The working batch is either the whole batch in place (`idx` None) or a gathered sub-batch
@@ -167,9 +226,21 @@ def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, ja
             # Few members left: first give them a few iterations in place (no new shape to
             # compile if the tail is short), then compact what is still running.
             stop = 0
-            cur = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a,
-                                 jnp.asarray(_GRACE, jnp.int32), jnp.asarray(0, jnp.int32),
-                                 cur, cur_batched, shared, axes)
+            cur = _batch_segment(
+                model,
+                has_args,
+                transform,
+                jac,
+                rtol_a,
+                atol_a,
+                max_a,
+                jnp.asarray(_GRACE, jnp.int32),
+                jnp.asarray(0, jnp.int32),
+                cur,
+                cur_batched,
+                shared,
+                axes,
+            )
             running = np.asarray(cur.status) == FitStatus.RUNNING
             continue
         if _bucket(k, n) <= _COMPACT * size:
@@ -179,12 +250,37 @@ def run_batched_lm(model, has_args, transform, x0s, batched, shared, axes, *, ja
             idx = jnp.asarray(members)
             cur, cur_batched = _take((states, batched), idx)
             stop = _stop_below(size)
-        cur = _batch_segment(model, has_args, transform, jac, rtol_a, atol_a, max_a, n_iter,
-                             jnp.asarray(stop, jnp.int32), cur, cur_batched, shared, axes)
+        cur = _batch_segment(
+            model,
+            has_args,
+            transform,
+            jac,
+            rtol_a,
+            atol_a,
+            max_a,
+            n_iter,
+            jnp.asarray(stop, jnp.int32),
+            cur,
+            cur_batched,
+            shared,
+            axes,
+        )
         running = np.asarray(cur.status) == FitStatus.RUNNING
     states = cur if idx is None else _put(states, idx, cur)
-    return _batch_finalise(model, has_args, transform, jac, absolute_sigma, states, batched,
-                           shared, axes, rtol_a, atol_a, cost0)
+    return _batch_finalise(
+        model,
+        has_args,
+        transform,
+        jac,
+        absolute_sigma,
+        states,
+        batched,
+        shared,
+        axes,
+        rtol_a,
+        atol_a,
+        cost0,
+    )
 
 
 def _leading(tree, name: str) -> int:
@@ -192,7 +288,8 @@ def _leading(tree, name: str) -> int:
     if -1 in sizes or len(sizes) != 1:
         raise SimkitInputError(
             f"{name} needs one leading batch axis of the same length on every leaf, got leaf "
-            f"shapes {[tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(tree)]}.")
+            f"shapes {[tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(tree)]}."
+        )
     return sizes.pop()
 
 
@@ -252,28 +349,55 @@ def fit_batch(
     n = _leading(data, "data")
     n_p = _leading(params0, "params0")
     if n_p != n:
-        raise SimkitInputError(f"params0 has {n_p} starts but data has {n} members; give one "
-                               "start per member (a leading batch axis on every leaf).")
+        raise SimkitInputError(
+            f"params0 has {n_p} starts but data has {n} members; give one "
+            "start per member (a leading batch axis on every leaf)."
+        )
     # Array leaves of args are batched (one per member); the others (functions, static
     # configuration) are shared by every member.
     args_dyn, args_static = eqx.partition(args, eqx.is_array)
     if args is not None and _leading(args_dyn, "args") != n:
-        raise SimkitInputError(f"args has {_leading(args_dyn, 'args')} members but data has "
-                               f"{n}.")
+        raise SimkitInputError(f"args has {_leading(args_dyn, 'args')} members but data has {n}.")
     transform, data, inv_sigma, has_args = prepare(
-        model, params0, data, sigma=sigma, args=args, bounds=bounds,
-        batch_axes_params=1, batch_axes_data=1)
+        model,
+        params0,
+        data,
+        sigma=sigma,
+        args=args,
+        bounds=bounds,
+        batch_axes_params=1,
+        batch_axes_data=1,
+    )
     x0s = _starts(transform, params0, n)
     sigma_batched = inv_sigma is not None and all(
         np.ndim(w) > 0 and np.shape(w) == np.shape(d)
-        for w, d in zip(jax.tree_util.tree_leaves(inv_sigma), jax.tree_util.tree_leaves(data)))
+        for w, d in zip(
+            jax.tree_util.tree_leaves(inv_sigma), jax.tree_util.tree_leaves(data), strict=False
+        )
+    )
     axes = (True, sigma_batched, args is not None)
     batched = (data, inv_sigma if sigma_batched else None, args_dyn)
-    shared = (None, None if sigma_batched else inv_sigma,
-              args_static if jax.tree_util.tree_leaves(args_static) else None)
-    result = _run(model, has_args, transform, x0s, batched, shared, axes, solver=solver, jac=jac,
-                  rtol=rtol, atol=atol, max_steps=max_steps, segment_steps=segment_steps,
-                  absolute_sigma=absolute_sigma)
+    shared = (
+        None,
+        None if sigma_batched else inv_sigma,
+        args_static if jax.tree_util.tree_leaves(args_static) else None,
+    )
+    result = _run(
+        model,
+        has_args,
+        transform,
+        x0s,
+        batched,
+        shared,
+        axes,
+        solver=solver,
+        jac=jac,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        segment_steps=segment_steps,
+        absolute_sigma=absolute_sigma,
+    )
     if throw:
         result.raise_if_failed()
     return result
@@ -292,30 +416,83 @@ def _starts(transform: ParamTransform, params0, n: int) -> np.ndarray:
         raise SimkitInputError(
             f"parameter {transform.names[j]} of start {i} is {float(flat[i, j])!r}, outside its "
             "open "
-            f"bounds ({lo[j]}, {hi[j]}); start strictly inside the bounds.")
+            f"bounds ({lo[j]}, {hi[j]}); start strictly inside the bounds."
+        )
     return flat
 
 
-def _run(model, has_args, transform, x0s, batched, shared, axes, *, solver, jac, rtol, atol,
-         max_steps, segment_steps, absolute_sigma) -> FitResult:
+def _run(
+    model,
+    has_args,
+    transform,
+    x0s,
+    batched,
+    shared,
+    axes,
+    *,
+    solver,
+    jac,
+    rtol,
+    atol,
+    max_steps,
+    segment_steps,
+    absolute_sigma,
+) -> FitResult:
     if solver is None:
-        return run_batched_lm(model, has_args, transform, jnp.asarray(x0s), batched, shared, axes,
-                              jac=jac, rtol=rtol, atol=atol, max_steps=max_steps,
-                              segment_steps=segment_steps, absolute_sigma=absolute_sigma)
+        return run_batched_lm(
+            model,
+            has_args,
+            transform,
+            jnp.asarray(x0s),
+            batched,
+            shared,
+            axes,
+            jac=jac,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            segment_steps=segment_steps,
+            absolute_sigma=absolute_sigma,
+        )
     if not isinstance(solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
-        raise SimkitInputError(f"solver must be an optimistix least-squares solver or minimiser, "
-                               f"got {type(solver).__name__}.")
-    return _vmapped_optimistix(model, has_args, transform, jnp.asarray(x0s), batched, shared,
-                               axes, solver, max_steps, jac, absolute_sigma)
+        raise SimkitInputError(
+            f"solver must be an optimistix least-squares solver or minimiser, "
+            f"got {type(solver).__name__}."
+        )
+    return _vmapped_optimistix(
+        model,
+        has_args,
+        transform,
+        jnp.asarray(x0s),
+        batched,
+        shared,
+        axes,
+        solver,
+        max_steps,
+        jac,
+        absolute_sigma,
+    )
 
 
 @eqx.filter_jit
-def _vmapped_optimistix(model, has_args, transform, x0s, batched, shared, axes, solver,
-                        max_steps, jac, absolute_sigma):
+def _vmapped_optimistix(
+    model, has_args, transform, x0s, batched, shared, axes, solver, max_steps, jac, absolute_sigma
+):
     def one(x0, b):
         data, inv_sigma, args = _merge(b, shared, axes)
-        res, _ = _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver,
-                           max_steps, jac, absolute_sigma)
+        res, _ = _fit_core(
+            model,
+            has_args,
+            transform,
+            x0,
+            data,
+            inv_sigma,
+            args,
+            solver,
+            max_steps,
+            jac,
+            absolute_sigma,
+        )
         return res
 
     return jax.vmap(one)(x0s, batched)
@@ -354,14 +531,27 @@ def fit_multistart(
     _check_common(jac, max_steps, rtol, atol, segment_steps)
     n = _leading(starts, "starts")
     transform, data, inv_sigma, has_args = prepare(
-        model, starts, data, sigma=sigma, args=args, bounds=bounds, batch_axes_params=1)
+        model, starts, data, sigma=sigma, args=args, bounds=bounds, batch_axes_params=1
+    )
     x0s = _starts(transform, starts, n)
     axes = (False, False, False)
     batched = (None, None, None)
     shared = (data, inv_sigma, args)
-    all_res = run_batched_lm(model, has_args, transform, jnp.asarray(x0s), batched, shared, axes,
-                             jac=jac, rtol=rtol, atol=atol, max_steps=max_steps,
-                             segment_steps=segment_steps, absolute_sigma=absolute_sigma)
+    all_res = run_batched_lm(
+        model,
+        has_args,
+        transform,
+        jnp.asarray(x0s),
+        batched,
+        shared,
+        axes,
+        jac=jac,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        segment_steps=segment_steps,
+        absolute_sigma=absolute_sigma,
+    )
     ok = np.asarray(all_res.success)
     chi2 = np.asarray(all_res.chi2)
     if np.any(ok):
@@ -370,6 +560,9 @@ def fit_multistart(
         best_i = int(np.nanargmin(np.where(np.isfinite(chi2), chi2, np.inf)))
     best = all_res.member(best_i)
     if throw and not np.any(ok):
-        raise FitError(f"none of the {n} starts converged ({all_res.message}); the result holds "
-                       "the start with the lowest chi2. Pass throw=False to inspect it.", best)
+        raise FitError(
+            f"none of the {n} starts converged ({all_res.message}); the result holds "
+            "the start with the lowest chi2. Pass throw=False to inspect it.",
+            best,
+        )
     return (best, all_res) if return_all else best

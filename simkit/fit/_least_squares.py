@@ -15,12 +15,24 @@ from jaxtyping import Array, Float, PyTree
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._lm import LMState, lm_solve
 from ._problem import (
-    Model, call_model, check_model_output, eval_shape_static, flat_weighted_residual,
-    inverse_sigma, member_struct, require_float_tree, require_step_limit, require_x64,
+    Model,
+    call_model,
+    check_model_output,
+    eval_shape_static,
+    flat_weighted_residual,
+    inverse_sigma,
+    member_struct,
+    require_float_tree,
+    require_step_limit,
+    require_x64,
     weighted_residual,
 )
 from ._result import (
-    FitError, FitResult, FitStatus, covariance_from_jacobian, status_from_optimistix,
+    FitError,
+    FitResult,
+    FitStatus,
+    covariance_from_jacobian,
+    status_from_optimistix,
 )
 from ._transforms import ParamTransform, _is_bound_leaf, check_start, ravel_host
 
@@ -36,10 +48,24 @@ def _check_jac(jac: str) -> None:
         raise SimkitInputError(f"jac must be 'fwd' or 'bwd', got {jac!r}.")
 
 
-def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[Array, " p"],
-             data: PyTree, inv_sigma: PyTree | None, args: Any, *, n_steps, status, jac: Jac,
-             absolute_sigma: bool, method: str, rtol=1e-8, atol=1e-8,
-             r0_norm=None) -> FitResult:
+def finalise(
+    model: Model,
+    has_args: bool,
+    transform: ParamTransform,
+    u: Float[Array, " p"],
+    data: PyTree,
+    inv_sigma: PyTree | None,
+    args: Any,
+    *,
+    n_steps,
+    status,
+    jac: Jac,
+    absolute_sigma: bool,
+    method: str,
+    rtol=1e-8,
+    atol=1e-8,
+    r0_norm=None,
+) -> FitResult:
     """Turn an optimum `u` into a `FitResult` (jittable, vmappable), evaluating the Jacobian.
 
     The covariance uses the Jacobian of the weighted residuals with respect to the *constrained*
@@ -57,10 +83,21 @@ def finalise(model: Model, has_args: bool, transform: ParamTransform, u: Float[A
     J, pred = jac_fn(res_x, has_aux=True)(x)
     r = flat_weighted_residual(pred, data, inv_sigma)
     residuals = jax.tree_util.tree_map(lambda d, q: d - q, data, pred)
-    return assemble_result(transform, x, J, r, residuals, weighted_data(data, inv_sigma),
-                           n_steps=n_steps, status=status,
-                           scale=(inv_sigma is None) or (not absolute_sigma), method=method,
-                           rtol=rtol, atol=atol, r0_norm=r0_norm)
+    return assemble_result(
+        transform,
+        x,
+        J,
+        r,
+        residuals,
+        weighted_data(data, inv_sigma),
+        n_steps=n_steps,
+        status=status,
+        scale=(inv_sigma is None) or (not absolute_sigma),
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        r0_norm=r0_norm,
+    )
 
 
 def jacobian_x_from_state(transform: ParamTransform, state: LMState):
@@ -77,10 +114,23 @@ def jacobian_x_from_state(transform: ParamTransform, state: LMState):
     return state.jac / jnp.where(usable, D, 1.0)[None, :], usable
 
 
-def finalise_lm(model: Model, has_args: bool, transform: ParamTransform, state: LMState,
-                data: PyTree, inv_sigma: PyTree | None, args: Any, *, jac: Jac,
-                absolute_sigma: bool, method: str, rtol=1e-8, atol=1e-8,
-                J_x: Array | None = None, r0_norm=None) -> FitResult:
+def finalise_lm(
+    model: Model,
+    has_args: bool,
+    transform: ParamTransform,
+    state: LMState,
+    data: PyTree,
+    inv_sigma: PyTree | None,
+    args: Any,
+    *,
+    jac: Jac,
+    absolute_sigma: bool,
+    method: str,
+    rtol=1e-8,
+    atol=1e-8,
+    J_x: Array | None = None,
+    r0_norm=None,
+) -> FitResult:
     """`FitResult` from a finished LM state, reusing its residuals and Jacobian (jittable).
 
     Args:
@@ -91,19 +141,32 @@ def finalise_lm(model: Model, has_args: bool, transform: ParamTransform, state: 
     x = transform.to_flat(state.u)
     if J_x is None:
         J_fast, usable = jacobian_x_from_state(transform, state)
-        J_x = jax.lax.cond(usable, lambda: J_fast,
-                           lambda: jacobian_x(model, has_args, transform, x, data, inv_sigma,
-                                              args, jac))
+        J_x = jax.lax.cond(
+            usable,
+            lambda: J_fast,
+            lambda: jacobian_x(model, has_args, transform, x, data, inv_sigma, args, jac),
+        )
     r = state.r
     diff = unflatten_like(r, data)  # (pred - data) / sigma, per data leaf
     if inv_sigma is None:
         residuals = jax.tree_util.tree_map(lambda e: -e, diff)
     else:
         residuals = jax.tree_util.tree_map(lambda e, w: -e / w, diff, inv_sigma)
-    return assemble_result(transform, x, J_x, r, residuals, weighted_data(data, inv_sigma),
-                           n_steps=state.n_steps, status=state.status,
-                           scale=(inv_sigma is None) or (not absolute_sigma), method=method,
-                           rtol=rtol, atol=atol, r0_norm=r0_norm)
+    return assemble_result(
+        transform,
+        x,
+        J_x,
+        r,
+        residuals,
+        weighted_data(data, inv_sigma),
+        n_steps=state.n_steps,
+        status=state.status,
+        scale=(inv_sigma is None) or (not absolute_sigma),
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        r0_norm=r0_norm,
+    )
 
 
 def weighted_data(data: PyTree, inv_sigma: PyTree | None) -> Float[Array, " m"]:
@@ -113,6 +176,7 @@ def weighted_data(data: PyTree, inv_sigma: PyTree | None) -> Float[Array, " m"]:
 
 def jacobian_x(model, has_args, transform, x, data, inv_sigma, args, jac: Jac):
     """Jacobian `(m, p)` of the weighted residuals w.r.t. the constrained flat parameters."""
+
     def res_x(x_):
         pred = call_model(model, transform.unravel(x_), args, has_args)
         return flat_weighted_residual(pred, data, inv_sigma)
@@ -127,13 +191,27 @@ def unflatten_like(flat: Float[Array, " m"], tree: PyTree) -> PyTree:
     for leaf in leaves:
         shape = jnp.shape(leaf)
         size = int(np.prod(shape, dtype=np.int64))
-        out.append(jnp.reshape(flat[start:start + size], shape))
+        out.append(jnp.reshape(flat[start : start + size], shape))
         start += size
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def assemble_result(transform: ParamTransform, x, J, r, residuals, dw, *, n_steps, status,
-                    scale: bool, method: str, rtol, atol, r0_norm=None) -> FitResult:
+def assemble_result(
+    transform: ParamTransform,
+    x,
+    J,
+    r,
+    residuals,
+    dw,
+    *,
+    n_steps,
+    status,
+    scale: bool,
+    method: str,
+    rtol,
+    atol,
+    r0_norm=None,
+) -> FitResult:
     """Covariance, status refinement (not a minimum / at a bound) and the `FitResult`.
 
     An optimiser can stop "successfully" where every trial step fails (e.g. a model that is NaN
@@ -171,7 +249,8 @@ def assemble_result(transform: ParamTransform, x, J, r, residuals, dw, *, n_step
     floor = r_round**2 / max(dof, 1)
     r_zero = r_round if r0_norm is None else r_round + ZERO_RESIDUAL * eps * r0_norm
     cov, corr, se, ok, cond, s2, optimality, gn_step = covariance_from_jacobian(
-        J, r, dof, scale, noise_floor=floor)
+        J, r, dof, scale, noise_floor=floor
+    )
     r_norm = jnp.sqrt(chi2)
     zero_residual = r_norm <= r_zero
     within_tol = jnp.all(jnp.abs(gn_step) <= STEP_TOL_FACTOR * (atol + rtol * jnp.abs(x)))
@@ -181,37 +260,75 @@ def assemble_result(transform: ParamTransform, x, J, r, residuals, dw, *, n_step
     angle_ok = angle_ok & jnp.all(jnp.isfinite(J)) & jnp.all(jnp.isfinite(r)) & (r_norm > 0)
     converged = (optimality <= OPTIMALITY_TOL) | within_tol | zero_residual | angle_ok
     status = jnp.asarray(status, jnp.int32)
-    status = jnp.where((status == FitStatus.SUCCESS) & ~converged, FitStatus.NOT_A_MINIMUM,
-                       status)
+    status = jnp.where((status == FitStatus.SUCCESS) & ~converged, FitStatus.NOT_A_MINIMUM, status)
     # If the step still to be taken would cross a bound, the minimum is outside the bounds: say
     # so (the optimiser, working on the transformed parameter, creeps towards the bound until
     # max_steps or a stall).
     x_next = x + gn_step
     at_bound = (transform.kind != 0) & ((x_next <= transform.lower) | (x_next >= transform.upper))
-    unfinished = ((status == FitStatus.NOT_A_MINIMUM) | (status == FitStatus.MAX_STEPS)
-                  | (status == FitStatus.DIVERGED))
-    status = jnp.where(unfinished & jnp.any(at_bound), FitStatus.AT_BOUND,
-                       status).astype(jnp.int32)
+    unfinished = (
+        (status == FitStatus.NOT_A_MINIMUM)
+        | (status == FitStatus.MAX_STEPS)
+        | (status == FitStatus.DIVERGED)
+    )
+    status = jnp.where(unfinished & jnp.any(at_bound), FitStatus.AT_BOUND, status).astype(jnp.int32)
     return FitResult(
-        params=params, covariance=cov, stderr=transform.unravel(se), correlation=corr,
-        residuals=residuals, chi2=chi2, residual_variance=s2,
-        n_steps=jnp.asarray(n_steps, jnp.int32), status=status,
-        covariance_ok=ok, condition=cond, optimality=optimality, at_bound=at_bound, dof=dof,
-        param_names=transform.names, method=method)
+        params=params,
+        covariance=cov,
+        stderr=transform.unravel(se),
+        correlation=corr,
+        residuals=residuals,
+        chi2=chi2,
+        residual_variance=s2,
+        n_steps=jnp.asarray(n_steps, jnp.int32),
+        status=status,
+        covariance_ok=ok,
+        condition=cond,
+        optimality=optimality,
+        at_bound=at_bound,
+        dof=dof,
+        param_names=transform.names,
+        method=method,
+    )
 
 
 LM_METHOD = "simkit LevenbergMarquardt"
 
 
-def _fit_lm_impl(model, has_args, jac, absolute_sigma, transform, x0, data, inv_sigma, args,
-                 rtol, atol, max_steps):
+def _fit_lm_impl(
+    model,
+    has_args,
+    jac,
+    absolute_sigma,
+    transform,
+    x0,
+    data,
+    inv_sigma,
+    args,
+    rtol,
+    atol,
+    max_steps,
+):
     """One fit with simkit's LM, covariance included: one compiled call, one dispatch."""
     u0 = transform.from_flat(x0)
-    s0, s = lm_solve(model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol,
-                     max_steps)
-    res = finalise_lm(model, has_args, transform, s, data, inv_sigma, args, jac=jac,
-                      absolute_sigma=absolute_sigma, method=LM_METHOD, rtol=rtol, atol=atol,
-                      r0_norm=jnp.sqrt(2.0 * s0.cost))
+    s0, s = lm_solve(
+        model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol, max_steps
+    )
+    res = finalise_lm(
+        model,
+        has_args,
+        transform,
+        s,
+        data,
+        inv_sigma,
+        args,
+        jac=jac,
+        absolute_sigma=absolute_sigma,
+        method=LM_METHOD,
+        rtol=rtol,
+        atol=atol,
+        r0_norm=jnp.sqrt(2.0 * s0.cost),
+    )
     return res, jnp.isfinite(s0.cost)
 
 
@@ -238,10 +355,12 @@ def default_solver(rtol: float, atol: float) -> optx.LevenbergMarquardt:
 
 
 @eqx.filter_jit
-def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max_steps, jac,
-              absolute_sigma):
+def _fit_core(
+    model, has_args, transform, x0, data, inv_sigma, args, solver, max_steps, jac, absolute_sigma
+):
     """One fit with an optimistix solver (covariance from a fresh Jacobian at the optimum)."""
     u0 = transform.from_flat(jnp.asarray(x0))
+
     def fn(u, a):
         d, w, ar = a
         return weighted_residual(model, has_args, transform, u, d, w, ar)
@@ -249,14 +368,27 @@ def _fit_core(model, has_args, transform, x0, data, inv_sigma, args, solver, max
     r0 = fn(u0, (data, inv_sigma, args))
     init_finite = jnp.all(jnp.isfinite(r0))
     options = {"jac": jac} if not isinstance(solver, optx.AbstractMinimiser) else {}
-    sol = optx.least_squares(fn, solver, u0, (data, inv_sigma, args), options=options,
-                             max_steps=max_steps, throw=False)
+    sol = optx.least_squares(
+        fn, solver, u0, (data, inv_sigma, args), options=options, max_steps=max_steps, throw=False
+    )
     status = status_from_optimistix(sol.result)
-    res = finalise(model, has_args, transform, sol.value, data, inv_sigma, args,
-                   n_steps=sol.stats["num_steps"], status=status, jac=jac,
-                   absolute_sigma=absolute_sigma, method=type(solver).__name__,
-                   rtol=getattr(solver, "rtol", 1e-8), atol=getattr(solver, "atol", 1e-8),
-                   r0_norm=jnp.sqrt(jnp.sum(r0 * r0)))
+    res = finalise(
+        model,
+        has_args,
+        transform,
+        sol.value,
+        data,
+        inv_sigma,
+        args,
+        n_steps=sol.stats["num_steps"],
+        status=status,
+        jac=jac,
+        absolute_sigma=absolute_sigma,
+        method=type(solver).__name__,
+        rtol=getattr(solver, "rtol", 1e-8),
+        atol=getattr(solver, "atol", 1e-8),
+        r0_norm=jnp.sqrt(jnp.sum(r0 * r0)),
+    )
     return res, init_finite
 
 
@@ -267,9 +399,15 @@ def _signature(tree: PyTree):
     """Hashable (treedef, leaf shapes and dtypes) of a pytree; a leaf that is not array-like
     (e.g. a function in `args`) enters as itself (TypeError if it cannot be hashed)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    key = treedef, tuple(
-        (np.shape(x), str(x.dtype) if hasattr(x, "dtype") else type(x).__name__)
-        if eqx.is_array_like(x) else ("static", x) for x in leaves)
+    key = (
+        treedef,
+        tuple(
+            (np.shape(x), str(x.dtype) if hasattr(x, "dtype") else type(x).__name__)
+            if eqx.is_array_like(x)
+            else ("static", x)
+            for x in leaves
+        ),
+    )
     hash(key)
     return key
 
@@ -285,8 +423,14 @@ def _bounds_key(bounds: PyTree | None):
             if b is None:
                 key.append(None)
             elif isinstance(b, tuple) and len(b) == 2:
-                key.append(tuple(None if e is None else (np.shape(e), np.asarray(e).tobytes(),
-                                                        str(np.asarray(e).dtype)) for e in b))
+                key.append(
+                    tuple(
+                        None
+                        if e is None
+                        else (np.shape(e), np.asarray(e).tobytes(), str(np.asarray(e).dtype))
+                        for e in b
+                    )
+                )
             else:
                 return None
         key = tuple(key)
@@ -296,8 +440,17 @@ def _bounds_key(bounds: PyTree | None):
         return None
 
 
-def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
-            batch_axes_params: int = 0, batch_axes_data: int = 0):
+def prepare(
+    model: Model,
+    params0: PyTree,
+    data: PyTree,
+    *,
+    sigma,
+    args,
+    bounds,
+    batch_axes_params: int = 0,
+    batch_axes_data: int = 0,
+):
     """Shared host-side validation. Returns (transform, data, inv_sigma, has_args).
 
     The structural checks (model output against the data layout, the bounds, the transform)
@@ -306,15 +459,24 @@ def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
     """
     require_x64()
     if not callable(model):
-        raise SimkitInputError(f"model must be a callable model(params) -> prediction, got "
-                               f"{type(model).__name__}.")
+        raise SimkitInputError(
+            f"model must be a callable model(params) -> prediction, got {type(model).__name__}."
+        )
     has_args = args is not None
     key = None
     bkey = _bounds_key(bounds)
     if bkey is not None:
         try:
-            key = (model, has_args, batch_axes_params, batch_axes_data, _signature(params0),
-                   _signature(args), _signature(data), bkey)
+            key = (
+                model,
+                has_args,
+                batch_axes_params,
+                batch_axes_data,
+                _signature(params0),
+                _signature(args),
+                _signature(data),
+                bkey,
+            )
             hash(key)
         except TypeError:  # unhashable model or layout: check everything every time
             key = None
@@ -337,9 +499,9 @@ def prepare(model: Model, params0: PyTree, data: PyTree, *, sigma, args, bounds,
     one_args = args
     if has_args and batch_axes_data:
         one_args = jax.tree_util.tree_map(
-            lambda x: np.asarray(x)[0] if eqx.is_array(x) else x, args)
-    check_model_output(model, one_params, one_args, has_args,
-                       member_struct(data, batch_axes_data))
+            lambda x: np.asarray(x)[0] if eqx.is_array(x) else x, args
+        )
+    check_model_output(model, one_params, one_args, has_args, member_struct(data, batch_axes_data))
     inv_sigma = inverse_sigma(sigma, data, batch_axes=batch_axes_data)
     transform = ParamTransform.build(params0 if not batch_axes_params else one_params, bounds)
     lo, hi = np.asarray(transform.lower), np.asarray(transform.upper)
@@ -432,30 +594,58 @@ def fit(
         if solver != "simkit-lm":
             raise SimkitInputError(
                 f"solver must be an optimistix least-squares solver or minimiser, or "
-                f"'simkit-lm', got {solver!r}.")
+                f"'simkit-lm', got {solver!r}."
+            )
     elif solver is not None and not isinstance(
-            solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
-        raise SimkitInputError(f"solver must be an optimistix least-squares solver or minimiser, "
-                               f"or 'simkit-lm', got {type(solver).__name__}.")
-    transform, data, inv_sigma, has_args = prepare(model, params0, data, sigma=sigma, args=args,
-                                                   bounds=bounds)
+        solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)
+    ):
+        raise SimkitInputError(
+            f"solver must be an optimistix least-squares solver or minimiser, "
+            f"or 'simkit-lm', got {type(solver).__name__}."
+        )
+    transform, data, inv_sigma, has_args = prepare(
+        model, params0, data, sigma=sigma, args=args, bounds=bounds
+    )
     x0 = ravel_host(params0)[0]
     if solver == "simkit-lm":
         core = _fit_lm_jit if _jit_friendly(model, args) else _fit_lm_filter
-        result, init_finite = core(model, has_args, jac, bool(absolute_sigma), transform, x0,
-                                   data, inv_sigma, args, float(rtol), float(atol),
-                                   int(max_steps))
+        result, init_finite = core(
+            model,
+            has_args,
+            jac,
+            bool(absolute_sigma),
+            transform,
+            x0,
+            data,
+            inv_sigma,
+            args,
+            float(rtol),
+            float(atol),
+            int(max_steps),
+        )
     else:
         if solver is None:
             solver = default_solver(float(rtol), float(atol))
-        result, init_finite = _fit_core(model, has_args, transform, x0, data, inv_sigma, args,
-                                        solver, max_steps, jac, absolute_sigma)
+        result, init_finite = _fit_core(
+            model,
+            has_args,
+            transform,
+            x0,
+            data,
+            inv_sigma,
+            args,
+            solver,
+            max_steps,
+            jac,
+            absolute_sigma,
+        )
     init_finite, status = jax.device_get((init_finite, result.status))  # one transfer
     if not bool(init_finite):
         raise SimkitInputError(
             "model(params0) returned NaN/inf residuals at the start parameters; check params0 "
-            f"({dict(zip(transform.names, x0.tolist()))}) and "
-            "the model (e.g. an ODE solve that fails there).")
+            f"({dict(zip(transform.names, x0.tolist(), strict=False))}) and "
+            "the model (e.g. an ODE solve that fails there)."
+        )
     if throw and int(status) != FitStatus.SUCCESS:
         result.raise_if_failed()
     return result
@@ -488,9 +678,11 @@ class MinimiseResult(eqx.Module):
 
         if not bool(np.all(np.asarray(self.status) == 0)):
             text = _STATUS_TEXT[FitStatus(int(np.asarray(self.status)))]
-            raise FitError(f"minimisation {text} after {int(self.n_steps)} steps. Pass "
-                           "throw=False to inspect the result instead.",
-                           self)  # type: ignore[arg-type]
+            raise FitError(
+                f"minimisation {text} after {int(self.n_steps)} steps. Pass "
+                "throw=False to inspect the result instead.",
+                self,
+            )  # type: ignore[arg-type]
         return self
 
 
@@ -507,15 +699,23 @@ def _minimise_core(loss, has_args, transform, u0, args, solver, max_steps):
     H = jax.hessian(lx)(x)
     H = 0.5 * (H + H.T)
     evals, evecs = jnp.linalg.eigh(H)
-    ok = (evals[0] > jnp.finfo(H.dtype).eps * H.shape[0] * jnp.max(jnp.abs(evals))) \
-        & jnp.all(jnp.isfinite(H))
+    ok = (evals[0] > jnp.finfo(H.dtype).eps * H.shape[0] * jnp.max(jnp.abs(evals))) & jnp.all(
+        jnp.isfinite(H)
+    )
     cov = jnp.where(ok, (evecs / jnp.where(ok, evals, 1.0)[None, :]) @ evecs.T, jnp.inf)
     se = jnp.sqrt(jnp.diag(cov))
     corr = jnp.where(ok, cov / (se[:, None] * se[None, :]), jnp.nan)
-    res = MinimiseResult(params=transform.unravel(x), value=value, covariance=cov,
-                         stderr=transform.unravel(se), correlation=corr,
-                         n_steps=sol.stats["num_steps"], status=status_from_optimistix(sol.result),
-                         covariance_ok=ok, param_names=transform.names)
+    res = MinimiseResult(
+        params=transform.unravel(x),
+        value=value,
+        covariance=cov,
+        stderr=transform.unravel(se),
+        correlation=corr,
+        n_steps=sol.stats["num_steps"],
+        status=status_from_optimistix(sol.result),
+        covariance_ok=ok,
+        param_names=transform.names,
+    )
     return res, jnp.isfinite(v0)
 
 
@@ -558,17 +758,20 @@ def minimise(
         out = eval_shape_static(lambda p, a: call_model(loss, p, a, has_args), params0, args)
     except Exception as exc:
         call = "loss(params, args)" if has_args else "loss(params)"
-        raise SimkitInputError(f"{call} failed to evaluate at params0: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise SimkitInputError(
+            f"{call} failed to evaluate at params0: {type(exc).__name__}: {exc}"
+        ) from exc
     if getattr(out, "shape", None) != ():
         raise SimkitInputError(
-            f"loss must return a scalar, got shape {getattr(out, 'shape', out)}.")
+            f"loss must return a scalar, got shape {getattr(out, 'shape', out)}."
+        )
     transform = ParamTransform.build(params0, bounds)
     if solver is None:
         solver = _default_minimiser(float(rtol), float(atol))
     if not isinstance(solver, optx.AbstractMinimiser):
-        raise SimkitInputError(f"solver must be an optimistix minimiser, got "
-                               f"{type(solver).__name__}.")
+        raise SimkitInputError(
+            f"solver must be an optimistix minimiser, got {type(solver).__name__}."
+        )
     u0 = transform.from_flat(jnp.asarray(ravel_host(params0)[0]))
     res, ok0 = _minimise_core(loss, has_args, transform, u0, args, solver, max_steps)
     if not bool(ok0):

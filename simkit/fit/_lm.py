@@ -48,6 +48,7 @@ class LMState(eqx.Module):
 
 def res_and_jac(model, has_args, transform, jac: Jac, u, data, inv_sigma, args):
     """Weighted residuals `(m,)` and their Jacobian `(m, p)` w.r.t. the unconstrained `u`."""
+
     def f(u_):
         r = weighted_residual(model, has_args, transform, u_, data, inv_sigma, args)
         return r, r
@@ -65,8 +66,17 @@ def lm_init(model, has_args, transform, jac, u0, data, inv_sigma, args) -> LMSta
     dscale = jnp.sum(J * J, axis=0)
     status = jnp.where(finite, FitStatus.RUNNING, FitStatus.DIVERGED).astype(jnp.int32)
     one = jnp.ones_like(cost)
-    return LMState(u=u0, r=r, jac=J, cost=cost, lam=_LAM0 * one, nu=2.0 * one, dscale=dscale,
-                   n_steps=jnp.zeros((), jnp.int32), status=status)
+    return LMState(
+        u=u0,
+        r=r,
+        jac=J,
+        cost=cost,
+        lam=_LAM0 * one,
+        nu=2.0 * one,
+        dscale=dscale,
+        n_steps=jnp.zeros((), jnp.int32),
+        status=status,
+    )
 
 
 def _spd_solve(M: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " p"]:
@@ -99,8 +109,9 @@ def _spd_solve(M: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " 
     return jnp.stack(x)
 
 
-def lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s: LMState, data,
-            inv_sigma, args) -> LMState:
+def lm_step(
+    model, has_args, transform, jac, rtol, atol, max_steps, s: LMState, data, inv_sigma, args
+) -> LMState:
     """One Levenberg-Marquardt iteration of one member (a no-op unless status is RUNNING)."""
     J, r = s.jac, s.r
     # Products written as elementwise sums: under vmap these are wide vector operations, where
@@ -115,13 +126,19 @@ def lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s: LMState, 
     cost_new = 0.5 * jnp.sum(r_new * r_new)
     predicted = -(g @ delta + 0.5 * delta @ (A @ delta))
     actual = s.cost - cost_new
-    finite = (jnp.isfinite(cost_new) & jnp.all(jnp.isfinite(J_new)) & jnp.all(jnp.isfinite(u_new))
-              & jnp.all(jnp.isfinite(delta)))
-    rho = jnp.where(finite & (predicted > 0), actual / jnp.where(predicted > 0, predicted, 1.0),
-                    -1.0)
+    finite = (
+        jnp.isfinite(cost_new)
+        & jnp.all(jnp.isfinite(J_new))
+        & jnp.all(jnp.isfinite(u_new))
+        & jnp.all(jnp.isfinite(delta))
+    )
+    rho = jnp.where(
+        finite & (predicted > 0), actual / jnp.where(predicted > 0, predicted, 1.0), -1.0
+    )
     accept = finite & (rho > 1e-4)
-    lam = jnp.where(accept, s.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
-                    s.lam * s.nu)
+    lam = jnp.where(
+        accept, s.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), s.lam * s.nu
+    )
     nu = jnp.where(accept, 2.0, 2.0 * s.nu)
     # Convergence: a step that changes every parameter by less than atol + rtol |u| and the cost
     # by less than atol + rtol cost (accepted), or a rejected step that is already that small
@@ -131,30 +148,41 @@ def lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s: LMState, 
     converged = (accept & small_step & small_cost) | (~accept & small_step) | jnp.all(g == 0)
     n_steps = s.n_steps + 1
     stalled = ~converged & (lam > _LAM_MAX)
-    status = jnp.where(converged, FitStatus.SUCCESS,
-                       jnp.where(stalled, FitStatus.DIVERGED,
-                                 jnp.where(n_steps >= max_steps, FitStatus.MAX_STEPS,
-                                           FitStatus.RUNNING))).astype(jnp.int32)
+    status = jnp.where(
+        converged,
+        FitStatus.SUCCESS,
+        jnp.where(
+            stalled,
+            FitStatus.DIVERGED,
+            jnp.where(n_steps >= max_steps, FitStatus.MAX_STEPS, FitStatus.RUNNING),
+        ),
+    ).astype(jnp.int32)
     # Finished members are frozen: one select per field (the Jacobian is the big one).
     running = s.status == FitStatus.RUNNING
     take = accept & running
     return LMState(
-        u=jnp.where(take, u_new, s.u), r=jnp.where(take, r_new, r),
-        jac=jnp.where(take, J_new, J), cost=jnp.where(take, cost_new, s.cost),
-        lam=jnp.where(running, lam, s.lam), nu=jnp.where(running, nu, s.nu),
+        u=jnp.where(take, u_new, s.u),
+        r=jnp.where(take, r_new, r),
+        jac=jnp.where(take, J_new, J),
+        cost=jnp.where(take, cost_new, s.cost),
+        lam=jnp.where(running, lam, s.lam),
+        nu=jnp.where(running, nu, s.nu),
         dscale=jnp.where(take, jnp.maximum(s.dscale, jnp.sum(J_new * J_new, axis=0)), s.dscale),
         n_steps=jnp.where(running, n_steps, s.n_steps),
-        status=jnp.where(running, status, s.status))
+        status=jnp.where(running, status, s.status),
+    )
 
 
-def lm_solve(model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol,
-             max_steps) -> tuple[LMState, LMState]:
+def lm_solve(
+    model, has_args, transform, jac, u0, data, inv_sigma, args, rtol, atol, max_steps
+) -> tuple[LMState, LMState]:
     """Run one member to completion; returns (start state, final state) (jittable)."""
     s0 = lm_init(model, has_args, transform, jac, u0, data, inv_sigma, args)
 
     def body(s):
-        return lm_step(model, has_args, transform, jac, rtol, atol, max_steps, s, data,
-                       inv_sigma, args)
+        return lm_step(
+            model, has_args, transform, jac, rtol, atol, max_steps, s, data, inv_sigma, args
+        )
 
     s = jax.lax.while_loop(lambda s: s.status == FitStatus.RUNNING, body, s0)
     return s0, s

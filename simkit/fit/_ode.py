@@ -19,14 +19,16 @@ from ..ode._tableau import RK4
 from ._problem import require_step_limit
 
 
-def rk4_saveat(vector_field, y0: Float[Array, " dim"], params: PyTree,
-               ts: Float[Array, " n"], substeps: int) -> Float[Array, "n dim"]:
+def rk4_saveat(
+    vector_field, y0: Float[Array, " dim"], params: PyTree, ts: Float[Array, " n"], substeps: int
+) -> Float[Array, "n dim"]:
     """Classical fixed-step RK4 from `ts[0]`, saving at every `ts` (`substeps` steps per gap).
 
     A `lax.scan` with no step-size control: its cost is the same for every parameter value,
     so a vmapped batch of fits does no wasted work, and forward- and reverse-mode
     differentiation both work. Global error is O(h^4); check it against an adaptive solve.
     """
+
     def gap(y, t_pair):
         t_a, t_b = t_pair
         h = (t_b - t_a) / substeps
@@ -34,8 +36,9 @@ def rk4_saveat(vector_field, y0: Float[Array, " dim"], params: PyTree,
         def rk4(k, y_):
             # The same RK4 step as simkit.ode's fused kernels (one member: y_ is (dim,)).
             t = t_a + k * h
-            y1, _, _ = _rk_step(vector_field, RK4, t, y_, h, vector_field(t, y_, params),
-                                params, with_error=False)
+            y1, _, _ = _rk_step(
+                vector_field, RK4, t, y_, h, vector_field(t, y_, params), params, with_error=False
+            )
             return y1
 
         y = jax.lax.fori_loop(0, substeps, rk4, y)
@@ -92,7 +95,8 @@ def ode_model(
     if ts_np[0] < problem.t0 or ts_np[-1] > problem.t1:
         raise SimkitInputError(
             f"ts must lie inside [t0, t1] = [{problem.t0}, {problem.t1}], got "
-            f"[{ts_np[0]}, {ts_np[-1]}].")
+            f"[{ts_np[0]}, {ts_np[-1]}]."
+        )
     if method not in ("diffrax", "rk4"):
         raise SimkitInputError(f"method must be 'diffrax' or 'rk4', got {method!r}.")
     if jac not in ("fwd", "bwd"):
@@ -106,7 +110,8 @@ def ode_model(
     if method == "rk4" and ts_np[0] != problem.t0:
         raise SimkitInputError(
             f"method='rk4' integrates from ts[0]; ts[0] = {ts_np[0]} must equal t0 = "
-            f"{problem.t0} (prepend t0 to ts and drop it in `observe`).")
+            f"{problem.t0} (prepend t0 to ts and drop it in `observe`)."
+        )
     ts_j = jnp.asarray(ts_np)
     vf = problem.vector_field
     base_y0 = problem.y0
@@ -120,6 +125,7 @@ def ode_model(
         return ys if observe is None else observe(ys, params)
 
     if method == "rk4":
+
         def model(params):
             y0, p = split(params)
             return finish(rk4_saveat(vf, y0, p, ts_j, substeps), params)
@@ -134,9 +140,20 @@ def ode_model(
 
     def model(params):
         y0, p = split(params)
-        sol = diffeqsolve_problem(vf, y0, p, problem.t0, t_end, solver=ode_solver,
-                                  controller=controller, dt0=dt0, saveat=saveat,
-                                  max_steps=max_steps, adjoint=adjoint, throw=False)
+        sol = diffeqsolve_problem(
+            vf,
+            y0,
+            p,
+            problem.t0,
+            t_end,
+            solver=ode_solver,
+            controller=controller,
+            dt0=dt0,
+            saveat=saveat,
+            max_steps=max_steps,
+            adjoint=adjoint,
+            throw=False,
+        )
         ok = sol.result == diffrax.RESULTS.successful
         ys = jnp.where(ok, sol.ys, jnp.nan)
         return finish(ys, params)

@@ -23,7 +23,8 @@ def require_x64() -> None:
         raise SimkitInputError(
             "simkit.fit needs float64: J^T J squares the condition number, so float32 fits give "
             "unreliable covariances. Call jax.config.update('jax_enable_x64', True) at start-up "
-            "(or set JAX_ENABLE_X64=1).")
+            "(or set JAX_ENABLE_X64=1)."
+        )
 
 
 def require_float_tree(name: str, tree: PyTree) -> None:
@@ -35,7 +36,8 @@ def require_float_tree(name: str, tree: PyTree) -> None:
         if not jnp.issubdtype(dtype, jnp.floating):
             raise SimkitInputError(
                 f"{name}{jax.tree_util.keystr(path)} must be floating point, got dtype {dtype}; "
-                "pass e.g. 1.0 instead of 1.")
+                "pass e.g. 1.0 instead of 1."
+            )
     require_finite(name, tree)
 
 
@@ -45,7 +47,8 @@ def require_step_limit(name: str, value) -> None:
     if value >= 2**31:
         raise SimkitInputError(
             f"{name} must be < 2**31 (step counters are 32-bit), got {value!r}; a limit that "
-            "large never stops a fit anyway: use e.g. 10**6.")
+            "large never stops a fit anyway: use e.g. 10**6."
+        )
 
 
 def call_model(model: Model, params: PyTree, args: Any, has_args: bool) -> PyTree:
@@ -55,11 +58,16 @@ def call_model(model: Model, params: PyTree, args: Any, has_args: bool) -> PyTre
 def _struct(tree: PyTree) -> PyTree:
     """Shapes and dtypes of the array-like leaves; other leaves (functions, strings, static
     configuration in `args`) are kept as they are: they are passed to the model unchanged."""
+
     def one(x):
         if not eqx.is_array_like(x):
             return x
-        return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(
-            np.result_type(x) if not hasattr(x, "dtype") else x.dtype))
+        return jax.ShapeDtypeStruct(
+            np.shape(x),
+            jax.dtypes.canonicalize_dtype(
+                np.result_type(x) if not hasattr(x, "dtype") else x.dtype
+            ),
+        )
 
     return jax.tree_util.tree_map(one, tree)
 
@@ -67,8 +75,10 @@ def _struct(tree: PyTree) -> PyTree:
 def _struct_key(tree: PyTree):
     """Hashable key of a `_struct` tree (raises TypeError for an unhashable static leaf)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    key = tuple((tuple(x.shape), str(x.dtype)) if isinstance(x, jax.ShapeDtypeStruct)
-                else ("static", x) for x in leaves)
+    key = tuple(
+        (tuple(x.shape), str(x.dtype)) if isinstance(x, jax.ShapeDtypeStruct) else ("static", x)
+        for x in leaves
+    )
     hash(key)
     return treedef, key
 
@@ -84,8 +94,9 @@ def eval_shape_static(fn: Callable, *trees: PyTree) -> PyTree:
 _CHECKED: dict = {}
 
 
-def check_model_output(model: Model, params: PyTree, args: Any, has_args: bool,
-                       data_struct: PyTree) -> None:
+def check_model_output(
+    model: Model, params: PyTree, args: Any, has_args: bool, data_struct: PyTree
+) -> None:
     """Trace `model` once (no compute) and compare its output structure/shapes with the data's.
 
     Successful checks are remembered per (model, input and data layouts), so a Python loop of
@@ -96,8 +107,13 @@ def check_model_output(model: Model, params: PyTree, args: Any, has_args: bool,
     """
     p_struct, a_struct = _struct(params), _struct(args)
     try:
-        key = (model, has_args, _struct_key(p_struct), _struct_key(a_struct),
-               _struct_key(data_struct))
+        key = (
+            model,
+            has_args,
+            _struct_key(p_struct),
+            _struct_key(a_struct),
+            _struct_key(data_struct),
+        )
         hash(key)
     except TypeError:  # unhashable model (rare): just check every time
         key = None
@@ -115,21 +131,24 @@ def _check_model_output(model, params, args, has_args, data_struct) -> None:
         out = eval_shape_static(lambda p, a: call_model(model, p, a, has_args), params, args)
     except Exception as exc:  # the user's function failed to trace: say where
         call = "model(params, args)" if has_args else "model(params)"
-        raise SimkitInputError(f"{call} failed to evaluate at the start parameters: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise SimkitInputError(
+            f"{call} failed to evaluate at the start parameters: {type(exc).__name__}: {exc}"
+        ) from exc
     out_leaves, out_def = jax.tree_util.tree_flatten(out)
     data_leaves, data_def = jax.tree_util.tree_flatten(data_struct)
     if out_def != data_def:
         raise SimkitInputError(
             f"model output structure {out_def} does not match the data structure {data_def}; "
-            "return predictions shaped exactly like the data.")
-    for i, (o, d) in enumerate(zip(out_leaves, data_leaves)):
+            "return predictions shaped exactly like the data."
+        )
+    for i, (o, d) in enumerate(zip(out_leaves, data_leaves, strict=False)):
         if tuple(o.shape) != tuple(d.shape):
             where = "" if len(out_leaves) == 1 else f" (leaf {i})"
             raise SimkitInputError(
                 f"model output shape {tuple(o.shape)} does not match data shape "
                 f"{tuple(d.shape)}{where}; the model must predict every data point, in the same "
-                "layout (e.g. (n_times, n_observables)).")
+                "layout (e.g. (n_times, n_observables))."
+            )
 
 
 def inverse_sigma(sigma: PyTree | None, data: PyTree, *, batch_axes: int = 0) -> PyTree | None:
@@ -148,29 +167,38 @@ def inverse_sigma(sigma: PyTree | None, data: PyTree, *, batch_axes: int = 0) ->
         sig_leaves, sig_def = jax.tree_util.tree_flatten(sigma)
         if sig_def != data_def:
             raise SimkitInputError(
-                f"sigma structure {sig_def} does not match the data structure {data_def}.")
+                f"sigma structure {sig_def} does not match the data structure {data_def}."
+            )
     out = []
-    for s, d in zip(sig_leaves, data_leaves):
+    for s, d in zip(sig_leaves, data_leaves, strict=False):
         s = np.asarray(s)
         d_shape = tuple(np.shape(d))
         allowed = {(), d_shape, d_shape[batch_axes:]}
         if tuple(s.shape) not in allowed:
             raise SimkitInputError(
                 f"sigma shape {tuple(s.shape)} does not match data shape {d_shape}; give a "
-                "scalar or one sigma per data point.")
+                "scalar or one sigma per data point."
+            )
         if not np.issubdtype(s.dtype, np.floating):
             s = s.astype(np.float64)
         if not np.all(np.isfinite(s)) or not np.all(s > 0):
             raise SimkitInputError(
                 f"sigma must be finite and > 0 everywhere, got min {float(np.min(s))!r}; use a "
-                "large sigma (not 0 or inf) to down-weight a point.")
+                "large sigma (not 0 or inf) to down-weight a point."
+            )
         out.append(1.0 / s)  # numpy on the host: no device dispatch per fit
     return jax.tree_util.tree_unflatten(data_def, out)
 
 
-def weighted_residual(model: Model, has_args: bool, transform: ParamTransform,
-                      u: Float[Array, " p"], data: PyTree, inv_sigma: PyTree | None,
-                      args: Any) -> Float[Array, " m"]:
+def weighted_residual(
+    model: Model,
+    has_args: bool,
+    transform: ParamTransform,
+    u: Float[Array, " p"],
+    data: PyTree,
+    inv_sigma: PyTree | None,
+    args: Any,
+) -> Float[Array, " m"]:
     """Flat weighted residuals `(model(T(u)) - data) / sigma`, shape `(m,)`."""
     pred = call_model(model, transform.to_params(u), args, has_args)
     return flat_weighted_residual(pred, data, inv_sigma)
@@ -186,5 +214,5 @@ def flat_weighted_residual(pred: PyTree, data: PyTree, inv_sigma: PyTree | None)
 def member_struct(tree: PyTree, batch_axes: int) -> PyTree:
     """ShapeDtypeStruct of one member (dropping `batch_axes` leading axes)."""
     return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(tuple(np.shape(x))[batch_axes:], jnp.asarray(x).dtype),
-        tree)
+        lambda x: jax.ShapeDtypeStruct(tuple(np.shape(x))[batch_axes:], jnp.asarray(x).dtype), tree
+    )

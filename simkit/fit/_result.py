@@ -27,19 +27,19 @@ class FitStatus(enum.IntEnum):
 _STATUS_TEXT = {
     FitStatus.SUCCESS: "converged",
     FitStatus.MAX_STEPS: "reached max_steps before converging; the parameters are the last "
-                         "iterate (raise max_steps, improve the start, or check the model)",
+    "iterate (raise max_steps, improve the start, or check the model)",
     FitStatus.DIVERGED: "diverged (non-finite parameters or residuals, or no step reduced the "
-                        "cost); the parameters are the last finite iterate",
+    "cost); the parameters are the last finite iterate",
     FitStatus.SOLVER_FAILED: "the optimiser failed (see optimistix result); the parameters are "
-                             "the last iterate",
+    "the last iterate",
     FitStatus.NOT_A_MINIMUM: "stopped at a point that is not a minimum (the remaining "
-                             "Gauss-Newton step exceeds 0.1 standard errors and the solver's "
-                             "tolerance, the gradient is not orthogonal to the residuals and "
-                             "they are not zero, e.g. the model is NaN around it); the "
-                             "parameters are the last iterate",
+    "Gauss-Newton step exceeds 0.1 standard errors and the solver's "
+    "tolerance, the gradient is not orthogonal to the residuals and "
+    "they are not zero, e.g. the model is NaN around it); the "
+    "parameters are the last iterate",
     FitStatus.AT_BOUND: "ended against a bound: the least-squares minimum lies outside the "
-                        "bounds (see `at_bound`), so the covariance is not valid there; widen "
-                        "the bounds, fix that parameter, or check the model",
+    "bounds (see `at_bound`), so the covariance is not valid there; widen "
+    "the bounds, fix that parameter, or check the model",
     FitStatus.RUNNING: "still running",
 }
 
@@ -119,17 +119,25 @@ class FitResult(eqx.Module):
         if status.ndim == 0:
             text = f"fit after {int(self.n_steps)} steps: {_STATUS_TEXT[FitStatus(int(status))]}"
             if int(status) == FitStatus.AT_BOUND:
-                pinned = [n for n, b in zip(self.param_names, np.asarray(self.at_bound)) if b]
+                pinned = [
+                    n
+                    for n, b in zip(self.param_names, np.asarray(self.at_bound), strict=False)
+                    if b
+                ]
                 text += f" (at a bound: {', '.join(pinned)})"
             if not bool(cov_ok):
-                text += (f"; covariance could not be estimated (J^T J singular or "
-                         f"ill-conditioned, condition number {float(self.condition):.3g}, or "
-                         f"dof={self.dof} <= 0): it is filled with inf")
+                text += (
+                    f"; covariance could not be estimated (J^T J singular or "
+                    f"ill-conditioned, condition number {float(self.condition):.3g}, or "
+                    f"dof={self.dof} <= 0): it is filled with inf"
+                )
             return text + "."
         counts = {FitStatus(int(s)).name: int(np.sum(status == s)) for s in np.unique(status)}
         n_bad_cov = int(np.sum(~cov_ok))
-        return (f"{status.size} fits: {counts}; covariance unavailable in {n_bad_cov}; "
-                f"steps max {int(np.max(self.n_steps))}, mean {float(np.mean(self.n_steps)):.1f}.")
+        return (
+            f"{status.size} fits: {counts}; covariance unavailable in {n_bad_cov}; "
+            f"steps max {int(np.max(self.n_steps))}, mean {float(np.mean(self.n_steps)):.1f}."
+        )
 
     def member(self, i: int) -> "FitResult":
         """The `i`-th fit of a batched result."""
@@ -146,8 +154,10 @@ class FitResult(eqx.Module):
             msg = self.message
         else:
             bad = np.flatnonzero(status.ravel() != FitStatus.SUCCESS)
-            msg = (f"{bad.size} of {status.size} fits failed (first: member {int(bad[0])}, "
-                   f"{_STATUS_TEXT[FitStatus(int(status.ravel()[bad[0]]))]}). {self.message}")
+            msg = (
+                f"{bad.size} of {status.size} fits failed (first: member {int(bad[0])}, "
+                f"{_STATUS_TEXT[FitStatus(int(status.ravel()[bad[0]]))]}). {self.message}"
+            )
         raise FitError(msg + " Pass throw=False to inspect the result instead.", self)
 
     def summary(self) -> str:
@@ -158,17 +168,27 @@ class FitResult(eqx.Module):
         err = np.sqrt(np.diag(np.asarray(self.covariance)))
         width = max([len(n) for n in self.param_names] + [9])
         lines = [f"{'parameter':<{width}}  {'value':>14}  {'stderr':>12}"]
-        for name, v, e in zip(self.param_names, flat, err):
+        for name, v, e in zip(self.param_names, flat, err, strict=False):
             lines.append(f"{name:<{width}}  {v:>14.6g}  {e:>12.4g}")
         lines.append(f"chi2 = {float(self.chi2):.6g}, dof = {self.dof}, {self.message}")
         return "\n".join(lines)
 
 
 def covariance_from_jacobian(
-    jac: Float[Array, "m p"], r: Float[Array, " m"], dof: int, scale_by_residuals: bool,
+    jac: Float[Array, "m p"],
+    r: Float[Array, " m"],
+    dof: int,
+    scale_by_residuals: bool,
     noise_floor: Float[Array, ""] | float = 0.0,
-) -> tuple[Float[Array, "p p"], Float[Array, "p p"], Float[Array, " p"], Bool[Array, ""],
-           Float[Array, ""], Float[Array, ""], Float[Array, ""]]:
+) -> tuple[
+    Float[Array, "p p"],
+    Float[Array, "p p"],
+    Float[Array, " p"],
+    Bool[Array, ""],
+    Float[Array, ""],
+    Float[Array, ""],
+    Float[Array, ""],
+]:
     """Covariance `s^2 (J^T J)^-1` from the weighted residual Jacobian at the optimum (jittable).
 
     The inverse is taken through the SVD `J = U S V^T` (`(J^T J)^-1 = V S^-2 V^T`), which never
@@ -233,8 +253,7 @@ def covariance_from_jacobian(
     proj2 = jnp.sum(ur**2)
     scale_opt = jnp.maximum(scale, noise_floor) if scale_by_residuals else scale
     safe_scale = jnp.where(ok & (scale_opt > 0), scale_opt, 1.0)
-    optimality = jnp.where(ok, jnp.where(scale_opt > 0, jnp.sqrt(proj2 / safe_scale), 0.0),
-                           jnp.nan)
+    optimality = jnp.where(ok, jnp.where(scale_opt > 0, jnp.sqrt(proj2 / safe_scale), 0.0), jnp.nan)
     gn_step = -(vt.T @ (ur / jnp.where(full_rank, s, 1.0)))
     gn_step = jnp.where(full_rank, gn_step, 0.0)
     return cov, corr, stderr, ok, condition, s2, optimality, gn_step
@@ -246,8 +265,11 @@ def status_from_optimistix(result: Any) -> Int[Array, ""]:
 
     code = jnp.where(result == optx.RESULTS.successful, FitStatus.SUCCESS, FitStatus.SOLVER_FAILED)
     code = jnp.where(result == optx.RESULTS.nonlinear_max_steps_reached, FitStatus.MAX_STEPS, code)
-    code = jnp.where((result == optx.RESULTS.nonfinite)
-                     | (result == optx.RESULTS.nonlinear_divergence), FitStatus.DIVERGED, code)
+    code = jnp.where(
+        (result == optx.RESULTS.nonfinite) | (result == optx.RESULTS.nonlinear_divergence),
+        FitStatus.DIVERGED,
+        code,
+    )
     return code.astype(jnp.int32)
 
 

@@ -39,8 +39,9 @@ def _is_bound_leaf(b: Any) -> bool:
     if b is None:
         return True
     if isinstance(b, tuple) and len(b) == 2:
-        return all(e is None or isinstance(e, (int, float, np.ndarray, np.generic, jax.Array))
-                   for e in b)
+        return all(
+            e is None or isinstance(e, (int, float, np.ndarray, np.generic, jax.Array)) for e in b
+        )
     return False
 
 
@@ -96,12 +97,16 @@ class ParamTransform(eqx.Module):
         else:
             try:
                 pairs = jax.tree_util.tree_map(
-                    lambda b, leaf: _broadcast_bound(b, leaf), bounds, params0,
-                    is_leaf=_is_bound_leaf)
+                    lambda b, leaf: _broadcast_bound(b, leaf),
+                    bounds,
+                    params0,
+                    is_leaf=_is_bound_leaf,
+                )
             except ValueError as exc:
                 raise SimkitInputError(
                     "bounds must have the structure of params (or a prefix of it) with "
-                    f"(lower, upper) pairs as leaves; could not match them: {exc}") from None
+                    f"(lower, upper) pairs as leaves; could not match them: {exc}"
+                ) from None
             lo_tree = jax.tree_util.tree_map(lambda b: b[0], pairs, is_leaf=_is_pair)
             hi_tree = jax.tree_util.tree_map(lambda b: b[1], pairs, is_leaf=_is_pair)
             lo = np.concatenate([np.ravel(x) for x in _expand(lo_tree, params0)] or [np.zeros(0)])
@@ -111,12 +116,20 @@ class ParamTransform(eqx.Module):
         for i, name in enumerate(names):
             if not lo[i] < hi[i]:
                 raise SimkitInputError(
-                    f"parameter {name}: lower bound {lo[i]} must be < upper bound {hi[i]}.")
+                    f"parameter {name}: lower bound {lo[i]} must be < upper bound {hi[i]}."
+                )
         check_start(names, lo, hi, flat0)
-        kind = (np.isfinite(lo).astype(np.int32) + 2 * np.isfinite(hi).astype(np.int32))
+        kind = np.isfinite(lo).astype(np.int32) + 2 * np.isfinite(hi).astype(np.int32)
         dtype = flat0.dtype
-        return cls(np.asarray(kind), np.asarray(lo, dtype=dtype), np.asarray(hi, dtype=dtype),
-                   treedef, shapes, dtypes, names)
+        return cls(
+            np.asarray(kind),
+            np.asarray(lo, dtype=dtype),
+            np.asarray(hi, dtype=dtype),
+            treedef,
+            shapes,
+            dtypes,
+            names,
+        )
 
     @property
     def size(self) -> int:
@@ -135,8 +148,9 @@ class ParamTransform(eqx.Module):
         x_low = lo_s + e
         x_up = hi_s - e
         x_both = lo_s + (hi_s - lo_s) * jax.nn.sigmoid(jnp.where(k == _BOTH, u, 0.0))
-        return jnp.where(k == _NONE, u, jnp.where(k == _LOWER, x_low,
-                                                  jnp.where(k == _UPPER, x_up, x_both)))
+        return jnp.where(
+            k == _NONE, u, jnp.where(k == _LOWER, x_low, jnp.where(k == _UPPER, x_up, x_both))
+        )
 
     def from_flat(self, x: Float[Array, " p"]) -> Float[Array, " p"]:
         """Unconstrained u = T^-1(x) (x strictly inside the bounds)."""
@@ -147,9 +161,15 @@ class ParamTransform(eqx.Module):
         safe_low = jnp.where(k == _LOWER, x - lo_s, 1.0)
         safe_up = jnp.where(k == _UPPER, hi_s - x, 1.0)
         frac = jnp.where(k == _BOTH, (x - lo_s) / width, 0.5)
-        return jnp.where(k == _NONE, x, jnp.where(
-            k == _LOWER, jnp.log(safe_low), jnp.where(
-                k == _UPPER, jnp.log(safe_up), jnp.log(frac) - jnp.log1p(-frac))))
+        return jnp.where(
+            k == _NONE,
+            x,
+            jnp.where(
+                k == _LOWER,
+                jnp.log(safe_low),
+                jnp.where(k == _UPPER, jnp.log(safe_up), jnp.log(frac) - jnp.log1p(-frac)),
+            ),
+        )
 
     def derivative(self, u: Float[Array, " p"]) -> Float[Array, " p"]:
         """dx/du elementwise (the diagonal of the delta-method matrix D)."""
@@ -158,9 +178,9 @@ class ParamTransform(eqx.Module):
     def unravel(self, flat: Float[Array, " p"]) -> PyTree:
         """Split a flat vector `(p,)` back into the parameter pytree (leaf dtypes restored)."""
         leaves, start = [], 0
-        for shape, dtype in zip(self.shapes, self.dtypes):
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=False):
             size = int(np.prod(shape, dtype=np.int64))
-            leaves.append(jnp.reshape(flat[start:start + size], shape).astype(dtype))
+            leaves.append(jnp.reshape(flat[start : start + size], shape).astype(dtype))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
@@ -178,7 +198,8 @@ def check_start(names: tuple[str, ...], lo: np.ndarray, hi: np.ndarray, x0: np.n
         i = int(np.flatnonzero(~inside)[0])
         raise SimkitInputError(
             f"parameter {names[i]} starts at {float(x0[i])!r}, outside its open bounds "
-            f"({lo[i]}, {hi[i]}); start strictly inside the bounds.")
+            f"({lo[i]}, {hi[i]}); start strictly inside the bounds."
+        )
 
 
 def ravel_host(params: PyTree):
@@ -232,7 +253,8 @@ def _broadcast_bound(b: Any, leaf_or_subtree: PyTree):
             return (np.broadcast_to(lo, shape).copy(), np.broadcast_to(hi, shape).copy())
         except ValueError:
             raise SimkitInputError(
-                f"bounds {b!r} cannot be broadcast to a parameter of shape {shape}.") from None
+                f"bounds {b!r} cannot be broadcast to a parameter of shape {shape}."
+            ) from None
 
     return jax.tree_util.tree_map(one, leaf_or_subtree)
 
@@ -244,5 +266,6 @@ def _expand(tree: PyTree, params0: PyTree) -> list[np.ndarray]:
     if len(leaves) != n_params:
         raise SimkitInputError(
             f"bounds expand to {len(leaves)} leaves but params has {n_params}; give one "
-            "(lower, upper) pair per parameter leaf (or per subtree).")
+            "(lower, upper) pair per parameter leaf (or per subtree)."
+        )
     return leaves

@@ -7,8 +7,11 @@ import numpy as np
 from jaxtyping import Array, Float
 
 
-def vorticity_2d(velocity: Float[Array, "nx ny 2"], periodic: tuple[bool, bool] = (True, True),
-                 spacing: float = 1.0) -> Float[Array, "nx ny"]:
+def vorticity_2d(
+    velocity: Float[Array, "nx ny 2"],
+    periodic: tuple[bool, bool] = (True, True),
+    spacing: float = 1.0,
+) -> Float[Array, "nx ny"]:
     """Vorticity w = dv/dx - du/dy of a 2-D velocity field by second-order central differences.
 
     Args:
@@ -20,6 +23,7 @@ def vorticity_2d(velocity: Float[Array, "nx ny 2"], periodic: tuple[bool, bool] 
     Returns:
         `(nx, ny)` vorticity (1 / time).
     """
+
     def d(field, axis):
         if periodic[axis]:
             return (jnp.roll(field, -1, axis) - jnp.roll(field, 1, axis)) / (2.0 * spacing)
@@ -28,8 +32,11 @@ def vorticity_2d(velocity: Float[Array, "nx ny 2"], periodic: tuple[bool, bool] 
     return d(velocity[..., 1], 0) - d(velocity[..., 0], 1)
 
 
-def kinetic_energy(density: Float[Array, "*grid"], velocity: Float[Array, "*grid d"],
-                   weight: Float[Array, "*grid"] | None = None) -> Float[Array, ""]:
+def kinetic_energy(
+    density: Float[Array, "*grid"],
+    velocity: Float[Array, "*grid d"],
+    weight: Float[Array, "*grid"] | None = None,
+) -> Float[Array, ""]:
     """Total kinetic energy sum(rho |u|^2 / 2) over the cells (times `weight` per cell, e.g. a
     fluid mask or the cell volume). Units: density * velocity^2 * volume."""
     e = 0.5 * density * jnp.sum(velocity * velocity, axis=-1)
@@ -38,8 +45,9 @@ def kinetic_energy(density: Float[Array, "*grid"], velocity: Float[Array, "*grid
     return jnp.sum(e)
 
 
-def energy_spectrum(velocity: Float[Array, "nx ny 2"], spacing: float = 1.0
-                    ) -> tuple[np.ndarray, Float[Array, "nshell"]]:
+def energy_spectrum(
+    velocity: Float[Array, "nx ny 2"], spacing: float = 1.0
+) -> tuple[np.ndarray, Float[Array, " nshell"]]:
     """Shell-averaged energy spectrum of a doubly periodic 2-D velocity field, from either solver
     (a periodic lattice Boltzmann run, or `spectral` fields read back from a file).
 

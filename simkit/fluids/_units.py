@@ -65,13 +65,20 @@ class LatticeUnits:
     def to_lattice_force(self, g: float, density: float = 1.0) -> float:
         """Physical body force per mass (acceleration) -> lattice force per volume at the
         lattice density `density` (the lattice density stands for the physical one)."""
-        return density * g * self.dt ** 2 / self.dx
+        return density * g * self.dt**2 / self.dx
 
 
-def lattice_units(*, length: float, velocity: float, resolution: int,
-                  viscosity: float | None = None, reynolds: float | None = None,
-                  lattice_velocity: float | None = None, tau: float | None = None,
-                  collision: str = "BGK") -> LatticeUnits:
+def lattice_units(
+    *,
+    length: float,
+    velocity: float,
+    resolution: int,
+    viscosity: float | None = None,
+    reynolds: float | None = None,
+    lattice_velocity: float | None = None,
+    tau: float | None = None,
+    collision: str = "BGK",
+) -> LatticeUnits:
     """Convert a physical set-up to lattice units and check it is stable.
 
     Args:
@@ -125,15 +132,26 @@ def lattice_units(*, length: float, velocity: float, resolution: int,
         raise SimkitInputError(
             f"lattice Mach number {mach:.3g} (lattice velocity {u_lat:.3g}) exceeds {MAX_MACH}: "
             f"compressibility errors and instability. Lower the lattice velocity below "
-            f"{MAX_MACH * CS:.3f}, or raise tau or the resolution.")
+            f"{MAX_MACH * CS:.3f}, or raise tau or the resolution."
+        )
     if tau < MIN_TAU[collision]:
         need = math.ceil((MIN_TAU[collision] - 0.5) * 3.0 * reynolds / u_lat)
         raise SimkitInputError(
-            f"tau = {tau:.5g} is below {MIN_TAU[collision]} for {collision} at Re = {reynolds:.4g}: "
+            f"tau = {tau:.5g} is below {MIN_TAU[collision]} for {collision} "
+            f"at Re = {reynolds:.4g}: "
             f"the run would be unstable. Raise the resolution to at least {need} cells per "
             f"length at this lattice velocity, or lower the lattice velocity, or use "
-            f"collision='TRT' / 'Regularized'.")
+            f"collision='TRT' / 'Regularized'."
+        )
     dx = length / resolution
     dt = u_lat * dx / velocity
-    return LatticeUnits(dx=dx, dt=dt, resolution=float(resolution), velocity=u_lat,
-                        viscosity=nu_lat, tau=tau, reynolds=reynolds, mach=mach)
+    return LatticeUnits(
+        dx=dx,
+        dt=dt,
+        resolution=float(resolution),
+        velocity=u_lat,
+        viscosity=nu_lat,
+        tau=tau,
+        reynolds=reynolds,
+        mach=mach,
+    )

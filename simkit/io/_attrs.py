@@ -36,8 +36,11 @@ def config_difference(stored: dict, requested: dict) -> list[str]:
     for key in sorted(set(stored) | set(requested)):
         a, b = stored.get(key, "<absent>"), requested.get(key, "<absent>")
         if a != b:
-            if isinstance(a, list) and isinstance(b, list) and all(
-                    isinstance(x, str) for x in a + b):  # pytree structures: name the keys
+            if (
+                isinstance(a, list)
+                and isinstance(b, list)
+                and all(isinstance(x, str) for x in a + b)
+            ):  # pytree structures: name the keys
                 diffs.append(f"{key}: {structure_difference(a, b)}")
             else:
                 diffs.append(f"{key}: file has {a!r}, this run has {b!r}")

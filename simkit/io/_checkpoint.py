@@ -46,23 +46,31 @@ def tree_paths(tree: Any) -> list[str]:
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int,
-                    n_frames: dict[str, int], fingerprint: str,
-                    extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    state: Any,
+    *,
+    step: int,
+    n_frames: dict[str, int],
+    fingerprint: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write `state` (any pytree of arrays) with its step, frames per save group and config
     fingerprint. Atomic; on failure the previous checkpoint is intact, no temporary file is left,
     and `StoreWriteError` names the file and the cause."""
     path = Path(path)
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".tmp")
-    arrays = [np.asarray(jax.random.key_data(leaf)) if _is_key(leaf) else np.asarray(leaf)
-              for leaf in leaves]
+    arrays = [
+        np.asarray(jax.random.key_data(leaf)) if _is_key(leaf) else np.asarray(leaf)
+        for leaf in leaves
+    ]
     try:
         with open_h5(tmp, "w") as h5:
             # Claim the disk space first: a checkpoint that cannot be written whole fails here,
             # before HDF5 holds half-written buffers it would complain about when released.
             reserve_space(_fd(h5), RESERVE_MARGIN + sum(a.nbytes for a in arrays))
-            for i, (leaf, arr) in enumerate(zip(leaves, arrays)):
+            for i, (leaf, arr) in enumerate(zip(leaves, arrays, strict=False)):
                 ds = h5.create_dataset(f"leaf_{i:04d}", data=arr)
                 if _is_key(leaf):
                     ds.attrs["prng_impl"] = str(jax.random.key_impl(leaf))
@@ -81,12 +89,16 @@ def save_checkpoint(path: str | os.PathLike, state: Any, *, step: int,
         if isinstance(exc, OSError | RuntimeError):
             raise StoreWriteError(
                 f"writing checkpoint {str(path)!r} failed: {describe_os_error(exc)}. The previous "
-                "checkpoint is intact.", path, exc) from None
+                "checkpoint is intact.",
+                path,
+                exc,
+            ) from None
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str,
-                    resizable: Any = None) -> tuple[Any, int, dict[str, int]]:
+def load_checkpoint(
+    path: str | os.PathLike, like: Any, *, fingerprint: str, resizable: Any = None
+) -> tuple[Any, int, dict[str, int]]:
     """Read a checkpoint into the structure of `like` (a template state of the same run).
 
     `resizable(path) -> bool` names entries whose shape may differ from the template's (same
@@ -104,22 +116,28 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str,
     if not path.exists():
         raise SimkitInputError(
             f"cannot resume: no checkpoint {str(path)!r} (the run never finished a chunk, or the "
-            "file was moved). Start a new run with --overwrite.")
+            "file was moved). Start a new run with --overwrite."
+        )
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise StoreError(f"cannot resume: checkpoint {str(path)!r} is unreadable: "
-                         f"{describe_os_error(exc)}") from None
+        raise StoreError(
+            f"cannot resume: checkpoint {str(path)!r} is unreadable: {describe_os_error(exc)}"
+        ) from None
     with h5:
         if h5.attrs.get("fingerprint") != fingerprint:
             raise StoreError(
                 f"cannot resume: checkpoint {str(path)!r} belongs to a different configuration "
-                f"(fingerprint {h5.attrs.get('fingerprint')!r}, this run {fingerprint!r}).")
+                f"(fingerprint {h5.attrs.get('fingerprint')!r}, this run {fingerprint!r})."
+            )
         template, treedef = jax.tree_util.tree_flatten(like)
         stored_paths = json.loads(h5.attrs.get("paths", "[]"))
         if stored_paths != tree_paths(like):
-            raise StoreError("cannot resume: the checkpoint's state has another structure: "
-                             + structure_difference(stored_paths, tree_paths(like)) + ".")
+            raise StoreError(
+                "cannot resume: the checkpoint's state has another structure: "
+                + structure_difference(stored_paths, tree_paths(like))
+                + "."
+            )
         leaves = []
         for i, ref in enumerate(template):
             ds = h5[f"leaf_{i:04d}"]
@@ -128,12 +146,17 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str,
                 leaves.append(jax.random.wrap_key_data(data, impl=jax.random.key_impl(ref)))
                 continue
             ref_arr = np.asarray(ref)
-            grown = (resizable is not None and resizable(stored_paths[i])
-                     and data.ndim == ref_arr.ndim and data.dtype == ref_arr.dtype)
+            grown = (
+                resizable is not None
+                and resizable(stored_paths[i])
+                and data.ndim == ref_arr.ndim
+                and data.dtype == ref_arr.dtype
+            )
             if (data.shape != ref_arr.shape and not grown) or data.dtype != ref_arr.dtype:
                 raise StoreError(
                     f"cannot resume: checkpoint entry {stored_paths[i]} has shape {data.shape} "
-                    f"{data.dtype}, the run's state expects {ref_arr.shape} {ref_arr.dtype}.")
+                    f"{data.dtype}, the run's state expects {ref_arr.shape} {ref_arr.dtype}."
+                )
             # Restore multi-device placement (sharded ensembles); single-device leaves stay
             # uncommitted so jit may co-locate them with sharded ones, as in the original run.
             sharding = getattr(ref, "sharding", None)
@@ -143,4 +166,3 @@ def load_checkpoint(path: str | os.PathLike, like: Any, *, fingerprint: str,
                 leaves.append(jax.numpy.asarray(data))
         n_frames = {k: int(v) for k, v in json.loads(h5.attrs["n_frames"]).items()}
         return jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]), n_frames
-

@@ -98,10 +98,18 @@ class FieldStore(FrameStore):
     layout = "fields"
 
     @classmethod
-    def create(cls, path: str | os.PathLike, groups: Sequence[SaveGroup] | Mapping[str, Variable],
-               *, config: dict, coords: dict[str, tuple[Any, str]] | None = None,
-               attrs: dict[str, Any] | None = None, time_units: str = "",
-               overwrite: bool = False, **options: Any) -> "FieldStore":
+    def create(
+        cls,
+        path: str | os.PathLike,
+        groups: Sequence[SaveGroup] | Mapping[str, Variable],
+        *,
+        config: dict,
+        coords: dict[str, tuple[Any, str]] | None = None,
+        attrs: dict[str, Any] | None = None,
+        time_units: str = "",
+        overwrite: bool = False,
+        **options: Any,
+    ) -> "FieldStore":
         """Create a field file and its sidecar (refuses to replace either unless `overwrite`).
 
         Args:
@@ -130,19 +138,31 @@ class FieldStore(FrameStore):
         path = Path(path)
         side = sidecar_path(path)
         if path.suffix.lower() == ".xdmf":
-            raise SimkitInputError(f"{str(path)!r}: the HDF5 file of a FieldStore cannot end in "
-                                   ".xdmf (that name is its sidecar's); use .h5.")
+            raise SimkitInputError(
+                f"{str(path)!r}: the HDF5 file of a FieldStore cannot end in "
+                ".xdmf (that name is its sidecar's); use .h5."
+            )
         if side.exists() and not path.exists() and not overwrite:
             raise SimkitInputError(
                 f"sidecar {str(side)!r} already exists (without {path.name!r}); pass "
-                "overwrite=True (--overwrite) to replace it, or choose another path.")
-        return super().create(path, groups, config=config, coords=coords, attrs=attrs,
-                              time_units=time_units, overwrite=overwrite, **options)
+                "overwrite=True (--overwrite) to replace it, or choose another path."
+            )
+        return super().create(
+            path,
+            groups,
+            config=config,
+            coords=coords,
+            attrs=attrs,
+            time_units=time_units,
+            overwrite=overwrite,
+            **options,
+        )
 
     # -- layout ---------------------------------------------------------------------------------
     @classmethod
-    def stored_groups(cls, groups: Sequence[SaveGroup],
-                      options: Mapping[str, Any] | None = None) -> list[SaveGroup]:
+    def stored_groups(
+        cls, groups: Sequence[SaveGroup], options: Mapping[str, Any] | None = None
+    ) -> list[SaveGroup]:
         """Fields with their axes in `[member,] [z,] y, x[, component]` order (see
         `HDF5Store`)."""
         groups = normalize_groups(groups)
@@ -154,29 +174,46 @@ class FieldStore(FrameStore):
                 member, extra = _split_extra(var.dims, spatial)
                 full = sorted(d for d in var.dims if d in spatial) == sorted(spatial)
                 # Only well-formed fields are reordered; `create` refuses the rest by name.
-                stored = (member + spatial[::-1] + extra if full and len(extra) <= 1
-                          and (not member or var.dims[0] == MEMBER_DIM) else None)
+                stored = (
+                    member + spatial[::-1] + extra
+                    if full and len(extra) <= 1 and (not member or var.dims[0] == MEMBER_DIM)
+                    else None
+                )
                 variables[name] = _stored_variable(var, stored)
             out.append(SaveGroup(g.name, g.every, variables))
         return out
 
     @classmethod
-    def _build(cls, h5: h5py.File, groups: Sequence[SaveGroup], *, coords: dict, time_units: str,
-               options: dict) -> None:
+    def _build(
+        cls,
+        h5: h5py.File,
+        groups: Sequence[SaveGroup],
+        *,
+        coords: dict,
+        time_units: str,
+        options: dict,
+    ) -> None:
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
-            raise SimkitInputError(f"FieldStore got unknown options {unknown}; it accepts "
-                                   f"{list(_OPTIONS)}.")
+            raise SimkitInputError(
+                f"FieldStore got unknown options {unknown}; it accepts {list(_OPTIONS)}."
+            )
         spatial, fields = _plan(groups, coords, options.get("spatial_dims"))
-        stored = [SaveGroup(g.name, g.every,
-                            {name: _stored_variable(var, fields.get(name))
-                             for name, var in g.variables.items()})
-                  for g in groups]
+        stored = [
+            SaveGroup(
+                g.name,
+                g.every,
+                {
+                    name: _stored_variable(var, fields.get(name))
+                    for name, var in g.variables.items()
+                },
+            )
+            for g in groups
+        ]
         super()._build(h5, stored, coords=coords, time_units=time_units, options={})
-        for axis, d in zip(_AXES, spatial):
+        for axis, d in zip(_AXES, spatial, strict=False):
             h5[d].attrs["axis"] = axis
-        h5.attrs["simkit_fields"] = json.dumps({"spatial_dims": list(spatial),
-                                                "fields": fields})
+        h5.attrs["simkit_fields"] = json.dumps({"spatial_dims": list(spatial), "fields": fields})
 
     def __init__(self, path: Path, h5: h5py.File, groups: Sequence[SaveGroup]):
         super().__init__(path, h5, groups)
@@ -201,15 +238,27 @@ class FieldStore(FrameStore):
             self._write_sidecar(self._n)
         except OSError as exc:
             _close_quietly(self._h5)
-            raise StoreWriteError(f"cannot write the XDMF sidecar {str(self.sidecar)!r}: "
-                                  f"{describe_os_error(exc)}.", self.sidecar, exc) from None
+            raise StoreWriteError(
+                f"cannot write the XDMF sidecar {str(self.sidecar)!r}: {describe_os_error(exc)}.",
+                self.sidecar,
+                exc,
+            ) from None
 
     # -- writing --------------------------------------------------------------------------------
-    def _write_rows(self, group: SaveGroup, n: int, steps: np.ndarray, times: np.ndarray,
-                    frames: Mapping[str, np.ndarray]) -> None:
-        frames = {name: (np.ascontiguousarray(arr.transpose(self._perm[name]))
-                         if name in self._perm else arr)
-                  for name, arr in frames.items()}
+    def _write_rows(
+        self,
+        group: SaveGroup,
+        n: int,
+        steps: np.ndarray,
+        times: np.ndarray,
+        frames: Mapping[str, np.ndarray],
+    ) -> None:
+        frames = {
+            name: (
+                np.ascontiguousarray(arr.transpose(self._perm[name])) if name in self._perm else arr
+            )
+            for name, arr in frames.items()
+        }
         super()._write_rows(group, n, steps, times, frames)
 
     def _after_flush(self) -> None:
@@ -231,23 +280,36 @@ class FieldStore(FrameStore):
         """Rewrite the sidecar listing the first `n_frames[group]` frames of each field group."""
         series = []
         for g in self.groups.values():
-            attributes = [self._attribute(name, var) for name, var in g.variables.items()
-                          if name in self._fields]
+            attributes = [
+                self._attribute(name, var)
+                for name, var in g.variables.items()
+                if name in self._fields
+            ]
             if attributes:
                 n = n_frames[g.name]
-                series.append(Series(self._h5[time_name(g.name)][:n],
-                                     self._h5[step_name(g.name)][:n], step_name(g.name),
-                                     attributes))
-        write_atomic(self.sidecar,
-                     document(series, self._axes, self.path.name, self._time_units))
+                series.append(
+                    Series(
+                        self._h5[time_name(g.name)][:n],
+                        self._h5[step_name(g.name)][:n],
+                        step_name(g.name),
+                        attributes,
+                    )
+                )
+        write_atomic(self.sidecar, document(series, self._axes, self.path.name, self._time_units))
 
     def _attribute(self, name: str, var: Variable) -> FieldAttribute:
         ds = self._h5[name]
         spatial_rank = len(self._axes)
         members = int(ds.shape[1]) if self._fields[name][0] == MEMBER_DIM else 0
-        return FieldAttribute(name, ds.name, tuple(ds.shape[1:]), ds.dtype.str,
-                              ds.shape[-1] if ds.ndim - 1 - bool(members) > spatial_rank else 0,
-                              var.units, members=members)
+        return FieldAttribute(
+            name,
+            ds.name,
+            tuple(ds.shape[1:]),
+            ds.dtype.str,
+            ds.shape[-1] if ds.ndim - 1 - bool(members) > spatial_rank else 0,
+            var.units,
+            members=members,
+        )
 
 
 def _split_extra(dims: Sequence[str], spatial: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -265,24 +327,28 @@ def _spatial_dims(groups: Sequence[SaveGroup], spatial_dims: Sequence[str] | Non
             raise SimkitInputError(
                 "FieldStore found no 2-D or 3-D fields: the variables use dimensions "
                 f"{sorted(used)}. Name the grid dimensions x, y[, z], or pass "
-                "spatial_dims=(...) naming them in X, Y[, Z] order.")
+                "spatial_dims=(...) naming them in X, Y[, Z] order."
+            )
         return spatial
     if isinstance(spatial_dims, str) or not all(isinstance(d, str) for d in spatial_dims):
-        raise SimkitInputError(f"spatial_dims must be a sequence of dimension names, got "
-                               f"{spatial_dims!r}.")
+        raise SimkitInputError(
+            f"spatial_dims must be a sequence of dimension names, got {spatial_dims!r}."
+        )
     spatial = list(spatial_dims)
     if len(spatial) not in (2, 3) or len(set(spatial)) != len(spatial):
-        raise SimkitInputError(f"spatial_dims must name 2 or 3 distinct dimensions, got "
-                               f"{spatial}.")
+        raise SimkitInputError(f"spatial_dims must name 2 or 3 distinct dimensions, got {spatial}.")
     missing = [d for d in spatial if d not in used]
     if missing:
-        raise SimkitInputError(f"spatial_dims {spatial}: no variable has dimension(s) "
-                               f"{missing} (dimensions used: {sorted(used)}).")
+        raise SimkitInputError(
+            f"spatial_dims {spatial}: no variable has dimension(s) "
+            f"{missing} (dimensions used: {sorted(used)})."
+        )
     return spatial
 
 
-def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
-          spatial_dims: Sequence[str] | None) -> tuple[list[str], dict[str, list[str]]]:
+def _plan(
+    groups: Sequence[SaveGroup], coords: Mapping[str, Any], spatial_dims: Sequence[str] | None
+) -> tuple[list[str], dict[str, list[str]]]:
     """Check fields and grid coordinates; return the spatial dims (X, Y[, Z] order) and the
     stored dims of each field (`[z,] y, x[, component]`)."""
     groups = normalize_groups(groups)
@@ -300,34 +366,40 @@ def _plan(groups: Sequence[SaveGroup], coords: Mapping[str, Any],
                 raise SimkitInputError(
                     f"variable {name!r} has dims {var.dims}, but a field must span the whole "
                     f"grid {tuple(spatial)} once each. Give a profile or slice its own "
-                    "dimension names to save it as plain (non-grid) data.")
+                    "dimension names to save it as plain (non-grid) data."
+                )
             spatial_shape = tuple(var.shape[var.dims.index(d)] for d in spatial)
             if spatial_shape != tuple(sizes[d] for d in spatial):
                 raise SimkitInputError(
                     f"field {name!r} has grid shape {spatial_shape} along {tuple(spatial)}, "
                     f"the coordinates have {tuple(sizes[d] for d in spatial)}; every field "
-                    "lives on the one grid of the file.")
+                    "lives on the one grid of the file."
+                )
             member, extra = _split_extra(var.dims, spatial)
             if member and var.dims[0] != MEMBER_DIM:
                 raise SimkitInputError(
                     f"field {name!r} has dims {var.dims}: the ensemble dimension "
-                    f"{MEMBER_DIM!r} must come first.")
+                    f"{MEMBER_DIM!r} must come first."
+                )
             if len(extra) > 1:
                 raise SimkitInputError(
                     f"field {name!r} has dims {var.dims}: at most one axis besides the grid "
-                    f"(a vector component axis) is supported; split {extra} into fields.")
+                    f"(a vector component axis) is supported; split {extra} into fields."
+                )
             if extra:
                 ncomp = var.shape[var.dims.index(extra[0])]
                 if ncomp not in (2, 3):
                     raise SimkitInputError(
                         f"field {name!r}: component axis {extra[0]!r} has size {ncomp}; "
                         "FieldStore writes vectors of 2 or 3 components. Save other "
-                        "quantities as separate scalar fields.")
+                        "quantities as separate scalar fields."
+                    )
             if np.dtype(var.dtype).kind == "b" or number_type(var.dtype) is None:
                 raise SimkitInputError(
                     f"field {name!r} has dtype {var.dtype!r}, which XDMF cannot describe; "
                     "use a float or integer dtype (complex fields: save real and imaginary "
-                    "parts as two fields).")
+                    "parts as two fields)."
+                )
             fields[name] = member + spatial[::-1] + extra
     return spatial, fields
 
@@ -337,17 +409,22 @@ def _check_axis(dim: str, spec: Any) -> int:
     if spec is None:
         raise SimkitInputError(
             f"grid dimension {dim!r} needs coordinates: pass coords={{{dim!r}: (values, "
-            "units)}} with the point positions (1-D, strictly increasing).")
+            "units)}} with the point positions (1-D, strictly increasing)."
+        )
     if not (isinstance(spec, tuple | list) and len(spec) == 2 and isinstance(spec[1], str)):
-        raise SimkitInputError(f"coords[{dim!r}] must be a pair (values, units), got "
-                               f"{type(spec).__name__}.")
+        raise SimkitInputError(
+            f"coords[{dim!r}] must be a pair (values, units), got {type(spec).__name__}."
+        )
     values = np.asarray(spec[0])
     if values.ndim != 1 or values.size == 0:
-        raise SimkitInputError(f"coordinates of grid dimension {dim!r} must be 1-D and "
-                               f"non-empty, got shape {values.shape}.")
+        raise SimkitInputError(
+            f"coordinates of grid dimension {dim!r} must be 1-D and "
+            f"non-empty, got shape {values.shape}."
+        )
     if values.dtype.kind not in "fiu":
-        raise SimkitInputError(f"coordinates of grid dimension {dim!r} must be real numbers, "
-                               f"got dtype {values.dtype}.")
+        raise SimkitInputError(
+            f"coordinates of grid dimension {dim!r} must be real numbers, got dtype {values.dtype}."
+        )
     if not np.all(np.isfinite(values)):
         raise SimkitInputError(f"coordinates of grid dimension {dim!r} contain NaN/inf.")
     steps = np.diff(values)
@@ -357,7 +434,8 @@ def _check_axis(dim: str, spec: Any) -> int:
             f"coordinates of grid dimension {dim!r} must be strictly increasing, but "
             f"{dim}[{i}] = {values[i].item()!r} and {dim}[{i + 1}] = "
             f"{values[i + 1].item()!r}. Sort the grid "
-            "(and the field data with it).")
+            "(and the field data with it)."
+        )
     return int(values.size)
 
 

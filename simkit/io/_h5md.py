@@ -47,8 +47,17 @@ PARTICLE_VECTORS = ("position", "velocity", "force", "image")
 #: per-particle scalars, value shape (frames, N).
 PARTICLE_SCALARS = ("species", "id", "mass", "charge")
 # dtype kinds the specification allows for each element (Float "f", Integer "iu").
-_KINDS = {"position": "fiu", "velocity": "fiu", "force": "fiu", "image": "fiu", "box": "fiu",
-          "species": "iu", "id": "iu", "mass": "f", "charge": "fiu"}
+_KINDS = {
+    "position": "fiu",
+    "velocity": "fiu",
+    "force": "fiu",
+    "image": "fiu",
+    "box": "fiu",
+    "species": "iu",
+    "id": "iu",
+    "mass": "f",
+    "charge": "fiu",
+}
 _BOUNDARIES = ("periodic", "none")
 _LAYOUT_ATTR = "simkit_h5md_layout"
 
@@ -86,12 +95,22 @@ class H5MDStore(HDF5Store):
         self._repeat_box: dict | None = layout["repeat_box"]
 
     @classmethod
-    def create(cls, path: str | os.PathLike, groups: Sequence[SaveGroup] | Mapping[str, Any], *,
-               config: dict, coords: dict[str, tuple[Any, str]] | None = None,
-               attrs: dict[str, Any] | None = None, time_units: str = "",
-               overwrite: bool = False, particle_group: str = "all",
-               box: Any = None, boundary: str | Sequence[str] = "periodic",
-               repeat_box: bool | None = None, author: str | None = None) -> "H5MDStore":
+    def create(
+        cls,
+        path: str | os.PathLike,
+        groups: Sequence[SaveGroup] | Mapping[str, Any],
+        *,
+        config: dict,
+        coords: dict[str, tuple[Any, str]] | None = None,
+        attrs: dict[str, Any] | None = None,
+        time_units: str = "",
+        overwrite: bool = False,
+        particle_group: str = "all",
+        box: Any = None,
+        boundary: str | Sequence[str] = "periodic",
+        repeat_box: bool | None = None,
+        author: str | None = None,
+    ) -> "H5MDStore":
         """Create a new H5MD file (refuses to replace an existing one unless `overwrite`).
 
         Args:
@@ -128,22 +147,45 @@ class H5MDStore(HDF5Store):
             StoreWriteError: the file cannot be written (read-only folder, full disk...).
         """
         if not isinstance(particle_group, str) or not particle_group or "/" in particle_group:
-            raise SimkitInputError(f"particle_group must be a non-empty name without '/', got "
-                                   f"{particle_group!r}.")
+            raise SimkitInputError(
+                f"particle_group must be a non-empty name without '/', got {particle_group!r}."
+            )
         if repeat_box is None:
             repeat_box = box is not None
         return super().create(
-            path, groups, config=config, coords=coords, attrs=attrs, time_units=time_units,
-            overwrite=overwrite, particle_group=particle_group, box=box, boundary=boundary,
-            repeat_box=repeat_box, author=author,
-            parameters={"config": config, "attrs": dict(attrs or {})})
+            path,
+            groups,
+            config=config,
+            coords=coords,
+            attrs=attrs,
+            time_units=time_units,
+            overwrite=overwrite,
+            particle_group=particle_group,
+            box=box,
+            boundary=boundary,
+            repeat_box=repeat_box,
+            author=author,
+            parameters={"config": config, "attrs": dict(attrs or {})},
+        )
 
     # -- layout hooks ---------------------------------------------------------------------------
     @classmethod
-    def _build(cls, h5: h5py.File, groups: Sequence[SaveGroup], *, coords: dict, time_units: str,
-               options: dict) -> None:
-        plan = _plan(groups, particle_group=options["particle_group"], box=options["box"],
-                     boundary=options["boundary"], repeat_box=options["repeat_box"])
+    def _build(
+        cls,
+        h5: h5py.File,
+        groups: Sequence[SaveGroup],
+        *,
+        coords: dict,
+        time_units: str,
+        options: dict,
+    ) -> None:
+        plan = _plan(
+            groups,
+            particle_group=options["particle_group"],
+            box=options["box"],
+            boundary=options["boundary"],
+            repeat_box=options["repeat_box"],
+        )
         _check_unit("time_units", time_units)
 
         meta = h5.create_group("h5md")
@@ -167,24 +209,37 @@ class H5MDStore(HDF5Store):
             members = [(plan.elements[name], g.variables[name]) for name in _element_order(g)]
             if plan.repeat_box and g.name == plan.repeat_box["group"]:
                 # not a variable: the fixed box, written with every frame of position's group
-                members.append((plan.repeat_box["path"], Variable(
-                    ("spatial",) * plan.fixed_box.ndim, plan.fixed_box.shape,
-                    plan.fixed_box.dtype.name, units=plan.length_units)))
+                members.append(
+                    (
+                        plan.repeat_box["path"],
+                        Variable(
+                            ("spatial",) * plan.fixed_box.ndim,
+                            plan.fixed_box.shape,
+                            plan.fixed_box.dtype.name,
+                            units=plan.length_units,
+                        ),
+                    )
+                )
             for path, var in members:
                 element = h5.create_group(path)
                 if path == clock:
-                    element.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8",
-                                           chunks=(1024,))
-                    time = element.create_dataset("time", shape=(0,), maxshape=(None,),
-                                                  dtype="f8", chunks=(1024,))
+                    element.create_dataset(
+                        "step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,)
+                    )
+                    time = element.create_dataset(
+                        "time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,)
+                    )
                     _unit_attr(time, time_units)
                 else:  # same save group, same sampling: hard links to one step/time pair
                     element["step"] = h5[f"{clock}/step"]
                     element["time"] = h5[f"{clock}/time"]
                 value = element.create_dataset(
-                    "value", shape=(0, *var.shape), maxshape=(None, *var.shape),
+                    "value",
+                    shape=(0, *var.shape),
+                    maxshape=(None, *var.shape),
                     dtype=np.dtype(var.dtype),
-                    chunks=_chunks(var, per_frame=path.startswith("particles/")))
+                    chunks=_chunks(var, per_frame=path.startswith("particles/")),
+                )
                 _unit_attr(value, var.units)
                 if var.long_name:
                     value.attrs["long_name"] = var.long_name
@@ -194,26 +249,33 @@ class H5MDStore(HDF5Store):
         _write_tree(params.create_group("attrs"), options["parameters"]["attrs"])
         if coords:
             _write_coords(params.create_group("coords"), groups, coords)
-        h5.attrs[_LAYOUT_ATTR] = json.dumps({"elements": plan.elements, "clocks": plan.clocks,
-                                             "repeat_box": plan.repeat_box})
+        h5.attrs[_LAYOUT_ATTR] = json.dumps(
+            {"elements": plan.elements, "clocks": plan.clocks, "repeat_box": plan.repeat_box}
+        )
 
-    def _write_rows(self, group: SaveGroup, n: int, steps: np.ndarray, times: np.ndarray,
-                    frames: Mapping[str, np.ndarray]) -> None:
+    def _write_rows(
+        self,
+        group: SaveGroup,
+        n: int,
+        steps: np.ndarray,
+        times: np.ndarray,
+        frames: Mapping[str, np.ndarray],
+    ) -> None:
         k = len(steps)
         for name, arr in frames.items():
             value = self._h5[f"{self._elements[name]}/value"]
             value.resize(n + k, axis=0)
-            value[n:n + k] = arr
+            value[n : n + k] = arr
         if self._repeat_box and group.name == self._repeat_box["group"]:
             value = self._h5[f"{self._repeat_box['path']}/value"]
             value.resize(n + k, axis=0)
-            value[n:n + k] = np.broadcast_to(self._repeat_box["edges"], value.shape[1:])
+            value[n : n + k] = np.broadcast_to(self._repeat_box["edges"], value.shape[1:])
         # step/time last (shared by every element of the group): a reader that sees frame i in
         # `time` finds the values of every element of the group already there.
         clock = self._h5[self._clocks[group.name]]
         for key, values in (("step", steps), ("time", times)):
             clock[key].resize((n + k,))
-            clock[key][n:n + k] = values
+            clock[key][n : n + k] = values
 
     def _resize_group(self, group: SaveGroup, n: int) -> None:
         clock = self._h5[self._clocks[group.name]]
@@ -237,8 +299,10 @@ class H5MDStore(HDF5Store):
             for path in paths:
                 path = f"{path}/value"
                 if h5[path].shape[0] < n:
-                    raise StoreError(f"dataset {path!r} in {h5.filename!r} is truncated "
-                                     f"({h5[path].shape[0]} frames, its time axis has {n}).")
+                    raise StoreError(
+                        f"dataset {path!r} in {h5.filename!r} is truncated "
+                        f"({h5[path].shape[0]} frames, its time axis has {n})."
+                    )
             out[g.name] = n
         return out
 
@@ -267,15 +331,17 @@ class H5MDStore(HDF5Store):
             n = self._n[name]
             if n and len(steps):
                 clock = self._h5[self._clocks[name]]
-                steps = np.concatenate([clock["step"][n - 1:n], steps])
-                times = np.concatenate([clock["time"][n - 1:n], times])
-            if np.any(np.diff(steps) <= 0) or (len(times) == len(steps)
-                                               and np.any(np.diff(times) < 0)):
+                steps = np.concatenate([clock["step"][n - 1 : n], steps])
+                times = np.concatenate([clock["time"][n - 1 : n], times])
+            if np.any(np.diff(steps) <= 0) or (
+                len(times) == len(steps) and np.any(np.diff(times) < 0)
+            ):
                 raise SimkitInputError(
                     f"group {name!r}: H5MD needs increasing steps and times, got steps "
                     f"{steps.tolist()[:8]} and times {times.tolist()[:8]} (the first is the "
                     "last frame already in the file, if any). On resume, truncate the file to "
-                    "the checkpoint before appending.")
+                    "the checkpoint before appending."
+                )
         super().append(chunk)
 
 
@@ -293,8 +359,14 @@ class _Plan:
         self.length_units = ""
 
 
-def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
-          boundary: str | Sequence[str], repeat_box: bool) -> _Plan:
+def _plan(
+    groups: Sequence[SaveGroup],
+    *,
+    particle_group: str,
+    box: Any,
+    boundary: str | Sequence[str],
+    repeat_box: bool,
+) -> _Plan:
     """Validate the variables against H5MD and decide where each one goes."""
     plan = _Plan()
     if repeat_box and box is None:
@@ -303,12 +375,16 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
     particle: list[str] = []
     for g in groups:
         if not g.variables:
-            raise SimkitInputError(f"save group {g.name!r} has no variables; H5MD stores step and "
-                                   "time per element, so every group needs at least one.")
+            raise SimkitInputError(
+                f"save group {g.name!r} has no variables; H5MD stores step and "
+                "time per element, so every group needs at least one."
+            )
         for name, var in g.variables.items():
             if not name or "/" in name:
-                raise SimkitInputError(f"variable name {name!r} cannot be an H5MD element name "
-                                       "(empty or containing '/').")
+                raise SimkitInputError(
+                    f"variable name {name!r} cannot be an H5MD element name "
+                    "(empty or containing '/')."
+                )
             _check_unit(f"units of {name!r}", var.units)
             owner[name] = g
             if name in PARTICLE_VECTORS or name in PARTICLE_SCALARS:
@@ -327,27 +403,32 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
             raise SimkitInputError(
                 f"particle variable {name!r} has shape {var.shape}; H5MD stores {name!r} per "
                 f"particle with shape {expected}. Rename the variable to save it as an "
-                "observable instead.")
+                "observable instead."
+            )
         if n_particles is None:
             n_particles, n_from = var.shape[0], name
         elif var.shape[0] != n_particles:
             raise SimkitInputError(
                 f"particle variable {name!r} has shape {var.shape}, i.e. {var.shape[0]} "
                 f"particles, but {n_from!r} has {n_particles}; every particle variable must "
-                f"have {n_particles} particles along its first axis.")
+                f"have {n_particles} particles along its first axis."
+            )
         if vector:
             if dim is None:
                 dim, dim_from = var.shape[1], name
             elif var.shape[1] != dim:
                 raise SimkitInputError(
                     f"particle variable {name!r} has shape {var.shape}, expected "
-                    f"({n_particles}, {dim}): {dim_from!r} has {dim} spatial dimensions.")
+                    f"({n_particles}, {dim}): {dim_from!r} has {dim} spatial dimensions."
+                )
         _check_kind(name, var.dtype)
 
     if not particle:
         if has_box_var or box is not None:
-            raise SimkitInputError("a box belongs to a particle group, but no particle variable "
-                                   f"is saved (one of {PARTICLE_VECTORS + PARTICLE_SCALARS}).")
+            raise SimkitInputError(
+                "a box belongs to a particle group, but no particle variable "
+                f"is saved (one of {PARTICLE_VECTORS + PARTICLE_SCALARS})."
+            )
         plan.elements = {name: f"observables/{name}" for name in owner}
         plan.clocks = {g.name: plan.elements[_element_order(g)[0]] for g in groups}
         return plan
@@ -360,15 +441,19 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
                 raise SimkitInputError(
                     f"{name!r} is saved in group {owner[name].name!r} but 'position' in "
                     f"{owner['position'].name!r}; H5MD requires {name!r} to share the step and "
-                    "time of 'position': save them in the same group.")
+                    "time of 'position': save them in the same group."
+                )
     elif "image" in owner:
-        raise SimkitInputError("H5MD stores 'image' only together with 'position'; save "
-                               "'position' too.")
+        raise SimkitInputError(
+            "H5MD stores 'image' only together with 'position'; save 'position' too."
+        )
 
     # The box: a fixed `box` option or a time-dependent `box` variable, and its dimension.
     if has_box_var and box is not None:
-        raise SimkitInputError("both a fixed box (box=...) and a variable 'box' are given; "
-                               "keep one (the variable for a box that changes in time).")
+        raise SimkitInputError(
+            "both a fixed box (box=...) and a variable 'box' are given; "
+            "keep one (the variable for a box that changes in time)."
+        )
     box_shape = None
     if has_box_var:
         var = owner["box"].variables["box"]
@@ -382,38 +467,50 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
         plan.fixed_box = fixed
     if box_shape is not None:
         if len(box_shape) not in (1, 2) or (len(box_shape) == 2 and box_shape[0] != box_shape[1]):
-            raise SimkitInputError(f"{what}; expected (D,) edge lengths of a cuboid box or "
-                                   "(D, D) edge vectors (rows) of a triclinic box.")
+            raise SimkitInputError(
+                f"{what}; expected (D,) edge lengths of a cuboid box or "
+                "(D, D) edge vectors (rows) of a triclinic box."
+            )
         if dim is None:
             dim, dim_from = box_shape[0], "the box"
         elif box_shape[0] != dim:
-            raise SimkitInputError(f"{what}, expected ({dim},) or ({dim}, {dim}): {dim_from!r} "
-                                   f"has {dim} spatial dimensions.")
+            raise SimkitInputError(
+                f"{what}, expected ({dim},) or ({dim}, {dim}): {dim_from!r} "
+                f"has {dim} spatial dimensions."
+            )
 
     if isinstance(boundary, str):
         if dim is None:
             raise SimkitInputError(
                 "cannot tell the spatial dimension of the box: no position/velocity/force/image "
-                "variable and no box; give boundary per dimension, e.g. ['none', 'none'].")
+                "variable and no box; give boundary per dimension, e.g. ['none', 'none']."
+            )
         bounds = [boundary] * dim
     else:
         bounds = [str(b) for b in boundary]
         if dim is not None and len(bounds) != dim:
-            raise SimkitInputError(f"boundary {list(bounds)} has {len(bounds)} entries, but "
-                                   f"{dim_from!r} has {dim} spatial dimensions.")
+            raise SimkitInputError(
+                f"boundary {list(bounds)} has {len(bounds)} entries, but "
+                f"{dim_from!r} has {dim} spatial dimensions."
+            )
         dim = len(bounds)
     if not bounds or any(b not in _BOUNDARIES for b in bounds):
-        raise SimkitInputError(f"boundary must be 'periodic' or 'none' (or one of those per "
-                               f"dimension), got {boundary!r}.")
+        raise SimkitInputError(
+            f"boundary must be 'periodic' or 'none' (or one of those per "
+            f"dimension), got {boundary!r}."
+        )
     if "periodic" in bounds and box_shape is None:
         raise SimkitInputError(
             f"boundary {bounds} is periodic but there is no box: pass box=<edges> for a fixed "
-            "box, save a variable 'box' for one that changes, or use boundary='none'.")
+            "box, save a variable 'box' for one that changes, or use boundary='none'."
+        )
     if plan.fixed_box is not None and plan.fixed_box.ndim == 1:
         bad = [i for i, b in enumerate(bounds) if b == "periodic" and not plan.fixed_box[i] > 0]
         if bad:
-            raise SimkitInputError(f"box edges {plan.fixed_box.tolist()} must be > 0 along "
-                                   f"the periodic dimensions {bad}.")
+            raise SimkitInputError(
+                f"box edges {plan.fixed_box.tolist()} must be > 0 along "
+                f"the periodic dimensions {bad}."
+            )
     plan.dim, plan.boundary = dim, bounds
 
     for name in owner:
@@ -426,8 +523,11 @@ def _plan(groups: Sequence[SaveGroup], *, particle_group: str, box: Any,
     plan.clocks = {g.name: plan.elements[_element_order(g)[0]] for g in groups}
     if repeat_box:
         first = particle[0]  # position if saved: the box must share its step/time
-        plan.repeat_box = {"group": owner[first].name, "path": f"{plan.particles}/box/edges",
-                           "edges": plan.fixed_box.tolist()}
+        plan.repeat_box = {
+            "group": owner[first].name,
+            "path": f"{plan.particles}/box/edges",
+            "edges": plan.fixed_box.tolist(),
+        }
     return plan
 
 
@@ -458,7 +558,8 @@ def _check_unit(what: str, units: str) -> None:
     if not units.isascii():
         raise SimkitInputError(
             f"{what} is {units!r}; H5MD unit strings are ASCII (e.g. 'Ang' or 'nm', "
-            "'nm ps-1', 'kJ mol-1'; see https://www.nongnu.org/h5md/modules/units.html).")
+            "'nm ps-1', 'kJ mol-1'; see https://www.nongnu.org/h5md/modules/units.html)."
+        )
 
 
 def _unit_attr(ds: h5py.Dataset, units: str) -> None:
@@ -485,16 +586,23 @@ def _write_tree(group: h5py.Group, settings: Mapping[str, Any]) -> None:
 
 
 def _write_coords(group: h5py.Group, groups: Sequence[SaveGroup], coords: dict) -> None:
-    sizes = {d: n for g in groups for var in g.variables.values()
-             for d, n in zip(var.dims, var.shape)}
+    sizes = {
+        d: n
+        for g in groups
+        for var in g.variables.values()
+        for d, n in zip(var.dims, var.shape, strict=False)
+    }
     for dim, (values, units) in coords.items():
         if dim not in sizes:
-            raise SimkitInputError(f"coordinate {dim!r} is not a dimension of any variable "
-                                   f"(dimensions: {sorted(sizes)}).")
+            raise SimkitInputError(
+                f"coordinate {dim!r} is not a dimension of any variable "
+                f"(dimensions: {sorted(sizes)})."
+            )
         values = np.asarray(values)
         if values.shape != (sizes[dim],):
-            raise SimkitInputError(f"coordinate {dim!r} must have shape ({sizes[dim]},), got "
-                                   f"{values.shape}.")
+            raise SimkitInputError(
+                f"coordinate {dim!r} must have shape ({sizes[dim]},), got {values.shape}."
+            )
         if values.dtype.kind == "U":
             ds = group.create_dataset(dim, data=values.astype(object), dtype=h5py.string_dtype())
         else:
@@ -507,5 +615,7 @@ def _read_layout(h5: h5py.File) -> dict:
     try:
         return json.loads(h5.attrs[_LAYOUT_ATTR])
     except (KeyError, ValueError):
-        raise StoreError(f"{h5.filename!r} has no readable {_LAYOUT_ATTR!r} attribute; it was "
-                         "not written by H5MDStore.") from None
+        raise StoreError(
+            f"{h5.filename!r} has no readable {_LAYOUT_ATTR!r} attribute; it was "
+            "not written by H5MDStore."
+        ) from None

@@ -165,9 +165,13 @@ def describe_os_error(exc: BaseException) -> str:
     errno_ = getattr(exc, "errno", None)
     if errno_ is None:
         text = str(exc)
-        for code, words in ((28, "No space left on device"), (122, "Disk quota exceeded"),
-                            (30, "Read-only file system"), (13, "Permission denied"),
-                            (5, "Input/output error")):
+        for code, words in (
+            (28, "No space left on device"),
+            (122, "Disk quota exceeded"),
+            (30, "Read-only file system"),
+            (13, "Permission denied"),
+            (5, "Input/output error"),
+        ):
             if f"errno = {code}," in text or words in text:
                 return words
         return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -202,12 +206,25 @@ class HDF5Store:
 
     # -- layout hooks (subclasses) -------------------------------------------------------------
     @classmethod
-    def _build(cls, h5: h5py.File, groups: Sequence[SaveGroup], *, coords: dict, time_units: str,
-               options: dict) -> None:
+    def _build(
+        cls,
+        h5: h5py.File,
+        groups: Sequence[SaveGroup],
+        *,
+        coords: dict,
+        time_units: str,
+        options: dict,
+    ) -> None:
         raise NotImplementedError  # abstract: every layout defines its datasets
 
-    def _write_rows(self, group: SaveGroup, n: int, steps: np.ndarray, times: np.ndarray,
-                    frames: Mapping[str, np.ndarray]) -> None:
+    def _write_rows(
+        self,
+        group: SaveGroup,
+        n: int,
+        steps: np.ndarray,
+        times: np.ndarray,
+        frames: Mapping[str, np.ndarray],
+    ) -> None:
         raise NotImplementedError  # abstract
 
     def _resize_group(self, group: SaveGroup, n: int) -> None:
@@ -221,15 +238,28 @@ class HDF5Store:
     def _groups_in_file(cls, h5: h5py.File) -> list[SaveGroup]:
         """Default: the groups recorded in the `simkit_groups` attribute at creation."""
         recorded = json.loads(h5.attrs["simkit_groups"])
-        return [SaveGroup(g["name"], int(g["every"]),
-                          {v: Variable(tuple(d["dims"]), tuple(d["shape"]), d["dtype"],
-                                       d.get("units", ""), d.get("long_name", ""))
-                           for v, d in g["variables"].items()})
-                for g in recorded]
+        return [
+            SaveGroup(
+                g["name"],
+                int(g["every"]),
+                {
+                    v: Variable(
+                        tuple(d["dims"]),
+                        tuple(d["shape"]),
+                        d["dtype"],
+                        d.get("units", ""),
+                        d.get("long_name", ""),
+                    )
+                    for v, d in g["variables"].items()
+                },
+            )
+            for g in recorded
+        ]
 
     @classmethod
-    def stored_groups(cls, groups: Sequence[SaveGroup],
-                      options: Mapping[str, Any] | None = None) -> list[SaveGroup]:
+    def stored_groups(
+        cls, groups: Sequence[SaveGroup], options: Mapping[str, Any] | None = None
+    ) -> list[SaveGroup]:
         """The groups as this layout stores them on disk (axis order of each variable).
 
         The run driver creates the store with these and permutes each frame's axes on the
@@ -251,8 +281,7 @@ class HDF5Store:
         out = {}
         for g in cls._groups_in_file(h5):
             n = counts[g.name]
-            info: dict[str, Any] = {"every": g.every, "frames": n,
-                                    "quantities": list(g.variables)}
+            info: dict[str, Any] = {"every": g.every, "frames": n, "quantities": list(g.variables)}
             if n:
                 info["last_step"], info["last_time"] = cls._step_time(h5, g, n - 1)
             out[g.name] = info
@@ -263,10 +292,18 @@ class HDF5Store:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, groups: Sequence[SaveGroup] | Mapping[str, Variable],
-               *, config: dict, coords: dict[str, tuple[Any, str]] | None = None,
-               attrs: dict[str, Any] | None = None, time_units: str = "",
-               overwrite: bool = False, **options: Any) -> "HDF5Store":
+    def create(
+        cls,
+        path: str | os.PathLike,
+        groups: Sequence[SaveGroup] | Mapping[str, Variable],
+        *,
+        config: dict,
+        coords: dict[str, tuple[Any, str]] | None = None,
+        attrs: dict[str, Any] | None = None,
+        time_units: str = "",
+        overwrite: bool = False,
+        **options: Any,
+    ) -> "HDF5Store":
         """Create a new store (refuses to replace an existing file unless `overwrite`).
 
         Args:
@@ -293,19 +330,29 @@ class HDF5Store:
         except OSError as exc:
             raise StoreWriteError(
                 f"cannot create output file {str(path)!r}: {describe_os_error(exc)}. Choose a "
-                "writable folder with free space (--out).", path, exc) from None
+                "writable folder with free space (--out).",
+                path,
+                exc,
+            ) from None
         try:
-            cls._build(h5, groups, coords=dict(coords or {}), time_units=time_units,
-                       options=options)
+            cls._build(
+                h5, groups, coords=dict(coords or {}), time_units=time_units, options=options
+            )
             write_attrs(h5, attrs or {})
             h5.attrs["simkit_version"] = simkit_version()
             h5.attrs["simkit_layout"] = cls.layout
             h5.attrs["simkit_config"] = json.dumps(to_jsonable(config), sort_keys=True)
             h5.attrs["simkit_fingerprint"] = fingerprint(config)
             h5.attrs["simkit_groups"] = json.dumps(
-                [{"name": g.name, "every": g.every,
-                  "variables": {k: dataclasses.asdict(v) for k, v in g.variables.items()}}
-                 for g in groups])
+                [
+                    {
+                        "name": g.name,
+                        "every": g.every,
+                        "variables": {k: dataclasses.asdict(v) for k, v in g.variables.items()},
+                    }
+                    for g in groups
+                ]
+            )
             h5.attrs["status"] = "running"
             h5.flush()
             h5.close()
@@ -315,8 +362,9 @@ class HDF5Store:
             _close_quietly(h5)
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError | RuntimeError) and not isinstance(exc, StoreError):
-                raise StoreWriteError(f"cannot create output file {str(path)!r}: "
-                                      f"{describe_os_error(exc)}.", path, exc) from None
+                raise StoreWriteError(
+                    f"cannot create output file {str(path)!r}: {describe_os_error(exc)}.", path, exc
+                ) from None
             raise
         store = cls(path, open_h5(path, "r+"), groups)
         try:
@@ -351,15 +399,19 @@ class HDF5Store:
                 raise StoreError(f"cannot resume: {str(path)!r} is not a simkit run file.")
             layout = h5.attrs.get("simkit_layout", "frames")
             if layout != cls.layout:
-                raise StoreError(f"cannot resume: {str(path)!r} is a {layout!r} file, this run "
-                                 f"writes {cls.layout!r}.")
+                raise StoreError(
+                    f"cannot resume: {str(path)!r} is a {layout!r} file, this run "
+                    f"writes {cls.layout!r}."
+                )
             stored = json.loads(h5.attrs["simkit_config"])
             diffs = config_difference(stored, to_jsonable(config))
             if diffs:
                 raise StoreError(
                     f"cannot resume {str(path)!r}: it was written with a different configuration ("
-                    + "; ".join(diffs) + "). Resume with the original settings, or start a new "
-                    "run with --overwrite.")
+                    + "; ".join(diffs)
+                    + "). Resume with the original settings, or start a new "
+                    "run with --overwrite."
+                )
             groups = cls._groups_in_file(h5)
             h5.attrs["status"] = "running"
             h5.flush()
@@ -396,14 +448,20 @@ class HDF5Store:
         prepared = {}
         for name, (steps, times, frames) in chunk.items():
             if name not in self.groups:
-                raise SimkitInputError(f"unknown save group {name!r}; the file has groups "
-                                       f"{sorted(self.groups)}.")
+                raise SimkitInputError(
+                    f"unknown save group {name!r}; the file has groups {sorted(self.groups)}."
+                )
             prepared[name] = self._prepare(self.groups[name], steps, times, frames)
         before = dict(self._n)
         try:
-            reserve_space(_fd(self._h5), RESERVE_MARGIN + sum(
-                steps.nbytes * 2 + sum(a.nbytes for a in frames.values())
-                for steps, _, frames in prepared.values()))
+            reserve_space(
+                _fd(self._h5),
+                RESERVE_MARGIN
+                + sum(
+                    steps.nbytes * 2 + sum(a.nbytes for a in frames.values())
+                    for steps, _, frames in prepared.values()
+                ),
+            )
         except OSError as exc:  # nothing was written: the file is intact
             raise self._write_failed("writing frames to", exc) from None
         try:
@@ -435,7 +493,8 @@ class HDF5Store:
         if set(frames) != set(group.variables):
             raise SimkitInputError(
                 f"frames of group {group.name!r} have variables {sorted(frames)}, the file "
-                f"expects {sorted(group.variables)}.")
+                f"expects {sorted(group.variables)}."
+            )
         out = {}
         for name, var in group.variables.items():
             arr = np.asarray(frames[name])
@@ -443,7 +502,8 @@ class HDF5Store:
                 raise SimkitInputError(
                     f"frame data {name!r} has shape {arr.shape}, expected {(k, *var.shape)} "
                     f"({k} frames of {var.shape}); the shape of a saved quantity may not change "
-                    "during a run.")
+                    "during a run."
+                )
             out[name] = arr
         return steps, times, out
 
@@ -468,7 +528,9 @@ class HDF5Store:
         if not same:
             raise StoreWriteError(
                 f"output file {str(self.path)!r} was deleted or replaced while the run was "
-                "writing it; the frames since then are lost. The run stopped.", self.path)
+                "writing it; the frames since then are lost. The run stopped.",
+                self.path,
+            )
 
     def _write_failed(self, doing: str, exc: BaseException) -> StoreWriteError:
         cause = describe_os_error(exc)
@@ -478,7 +540,10 @@ class HDF5Store:
         kept = ", ".join(f"{g or 'frames'}: {n}" for g, n in self._n.items())
         return StoreWriteError(
             f"{doing} {str(self.path)!r} failed: {cause}. The file keeps the frames written "
-            f"before ({kept}); free space (or fix the cause) and resume the run.", self.path, exc)
+            f"before ({kept}); free space (or fix the cause) and resume the run.",
+            self.path,
+            exc,
+        )
 
     def _check_writable(self) -> None:
         if not self._h5.id.valid:
@@ -489,12 +554,15 @@ class HDF5Store:
         frames written after the last checkpoint)."""
         for name, n in n_frames.items():
             if name not in self.groups:
-                raise StoreError(f"{str(self.path)!r} has no save group {name!r} (groups: "
-                                 f"{sorted(self.groups)}).")
+                raise StoreError(
+                    f"{str(self.path)!r} has no save group {name!r} (groups: "
+                    f"{sorted(self.groups)})."
+                )
             if n > self._n[name]:
                 raise StoreError(
                     f"{str(self.path)!r} holds {self._n[name]} frames of group {name!r}, cannot "
-                    f"keep {n}: the file is truncated relative to its checkpoint.")
+                    f"keep {n}: the file is truncated relative to its checkpoint."
+                )
         try:
             for name, n in n_frames.items():
                 self._resize_group(self.groups[name], n)
@@ -511,8 +579,10 @@ class HDF5Store:
         """Update file attributes (status, steps done, failure reason...) and flush."""
         self._check_writable()
         if self._poisoned:
-            raise StoreWriteError(f"{str(self.path)!r} cannot be updated after a failed write "
-                                  f"({self._failed}).", self.path)
+            raise StoreWriteError(
+                f"{str(self.path)!r} cannot be updated after a failed write ({self._failed}).",
+                self.path,
+            )
         try:
             reserve_space(_fd(self._h5), RESERVE_MARGIN)
             write_attrs(self._h5, attrs)
@@ -570,20 +640,24 @@ def normalize_groups(groups: Sequence[SaveGroup] | Mapping[str, Variable]) -> li
     sizes: dict[str, int] = {}
     for g in groups:
         if not isinstance(g.every, int | np.integer) or g.every <= 0:
-            raise SimkitInputError(f"save group {g.name!r}: every must be a positive integer, "
-                                   f"got {g.every!r}.")
+            raise SimkitInputError(
+                f"save group {g.name!r}: every must be a positive integer, got {g.every!r}."
+            )
         for name, var in g.variables.items():
             if name in ("time", "step") or name.startswith(("time_", "step_")):
                 raise SimkitInputError(f"variable name {name!r} is reserved.")
             if name in var.dims:
                 raise SimkitInputError(
                     f"variable {name!r} has a dimension of the same name; rename one of them "
-                    "(a dimension's name holds its coordinate).")
+                    "(a dimension's name holds its coordinate)."
+                )
             if name in owner:
-                raise SimkitInputError(f"quantity {name!r} is claimed by two save groups "
-                                       f"({owner[name]!r} and {g.name!r}); give it one rate.")
+                raise SimkitInputError(
+                    f"quantity {name!r} is claimed by two save groups "
+                    f"({owner[name]!r} and {g.name!r}); give it one rate."
+                )
             owner[name] = g.name
-            for d, n in zip(var.dims, var.shape):
+            for d, n in zip(var.dims, var.shape, strict=False):
                 if sizes.setdefault(d, n) != n:
                     raise SimkitInputError(f"dimension {d!r} has sizes {sizes[d]} and {n}.")
     return groups

@@ -45,8 +45,10 @@ class WriterLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise StoreError(f"cannot lock {str(self.out)!r} for writing: could not create "
-                                 f"{str(self.path)!r} ({os.strerror(exc.errno)}).") from None
+                raise StoreError(
+                    f"cannot lock {str(self.out)!r} for writing: could not create "
+                    f"{str(self.path)!r} ({os.strerror(exc.errno)})."
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -55,11 +57,14 @@ class WriterLock:
                 raise WriterLockedError(
                     f"{str(self.out)!r} is being written by another run ({_describe(owner)}); "
                     "two writers would corrupt it. Wait for that run to end (or stop it), or "
-                    "write to another --out.") from None
+                    "write to another --out."
+                ) from None
             except OSError as exc:  # file systems without flock support
                 os.close(fd)
-                raise StoreError(f"cannot lock {str(self.out)!r} for writing: flock on "
-                                 f"{str(self.path)!r} failed ({os.strerror(exc.errno)}).") from None
+                raise StoreError(
+                    f"cannot lock {str(self.out)!r} for writing: flock on "
+                    f"{str(self.path)!r} failed ({os.strerror(exc.errno)})."
+                ) from None
             # The lock file may have been removed (by its previous owner's release) between our
             # open and flock: then we hold a lock nobody else can see. Retry on the new file.
             try:
@@ -69,9 +74,12 @@ class WriterLock:
             if not same:
                 os.close(fd)
                 continue
-            owner = {"host": socket.gethostname(), "pid": os.getpid(),
-                     "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "command": " ".join(sys.argv)[:300]}
+            owner = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(sys.argv)[:300],
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(owner).encode(), 0)
             self._fd = fd
@@ -123,5 +131,7 @@ def _read_owner(fd: int) -> dict:
 def _describe(owner: dict) -> str:
     if not owner:
         return "owner unknown"
-    return (f"PID {owner.get('pid', '?')} on host {owner.get('host', '?')}, since "
-            f"{owner.get('since', '?')}: {owner.get('command', '')}").rstrip(": ")
+    return (
+        f"PID {owner.get('pid', '?')} on host {owner.get('host', '?')}, since "
+        f"{owner.get('since', '?')}: {owner.get('command', '')}"
+    ).rstrip(": ")

@@ -15,21 +15,30 @@ def check_new_path(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise SimkitInputError(
             f"output path {str(path)!r} is a directory; give a file name inside it, e.g. "
-            f"--out {str(path / 'run.h5')!r}.")
+            f"--out {str(path / 'run.h5')!r}."
+        )
     if not path.parent.exists():
         raise SimkitInputError(
             f"output folder {str(path.parent)!r} does not exist; create it first or choose "
-            "another --out path.")
+            "another --out path."
+        )
     if path.exists() and not overwrite:
         raise SimkitInputError(
             f"output file {str(path)!r} already exists; pass overwrite=True (--overwrite) to "
             "replace it, resume=True (--resume / `simkit resume`) to continue it, or choose "
-            "another path.")
+            "another path."
+        )
 
 
-def output_path(out: str | os.PathLike | None, name: str, *, overwrite: bool = False,
-                resume: bool = False, default_dir: str | os.PathLike = "results",
-                suffix: str = ".h5") -> Path:
+def output_path(
+    out: str | os.PathLike | None,
+    name: str,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    default_dir: str | os.PathLike = "results",
+    suffix: str = ".h5",
+) -> Path:
     """Where a problem writes its HDF5 output, checked before any compute.
 
     Args:
@@ -70,21 +79,32 @@ def add_output_arguments(parser, name: str, *, resume: bool = False) -> None:
         name: problem name (for the default file name in the help text).
         resume: also add `--resume`.
     """
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"HDF5 output (default: results/{name}-<time>.h5)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"HDF5 output (default: results/{name}-<time>.h5)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     from .._options import nonnegative_float, positive_int
 
     if resume:
         parser.add_argument("--resume", action="store_true", help="continue the run in --out")
         parser.add_argument(
-            "--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+            "--checkpoint-every",
+            type=positive_int,
+            default=None,
+            metavar="STEPS",
             help="checkpoint at the first chunk end this many steps after the last checkpoint "
-                 "(default: after every chunk, unless checkpoints would take > 2%% of the run)")
+            "(default: after every chunk, unless checkpoints would take > 2%% of the run)",
+        )
         parser.add_argument(
-            "--checkpoint-interval", type=nonnegative_float, default=None, metavar="SECONDS",
-            help="checkpoint at the first chunk end this many seconds after the last one")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (for logs and batch jobs)")
-    parser.add_argument("--debug", action="store_true",
-                        help="on an error, print the full traceback")
+            "--checkpoint-interval",
+            type=nonnegative_float,
+            default=None,
+            metavar="SECONDS",
+            help="checkpoint at the first chunk end this many seconds after the last one",
+        )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (for logs and batch jobs)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, print the full traceback"
+    )

@@ -26,11 +26,17 @@ from .._checks import SimkitInputError
 from ._hdf5 import (
     HDF5Store,
     SaveGroup,
-    StoreError as StoreError,
-    Variable as Variable,
-    simkit_version as simkit_version,
     step_name,
     time_name,
+)
+from ._hdf5 import (
+    StoreError as StoreError,
+)
+from ._hdf5 import (
+    Variable as Variable,
+)
+from ._hdf5 import (
+    simkit_version as simkit_version,
 )
 
 
@@ -42,39 +48,54 @@ class FrameStore(HDF5Store):
     layout = "frames"
 
     @classmethod
-    def _build(cls, h5: h5py.File, groups: Sequence[SaveGroup], *, coords: dict, time_units: str,
-               options: dict) -> None:
+    def _build(
+        cls,
+        h5: h5py.File,
+        groups: Sequence[SaveGroup],
+        *,
+        coords: dict,
+        time_units: str,
+        options: dict,
+    ) -> None:
         if options:
             raise SimkitInputError(f"FrameStore takes no options, got {sorted(options)}.")
         sizes: dict[str, int] = {}
         for g in groups:
             for var in g.variables.values():
-                sizes.update(zip(var.dims, var.shape))
+                sizes.update(zip(var.dims, var.shape, strict=False))
         for d in coords:
             if d not in sizes:
-                raise SimkitInputError(f"coordinate {d!r} is not a dimension of any variable "
-                                       f"(dimensions: {sorted(sizes)}).")
+                raise SimkitInputError(
+                    f"coordinate {d!r} is not a dimension of any variable "
+                    f"(dimensions: {sorted(sizes)})."
+                )
         for d, n in sizes.items():
             write_coordinate(h5, d, n, coords.get(d))
         for g in groups:
             tname = time_name(g.name)
             if tname in sizes:
                 raise SimkitInputError(f"dimension name {tname!r} is reserved for the time axis.")
-            time = h5.create_dataset(tname, shape=(0,), maxshape=(None,), dtype="f8",
-                                     chunks=(1024,))
+            time = h5.create_dataset(
+                tname, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,)
+            )
             time.make_scale(tname)
             time.attrs["units"] = time_units
             time.attrs["long_name"] = "model time" + (f" of group {g.name}" if g.name else "")
             time.attrs["save_every"] = g.every
-            step = h5.create_dataset(step_name(g.name), shape=(0,), maxshape=(None,), dtype="i8",
-                                     chunks=(1024,))
+            step = h5.create_dataset(
+                step_name(g.name), shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,)
+            )
             step.dims[0].attach_scale(time)
             step.attrs["long_name"] = "integration step of the frame"
             for name, var in g.variables.items():
                 # One frame per chunk: appends touch whole chunks, readers of one frame read one.
-                ds = h5.create_dataset(name, shape=(0, *var.shape), maxshape=(None, *var.shape),
-                                       dtype=np.dtype(var.dtype),
-                                       chunks=(1, *var.shape) if var.shape else (1024,))
+                ds = h5.create_dataset(
+                    name,
+                    shape=(0, *var.shape),
+                    maxshape=(None, *var.shape),
+                    dtype=np.dtype(var.dtype),
+                    chunks=(1, *var.shape) if var.shape else (1024,),
+                )
                 ds.dims[0].attach_scale(time)
                 for i, d in enumerate(var.dims):
                     ds.dims[i + 1].attach_scale(h5[d])
@@ -82,18 +103,24 @@ class FrameStore(HDF5Store):
                 if var.long_name:
                     ds.attrs["long_name"] = var.long_name
 
-    def _write_rows(self, group: SaveGroup, n: int, steps: np.ndarray, times: np.ndarray,
-                    frames: Mapping[str, np.ndarray]) -> None:
+    def _write_rows(
+        self,
+        group: SaveGroup,
+        n: int,
+        steps: np.ndarray,
+        times: np.ndarray,
+        frames: Mapping[str, np.ndarray],
+    ) -> None:
         k = len(steps)
         for name, arr in frames.items():
             ds = self._h5[name]
             ds.resize(n + k, axis=0)
-            ds[n:n + k] = arr
+            ds[n : n + k] = arr
         # time/step last: a reader that sees frame i in `time` finds its data already there.
         for name, values in ((step_name(group.name), steps), (time_name(group.name), times)):
             ds = self._h5[name]
             ds.resize((n + k,))
-            ds[n:n + k] = values
+            ds[n : n + k] = values
 
     def _resize_group(self, group: SaveGroup, n: int) -> None:
         for name in (time_name(group.name), step_name(group.name), *group.variables):
@@ -110,8 +137,10 @@ class FrameStore(HDF5Store):
             n = int(h5[time_name(g.name)].shape[0])
             for name in g.variables:
                 if h5[name].shape[0] < n:
-                    raise StoreError(f"dataset {name!r} in {h5.filename!r} is truncated "
-                                     f"({h5[name].shape[0]} frames, its time axis has {n}).")
+                    raise StoreError(
+                        f"dataset {name!r} in {h5.filename!r} is truncated "
+                        f"({h5[name].shape[0]} frames, its time axis has {n})."
+                    )
             out[g.name] = n
         return out
 

@@ -25,11 +25,18 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 #: XDMF NumberType and Precision of each numpy dtype kind and size.
-_NUMBER_TYPES = {("f", 4): ("Float", 4), ("f", 8): ("Float", 8),
-                 ("i", 1): ("Char", 1), ("u", 1): ("UChar", 1),
-                 ("i", 2): ("Int", 2), ("u", 2): ("UInt", 2),
-                 ("i", 4): ("Int", 4), ("u", 4): ("UInt", 4),
-                 ("i", 8): ("Int", 8), ("u", 8): ("UInt", 8)}
+_NUMBER_TYPES = {
+    ("f", 4): ("Float", 4),
+    ("f", 8): ("Float", 8),
+    ("i", 1): ("Char", 1),
+    ("u", 1): ("UChar", 1),
+    ("i", 2): ("Int", 2),
+    ("u", 2): ("UInt", 2),
+    ("i", 4): ("Int", 4),
+    ("u", 4): ("UInt", 4),
+    ("i", 8): ("Int", 8),
+    ("u", 8): ("UInt", 8),
+}
 
 
 def number_type(dtype: np.dtype | str) -> tuple[str, int] | None:
@@ -91,24 +98,32 @@ def mesh_xml(axes: Sequence[Axis], h5_name: str, indent: str) -> str:
     if all(s is not None for s in spacings):
         origin = [float(a.values[0]) for a in axes] + [0.0] * (3 - len(axes))
         spacing = list(spacings) + [1.0] * (3 - len(axes))
-        lines += [f'<Topology TopologyType="3DCoRectMesh" Dimensions="{_dims(dims)}"/>',
-                  '<Geometry GeometryType="ORIGIN_DXDYDZ">',
-                  '  <DataItem Name="Origin" Dimensions="3" NumberType="Float" Precision="8" '
-                  'Format="XML">' + " ".join(_num(v) for v in origin[::-1]) + "</DataItem>",
-                  '  <DataItem Name="Spacing" Dimensions="3" NumberType="Float" Precision="8" '
-                  'Format="XML">' + " ".join(_num(v) for v in spacing[::-1]) + "</DataItem>",
-                  "</Geometry>"]
+        lines += [
+            f'<Topology TopologyType="3DCoRectMesh" Dimensions="{_dims(dims)}"/>',
+            '<Geometry GeometryType="ORIGIN_DXDYDZ">',
+            '  <DataItem Name="Origin" Dimensions="3" NumberType="Float" Precision="8" '
+            'Format="XML">' + " ".join(_num(v) for v in origin[::-1]) + "</DataItem>",
+            '  <DataItem Name="Spacing" Dimensions="3" NumberType="Float" Precision="8" '
+            'Format="XML">' + " ".join(_num(v) for v in spacing[::-1]) + "</DataItem>",
+            "</Geometry>",
+        ]
     else:
-        lines += [f'<Topology TopologyType="3DRectMesh" Dimensions="{_dims(dims)}"/>',
-                  '<Geometry GeometryType="VXVYVZ">']
+        lines += [
+            f'<Topology TopologyType="3DRectMesh" Dimensions="{_dims(dims)}"/>',
+            '<Geometry GeometryType="VXVYVZ">',
+        ]
         for a in axes:
             ntype, prec = number_type(a.values.dtype) or ("Float", 8)
-            lines.append(f'  <DataItem Dimensions="{len(a.values)}" NumberType="{ntype}" '
-                         f'Precision="{prec}" Format="HDF">'
-                         f"{escape(h5_name)}:{escape(a.dataset)}</DataItem>")
+            lines.append(
+                f'  <DataItem Dimensions="{len(a.values)}" NumberType="{ntype}" '
+                f'Precision="{prec}" Format="HDF">'
+                f"{escape(h5_name)}:{escape(a.dataset)}</DataItem>"
+            )
         if len(axes) == 2:
-            lines.append('  <DataItem Dimensions="1" NumberType="Float" Precision="8" '
-                         'Format="XML">0.0</DataItem>')
+            lines.append(
+                '  <DataItem Dimensions="1" NumberType="Float" Precision="8" '
+                'Format="XML">0.0</DataItem>'
+            )
         lines.append("</Geometry>")
     return "".join(f"{indent}{line}\n" for line in lines)
 
@@ -137,8 +152,9 @@ class FieldAttribute:
     members: int = 0
 
 
-def attribute_template(attr: FieldAttribute, h5_name: str, n_frames: int,
-                       indent: str) -> tuple[str, str]:
+def attribute_template(
+    attr: FieldAttribute, h5_name: str, n_frames: int, indent: str
+) -> tuple[str, str]:
     """A node-centred Attribute reading one frame of `attr.dataset` via a HyperSlab, as
     `(head, tail)`: the Attribute of frame `i` is `head + str(i) + tail` (the frame index is
     the only part that varies, so long series are formatted quickly).
@@ -164,16 +180,22 @@ def attribute_template(attr: FieldAttribute, h5_name: str, n_frames: int,
     head = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']
     if attr.units:
         head.append(f'  <Information Name="units" Value={quoteattr(attr.units)}/>')
-    head += [f'  <DataItem ItemType="HyperSlab" Type="HyperSlab" Dimensions="{_dims(block)}">',
-             f'    <DataItem Dimensions="3 {rank}" Format="XML">']
-    tail = [f'{" 0" * (rank - 1)}  {_dims((1,) * rank)}  {_dims(count)}</DataItem>',
-            f'    <DataItem Dimensions="{_dims(full)}" NumberType="{ntype}" '
-            f'Precision="{prec}" Format="HDF">{escape(h5_name)}:{escape(attr.dataset)}'
-            "</DataItem>",
-            "  </DataItem>",
-            "</Attribute>"]
-    return (indent + f"\n{indent}".join(head),
-            tail[0] + "".join(f"\n{indent}{line}" for line in tail[1:]) + "\n")
+    head += [
+        f'  <DataItem ItemType="HyperSlab" Type="HyperSlab" Dimensions="{_dims(block)}">',
+        f'    <DataItem Dimensions="3 {rank}" Format="XML">',
+    ]
+    tail = [
+        f"{' 0' * (rank - 1)}  {_dims((1,) * rank)}  {_dims(count)}</DataItem>",
+        f'    <DataItem Dimensions="{_dims(full)}" NumberType="{ntype}" '
+        f'Precision="{prec}" Format="HDF">{escape(h5_name)}:{escape(attr.dataset)}'
+        "</DataItem>",
+        "  </DataItem>",
+        "</Attribute>",
+    ]
+    return (
+        indent + f"\n{indent}".join(head),
+        tail[0] + "".join(f"\n{indent}{line}" for line in tail[1:]) + "\n",
+    )
 
 
 @dataclass(frozen=True)
@@ -193,8 +215,9 @@ class Series:
     attributes: Sequence[FieldAttribute]
 
 
-def document(series: Sequence[Series], axes: Sequence[Axis], h5_name: str,
-             time_units: str = "") -> str:
+def document(
+    series: Sequence[Series], axes: Sequence[Axis], h5_name: str, time_units: str = ""
+) -> str:
     """The whole sidecar: one Domain holding one Temporal collection named "fields".
 
     Args:
@@ -212,13 +235,20 @@ def document(series: Sequence[Series], axes: Sequence[Axis], h5_name: str,
     time): `vtkXdmfReader` crashes on an empty Domain or an empty Temporal collection, and this
     way ParaView shows the grid of a run that has just started.
     """
-    out = ['<?xml version="1.0" ?>\n', '<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n',
-           '<Xdmf Version="3.0">\n', "  <Domain>\n"]
+    out = [
+        '<?xml version="1.0" ?>\n',
+        '<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n',
+        '<Xdmf Version="3.0">\n',
+        "  <Domain>\n",
+    ]
     series = [s for s in series if len(s.times)]
     if not series:
-        out += ['    <Grid Name="grid (no frames yet)" GridType="Uniform">\n',
-                mesh_xml(axes, h5_name, indent=" " * 6), "    </Grid>\n",
-                "  </Domain>\n</Xdmf>\n"]
+        out += [
+            '    <Grid Name="grid (no frames yet)" GridType="Uniform">\n',
+            mesh_xml(axes, h5_name, indent=" " * 6),
+            "    </Grid>\n",
+            "  </Domain>\n</Xdmf>\n",
+        ]
         return "".join(out)
     out.append('    <Grid Name="fields" GridType="Collection" CollectionType="Temporal">\n')
     if time_units:
@@ -227,18 +257,21 @@ def document(series: Sequence[Series], axes: Sequence[Axis], h5_name: str,
     times = np.unique(np.concatenate([np.asarray(s.times, dtype=np.float64) for s in series]))
     # frame of each series shown at each time: its latest at or before it (-1: none yet)
     shown = [np.searchsorted(s.times, times, side="right") - 1 for s in series]
-    templates = [[attribute_template(a, h5_name, len(s.times), " " * 8) for a in s.attributes]
-                 for s in series]
+    templates = [
+        [attribute_template(a, h5_name, len(s.times), " " * 8) for a in s.attributes]
+        for s in series
+    ]
     step_info = [f"        <Information Name={quoteattr(s.step_name)} Value=" for s in series]
     for k, t in enumerate(times.tolist()):
-        out.append(f'      <Grid Name="frame {k}" GridType="Uniform">\n'
-                   f'        <Time Value="{t!r}"/>\n')
+        out.append(
+            f'      <Grid Name="frame {k}" GridType="Uniform">\n        <Time Value="{t!r}"/>\n'
+        )
         frames = [int(idx[k]) for idx in shown]
-        for s, info, i in zip(series, step_info, frames):
+        for s, info, i in zip(series, step_info, frames, strict=False):
             if i >= 0:
                 out.append(f'{info}"{int(s.steps[i])}"/>\n')
         out.append(mesh)
-        for tpl, i in zip(templates, frames):
+        for tpl, i in zip(templates, frames, strict=False):
             if i >= 0:
                 index = str(i)
                 out.extend(head + index + tail for head, tail in tpl)

@@ -18,37 +18,84 @@ Example (LAMMPS's in.lj benchmark set-up, 4 000 atoms):
 
 from ._forces import (
     energy as energy,
+)
+from ._forces import (
     energy_all_pairs as energy_all_pairs,
+)
+from ._forces import (
     energy_virial as energy_virial,
+)
+from ._forces import (
     forces as forces,
 )
 from ._integrators import (
     Langevin as Langevin,
+)
+from ._integrators import (
     NoseHooverChain as NoseHooverChain,
+)
+from ._integrators import (
     VelocityVerlet as VelocityVerlet,
 )
-from ._minimise import FIRE as FIRE, minimise as minimise
+from ._minimise import FIRE as FIRE
+from ._minimise import minimise as minimise
 from ._neighbors import (
     NeighborList as NeighborList,
+)
+from ._neighbors import (
     brute_force_pairs as brute_force_pairs,
+)
+from ._neighbors import (
     build as build_neighbor_list,  # noqa: F401 - public name for the list build
 )
 from ._observables import (
     block_average as block_average,
+)
+from ._observables import (
     kinetic_energy as kinetic_energy,
+)
+from ._observables import (
     mean_squared_displacement as mean_squared_displacement,
+)
+from ._observables import (
     pressure as pressure,
+)
+from ._observables import (
     radial_distribution as radial_distribution,
+)
+from ._observables import (
     temperature as temperature,
 )
 from ._potentials import (
     WCA as WCA,
+)
+from ._potentials import (
     LennardJones as LennardJones,
+)
+from ._potentials import (
     Morse as Morse,
+)
+from ._potentials import (
     PairFunction as PairFunction,
+)
+from ._potentials import (
     PairPotential as PairPotential,
+)
+from ._potentials import (
     SoftSphere as SoftSphere,
 )
-from ._setup import lattice as lattice, maxwell_boltzmann as maxwell_boltzmann, random_packing as random_packing
-from ._space import displacement as displacement, unwrap as unwrap, volume as volume, wrap as wrap
-from ._stepper import MDState as MDState, MDStepper as MDStepper
+from ._setup import (
+    lattice as lattice,
+)
+from ._setup import (
+    maxwell_boltzmann as maxwell_boltzmann,
+)
+from ._setup import (
+    random_packing as random_packing,
+)
+from ._space import displacement as displacement
+from ._space import unwrap as unwrap
+from ._space import volume as volume
+from ._space import wrap as wrap
+from ._stepper import MDState as MDState
+from ._stepper import MDStepper as MDStepper

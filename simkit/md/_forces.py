@@ -50,9 +50,14 @@ def _pairs(potential: PairPotential, params, positions, idx, species, box, rows=
     return dr, r2, u, du_dr2
 
 
-def forces(potential: PairPotential, params, positions: Float[Array, "N D"],
-           idx: Int[Array, "N K"], species: Int[Array, " N"] | None, box
-           ) -> Float[Array, "N D"]:
+def forces(
+    potential: PairPotential,
+    params,
+    positions: Float[Array, "N D"],
+    idx: Int[Array, "N K"],
+    species: Int[Array, " N"] | None,
+    box,
+) -> Float[Array, "N D"]:
     """Force on each particle, `-dU/dr_i` (energy / length), from a full neighbor list."""
     n, k = idx.shape
 
@@ -67,14 +72,20 @@ def forces(potential: PairPotential, params, positions: Float[Array, "N D"],
     pad = -n % _ROW_BLOCK
     rows = jnp.concatenate([jnp.arange(n, dtype=jnp.int32), jnp.zeros(pad, jnp.int32)])
     idx_p = jnp.concatenate([idx, jnp.full((pad, k), n, idx.dtype)])
-    f = jax.lax.map(lambda a: block(*a), (rows.reshape(-1, _ROW_BLOCK),
-                                          idx_p.reshape(-1, _ROW_BLOCK, k)))
+    f = jax.lax.map(
+        lambda a: block(*a), (rows.reshape(-1, _ROW_BLOCK), idx_p.reshape(-1, _ROW_BLOCK, k))
+    )
     return f.reshape(-1, positions.shape[1])[:n]
 
 
-def energy_virial(potential: PairPotential, params, positions: Float[Array, "N D"],
-                  idx: Int[Array, "N K"], species: Int[Array, " N"] | None, box
-                  ) -> tuple[Float[Array, ""], Float[Array, ""]]:
+def energy_virial(
+    potential: PairPotential,
+    params,
+    positions: Float[Array, "N D"],
+    idx: Int[Array, "N K"],
+    species: Int[Array, " N"] | None,
+    box,
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """(potential energy, virial W = sum over pairs of r_ij . F_ij), both energy units."""
     _, r2, u, du_dr2 = _pairs(potential, params, positions, idx, species, box)
     return 0.5 * jnp.sum(u), 0.5 * jnp.sum(-2.0 * du_dr2 * r2)
@@ -86,8 +97,9 @@ def energy(potential: PairPotential, params, positions, idx, species, box) -> Fl
     return energy_virial(potential, params, positions, idx, species, box)[0]
 
 
-def energy_all_pairs(potential: PairPotential, params, positions, species=None, box=None
-                     ) -> Float[Array, ""]:
+def energy_all_pairs(
+    potential: PairPotential, params, positions, species=None, box=None
+) -> Float[Array, ""]:
     """Potential energy by the O(N^2) sum over all pairs (reference for tests, small N)."""
     n = positions.shape[0]
     idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n, n))

@@ -41,8 +41,11 @@ class VelocityVerlet(MDStepper):
         x, image = self.move(state, dt * v_half)
         f, nbrs = self.compute_forces(state, params, x)
         v = v_half + 0.5 * dt * f * inv_m
-        return eqx.tree_at(lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors,
-                                      s.step), state, (x, v, f, image, nbrs, state.step + 1))
+        return eqx.tree_at(
+            lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors, s.step),
+            state,
+            (x, v, f, image, nbrs, state.step + 1),
+        )
 
 
 class Langevin(MDStepper):
@@ -78,9 +81,11 @@ class Langevin(MDStepper):
         x, image = self.move(state, drift + 0.5 * dt * v)  # A
         f, nbrs = self.compute_forces(state, params, x)
         v = v + 0.5 * dt * f * inv_m  # B
-        return eqx.tree_at(lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors,
-                                      s.step, s.key),
-                           state, (x, v, f, image, nbrs, state.step + 1, key))
+        return eqx.tree_at(
+            lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors, s.step, s.key),
+            state,
+            (x, v, f, image, nbrs, state.step + 1, key),
+        )
 
 
 class NoseHooverChain(MDStepper):
@@ -149,24 +154,31 @@ class NoseHooverChain(MDStepper):
         dt = jnp.asarray(self.dt, dtype)
         half = 0.5 * dt
         inv_m = (1.0 / state.mass)[:, None]
-        v, xi, v_xi = self._chain(state.velocities, state.mass, state.extra["xi"],
-                                  state.extra["v_xi"], half)
+        v, xi, v_xi = self._chain(
+            state.velocities, state.mass, state.extra["xi"], state.extra["v_xi"], half
+        )
         v = v + half * state.forces * inv_m
         x, image = self.move(state, dt * v)
         f, nbrs = self.compute_forces(state, params, x)
         v = v + half * f * inv_m
         v, xi, v_xi = self._chain(v, state.mass, xi, v_xi, half)
-        return eqx.tree_at(lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors,
-                                      s.step, s.extra),
-                           state, (x, v, f, image, nbrs, state.step + 1, {"xi": xi, "v_xi": v_xi}))
+        return eqx.tree_at(
+            lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors, s.step, s.extra),
+            state,
+            (x, v, f, image, nbrs, state.step + 1, {"xi": xi, "v_xi": v_xi}),
+        )
 
     def extra_observables(self, state, params, potential_energy):
         n, dim = state.positions.shape
         q, dof = self._masses(n, dim, state.positions.dtype)
         xi, v_xi = state.extra["xi"], state.extra["v_xi"]
         ke = self.kinetic_energy(state)
-        h = ke + potential_energy + 0.5 * jnp.sum(q * v_xi**2) + self.kT * (
-            dof * xi[0] + jnp.sum(xi[1:]))
+        h = (
+            ke
+            + potential_energy
+            + 0.5 * jnp.sum(q * v_xi**2)
+            + self.kT * (dof * xi[0] + jnp.sum(xi[1:]))
+        )
         return {"conserved_energy": h / n}
 
     def extra_names(self):

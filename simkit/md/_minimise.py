@@ -43,17 +43,27 @@ class FIRE(MDStepper):
         require_positive("max_step", self.max_step)
         if not self.ftol >= 0:
             raise SimkitInputError(f"ftol must be >= 0, got {self.ftol!r}.")
-        if not (0 < self.f_dec < 1 < self.f_inc and 0 < self.f_alpha <= 1 and
-                0 <= self.alpha_start < 1):
+        if not (
+            0 < self.f_dec < 1 < self.f_inc and 0 < self.f_alpha <= 1 and 0 <= self.alpha_start < 1
+        ):
             raise SimkitInputError(
-                "FIRE needs 0 < f_dec < 1 < f_inc, 0 < f_alpha <= 1 and 0 <= alpha_start < 1.")
+                "FIRE needs 0 < f_dec < 1 < f_inc, 0 < f_alpha <= 1 and 0 <= alpha_start < 1."
+            )
 
     def init_extra(self, state, params):
         dtype = state.positions.dtype
-        return eqx.tree_at(lambda s: (s.velocities, s.extra), state, (
-            jnp.zeros_like(state.velocities),
-            {"dt": jnp.asarray(self.dt, dtype), "alpha": jnp.asarray(self.alpha_start, dtype),
-             "n_pos": jnp.asarray(0, jnp.int32)}))
+        return eqx.tree_at(
+            lambda s: (s.velocities, s.extra),
+            state,
+            (
+                jnp.zeros_like(state.velocities),
+                {
+                    "dt": jnp.asarray(self.dt, dtype),
+                    "alpha": jnp.asarray(self.alpha_start, dtype),
+                    "n_pos": jnp.asarray(0, jnp.int32),
+                },
+            ),
+        )
 
     def step(self, state: MDState, params) -> MDState:
         dtype = state.positions.dtype
@@ -71,10 +81,14 @@ class FIRE(MDStepper):
         v = (1 - alpha) * v + alpha * v_norm * f / jnp.where(f_norm > 0, f_norm, 1.0)
         v = jnp.where(uphill, 0.0, v)
         n_pos = jnp.where(uphill, 0, n_pos + 1)
-        dt_new = jnp.where(uphill, dt * self.f_dec,
-                           jnp.where(grow, jnp.minimum(dt * self.f_inc, dt_max), dt))
-        alpha = jnp.where(uphill, jnp.asarray(self.alpha_start, dtype),
-                          jnp.where(grow, alpha * self.f_alpha, alpha))
+        dt_new = jnp.where(
+            uphill, dt * self.f_dec, jnp.where(grow, jnp.minimum(dt * self.f_inc, dt_max), dt)
+        )
+        alpha = jnp.where(
+            uphill,
+            jnp.asarray(self.alpha_start, dtype),
+            jnp.where(grow, alpha * self.f_alpha, alpha),
+        )
         v = v + dt_new * f / state.mass[:, None]  # semi-implicit Euler step
         converged = jnp.sqrt(jnp.max(jnp.sum(f * f, -1))) < self.ftol
         v = jnp.where(converged, 0.0, v)
@@ -84,11 +98,16 @@ class FIRE(MDStepper):
         x, image = self.move(state, dx)
         f, nbrs = self.compute_forces(state, params, x)
         keep = {"dt": dt, "alpha": e["alpha"], "n_pos": e["n_pos"]}
-        extra = jax.tree.map(lambda a, b: jnp.where(converged, a, b), keep,
-                             {"dt": dt_new, "alpha": alpha, "n_pos": n_pos})
+        extra = jax.tree.map(
+            lambda a, b: jnp.where(converged, a, b),
+            keep,
+            {"dt": dt_new, "alpha": alpha, "n_pos": n_pos},
+        )
         return eqx.tree_at(
             lambda s: (s.positions, s.velocities, s.forces, s.image, s.neighbors, s.step, s.extra),
-            state, (x, v, f, image, nbrs, state.step + 1, extra))
+            state,
+            (x, v, f, image, nbrs, state.step + 1, extra),
+        )
 
     def extra_observables(self, state, params, potential_energy):
         return {"max_force": jnp.sqrt(jnp.max(jnp.sum(state.forces**2, -1)))}
@@ -104,8 +123,9 @@ class FIRE(MDStepper):
         return "iteration"
 
 
-def minimise(stepper: FIRE, state: MDState, params, *, ftol: float = 1e-4,
-             max_steps: int = 100_000) -> tuple[MDState, Array]:
+def minimise(
+    stepper: FIRE, state: MDState, params, *, ftol: float = 1e-4, max_steps: int = 100_000
+) -> tuple[MDState, Array]:
     """Run FIRE until the largest force on any particle is below `ftol` (energy / length), or
     `max_steps`. Pure and jittable (a `while_loop`) with `stepper`, `ftol` and `max_steps`
     static: `jax.jit(minimise, static_argnums=0, static_argnames=("ftol", "max_steps"))`, or

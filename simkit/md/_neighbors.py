@@ -5,8 +5,9 @@ j->i stored), empty slots holding `N`. The force loop is then a gather and a row
 scatter. A half list would halve the pair arithmetic but needs a scatter-add of the reaction
 forces; XLA's CPU scatter measured ~8 ns per update here, so at N = 4000 (436 k slots, full
 list 3.5 ms) the ~220 k scatter updates of a half list (~1.7 ms) would cost about what halving
-the arithmetic saves. That is an estimate: a half list was not built and measured. Measured alternatives for the force loop (a packed (N, K, 4) gather, a (K, N) layout)
-were no faster; row blocks of 4096 particles halved the N = 32 000 time (cache).
+the arithmetic saves. That is an estimate: a half list was not built and measured. Measured
+alternatives for the force loop (a packed (N, K, 4) gather, a (K, N) layout) were no faster;
+row blocks of 4096 particles halved the N = 32 000 time (cache).
 
 Build: particles are binned into cells of side >= `cutoff + skin`; each particle's candidates
 are the members of its 3^D neighboring cells (periodic). The hit test of every candidate is
@@ -93,11 +94,11 @@ def check_box(box, cutoff: float, skin: float) -> None:
             raise SimkitInputError(
                 f"box edge {axis} ({L:.6g}) is shorter than 2 x (cutoff + skin) = {2 * r_list:.6g}"
                 f": the minimum image convention would miss interacting pairs. Use a larger box "
-                f"(more particles) or a smaller cutoff/skin.")
+                f"(more particles) or a smaller cutoff/skin."
+            )
 
 
-def estimate_capacities(n: int, box, r_list: float, grid, safety: float = 1.3
-                        ) -> tuple[int, int]:
+def estimate_capacities(n: int, box, r_list: float, grid, safety: float = 1.3) -> tuple[int, int]:
     """(neighbors per particle, particles per cell) from the mean density, with headroom."""
     if box is None:
         return max(8, n), 1
@@ -148,8 +149,10 @@ def _stencil_members(a, grid, fill):
     n_cells, c_cap = a.shape[-2:]
     g = a.reshape(*lead, *grid, c_cap)
     axes = tuple(range(len(lead), len(lead) + dim))
-    parts = [jnp.roll(g, tuple(-o for o in off), axes).reshape(*lead, n_cells, c_cap)
-             for off in itertools.product((-1, 0, 1), repeat=dim)]
+    parts = [
+        jnp.roll(g, tuple(-o for o in off), axes).reshape(*lead, n_cells, c_cap)
+        for off in itertools.product((-1, 0, 1), repeat=dim)
+    ]
     width = len(parts) * c_cap
     parts.append(jnp.full((*lead, n_cells, -width % 32), fill, a.dtype))
     return jnp.concatenate(parts, axis=-1)
@@ -191,16 +194,18 @@ def _build_all_pairs(positions, box_a, rl2, capacity):
         cand = jnp.where(cand < n, cand, n)
         r2 = _squared_distances(xs[:, :, None], xs[:, jnp.minimum(cand, n - 1)][:, None, :], box_a)
         mask = (cand[None, :] < n) & (cand[None, :] != me[:, None]) & (r2 < rl2)
-        return _compact_into(rows, count, jnp.broadcast_to(cand, mask.shape), mask, capacity,
-                             n), None
+        return _compact_into(
+            rows, count, jnp.broadcast_to(cand, mask.shape), mask, capacity, n
+        ), None
 
     rows = jnp.full((n, capacity + 1), n, jnp.int32)
     (rows, count), _ = jax.lax.scan(body, (rows, jnp.zeros(n, jnp.int32)), jnp.arange(n_blocks))
     return rows[:, :capacity], jnp.max(count)
 
 
-def build(positions: Float[Array, "N D"], box, grid, r_list: float, capacity: int,
-          cell_capacity: int) -> tuple[Int[Array, "N K"], Array, Array, Array]:
+def build(
+    positions: Float[Array, "N D"], box, grid, r_list: float, capacity: int, cell_capacity: int
+) -> tuple[Int[Array, "N K"], Array, Array, Array]:
     """Build a full neighbor list of pairs closer than `r_list`.
 
     Args:
@@ -269,7 +274,9 @@ def build(positions: Float[Array, "N D"], box, grid, r_list: float, capacity: in
     members = jnp.where(filled, order[jnp.minimum(start[:, None] + slot[None, :], n - 1)], n)
     # empty slots get NaN coordinates: NaN < rl2 is False, so no validity mask is needed later
     nan = jnp.asarray(jnp.nan, positions.dtype)
-    cell_x = jnp.where(filled[None], wrapped.T[:, jnp.minimum(members, n - 1)], nan)  # (D, cells, C)
+    cell_x = jnp.where(
+        filled[None], wrapped.T[:, jnp.minimum(members, n - 1)], nan
+    )  # (D, cells, C)
     cand = _stencil_members(members, grid, n)  # (cells, 32 W)
     cand_x = _stencil_members(cell_x, grid, nan)  # (D, cells, 32 W)
     n_words = cand.shape[-1] // 32
@@ -289,9 +296,11 @@ def build(positions: Float[Array, "N D"], box, grid, r_list: float, capacity: in
         words = words | jnp.where(r2 < rl2, jnp.uint32(1 << bit), jnp.uint32(0))
     # a member meets itself once, as candidate (S // 2) * C + slot of its own cell: clear it
     self_t = (3**dim // 2) * c_cap + slot
-    self_bit = jnp.where(jnp.arange(n_words)[None, :] == (self_t // 32)[:, None],
-                         jnp.uint32(1) << (self_t % 32).astype(jnp.uint32)[:, None],
-                         jnp.uint32(0))  # (C, W)
+    self_bit = jnp.where(
+        jnp.arange(n_words)[None, :] == (self_t // 32)[:, None],
+        jnp.uint32(1) << (self_t % 32).astype(jnp.uint32)[:, None],
+        jnp.uint32(0),
+    )  # (C, W)
     words = (words & ~self_bit[None]).reshape(n_cells * c_cap, n_words)
     # The barriers keep XLA from fusing producers into gathers, where they are re-evaluated per
     # gathered element (measured 1.2-2x slower each).
@@ -310,7 +319,7 @@ def build(positions: Float[Array, "N D"], box, grid, r_list: float, capacity: in
         # measured several times faster than a reduction over W or a scatter + prefix over K
         wk = jnp.zeros((b, k_cap), jnp.int32)
         for w in range(n_words - 1):
-            wk = jnp.where(incl[:, w:w + 1] <= kk, w + 1, wk)
+            wk = jnp.where(incl[:, w : w + 1] <= kk, w + 1, wk)
         wk = jax.lax.optimization_barrier(wk)
         at = wk + jnp.arange(b, dtype=jnp.int32)[:, None] * n_words
         j = kk - (incl - cnt).ravel()[at]  # rank of slot k's hit within its word
@@ -330,13 +339,20 @@ def build(positions: Float[Array, "N D"], box, grid, r_list: float, capacity: in
     return idx, kmax, max_occ, (kmax > capacity) | (max_occ > c_cap)
 
 
-def allocate(positions, box, grid, r_list: float, capacity: int, cell_capacity: int
-             ) -> NeighborList:
+def allocate(
+    positions, box, grid, r_list: float, capacity: int, cell_capacity: int
+) -> NeighborList:
     """A fresh list built at `positions` with the given capacities."""
     idx, k, occ, over = build(positions, box, grid, r_list, capacity, cell_capacity)
-    return NeighborList(idx=idx, reference=positions, cell_slots=jnp.zeros(cell_capacity, jnp.int8),
-                        max_neighbors=k, max_occupancy=occ, overflow=over,
-                        n_builds=jnp.asarray(1, jnp.int32))
+    return NeighborList(
+        idx=idx,
+        reference=positions,
+        cell_slots=jnp.zeros(cell_capacity, jnp.int8),
+        max_neighbors=k,
+        max_occupancy=occ,
+        overflow=over,
+        n_builds=jnp.asarray(1, jnp.int32),
+    )
 
 
 def needs_rebuild(nbrs: NeighborList, positions, box, skin: float) -> Bool[Array, ""]:
@@ -346,16 +362,20 @@ def needs_rebuild(nbrs: NeighborList, positions, box, skin: float) -> Bool[Array
     return jnp.max(jnp.sum(d * d, -1)) > jnp.asarray((0.5 * skin) ** 2, positions.dtype)
 
 
-def update(nbrs: NeighborList, positions, box, grid, r_list: float, skin: float
-           ) -> NeighborList:
+def update(nbrs: NeighborList, positions, box, grid, r_list: float, skin: float) -> NeighborList:
     """Rebuild the list if needed (decided on device, inside jit), else return it unchanged."""
 
     def rebuild(nbrs):
         idx, k, occ, over = build(positions, box, grid, r_list, nbrs.capacity, nbrs.cell_capacity)
-        return NeighborList(idx=idx, reference=positions, cell_slots=nbrs.cell_slots,
-                            max_neighbors=jnp.maximum(nbrs.max_neighbors, k),
-                            max_occupancy=jnp.maximum(nbrs.max_occupancy, occ),
-                            overflow=nbrs.overflow | over, n_builds=nbrs.n_builds + 1)
+        return NeighborList(
+            idx=idx,
+            reference=positions,
+            cell_slots=nbrs.cell_slots,
+            max_neighbors=jnp.maximum(nbrs.max_neighbors, k),
+            max_occupancy=jnp.maximum(nbrs.max_occupancy, occ),
+            overflow=nbrs.overflow | over,
+            n_builds=nbrs.n_builds + 1,
+        )
 
     return jax.lax.cond(needs_rebuild(nbrs, positions, box, skin), rebuild, lambda n: n, nbrs)
 

@@ -16,15 +16,17 @@ def kinetic_energy(velocities: Float[Array, "N D"], mass=1.0) -> Float[Array, ""
     return 0.5 * jnp.sum(m[:, None] * velocities**2)
 
 
-def temperature(velocities: Float[Array, "N D"], mass=1.0, *, dof: int | None = None
-                ) -> Float[Array, ""]:
+def temperature(
+    velocities: Float[Array, "N D"], mass=1.0, *, dof: int | None = None
+) -> Float[Array, ""]:
     """Kinetic temperature 2 KE / dof (energy units); dof defaults to D (N - 1)."""
     n, dim = velocities.shape
     return 2.0 * kinetic_energy(velocities, mass) / (dof if dof is not None else dim * (n - 1))
 
 
-def radial_distribution(positions: Float[Array, "N D"], box, *, r_max: float, bins: int = 100,
-                        block: int = 512) -> tuple[Float[Array, " bins"], Float[Array, " bins"]]:
+def radial_distribution(
+    positions: Float[Array, "N D"], box, *, r_max: float, bins: int = 100, block: int = 512
+) -> tuple[Float[Array, " bins"], Float[Array, " bins"]]:
     """Radial distribution function g(r) of one configuration in a periodic box.
 
     All pairs are histogrammed in row blocks (O(N^2) work, O(N x block) memory), so it is
@@ -57,10 +59,14 @@ def radial_distribution(positions: Float[Array, "N D"], box, *, r_max: float, bi
     return 0.5 * (edges[1:] + edges[:-1]), g
 
 
-def mean_squared_displacement(positions: Float[Array, "N D"], image, origin: Float[Array, "N D"],
-                              box) -> Float[Array, ""]:
+def mean_squared_displacement(
+    positions: Float[Array, "N D"], image, origin: Float[Array, "N D"], box
+) -> Float[Array, ""]:
     """Mean over particles of |unwrapped position - origin|^2 (length^2)."""
-    d = unwrap(positions, image, None if box is None else jnp.asarray(box, positions.dtype)) - origin
+    d = (
+        unwrap(positions, image, None if box is None else jnp.asarray(box, positions.dtype))
+        - origin
+    )
     return jnp.mean(jnp.sum(d * d, -1))
 
 

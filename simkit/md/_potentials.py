@@ -49,8 +49,9 @@ class PairPotential(eqx.Module):
     defaults: ClassVar[tuple[float, ...]] = ()
 
     def __check_init__(self):
-        if not (isinstance(self.cutoff, (int, float)) and math.isfinite(self.cutoff)
-                and self.cutoff > 0):
+        if not (
+            isinstance(self.cutoff, (int, float)) and math.isfinite(self.cutoff) and self.cutoff > 0
+        ):
             raise SimkitInputError(f"cutoff must be a finite number > 0, got {self.cutoff!r}.")
         if self.shift not in _SHIFTS:
             raise SimkitInputError(f"shift must be one of {_SHIFTS}, got {self.shift!r}.")
@@ -73,9 +74,10 @@ class PairPotential(eqx.Module):
         if unknown:
             raise SimkitInputError(
                 f"{type(self).__name__} has parameters {self.param_names}; got unknown "
-                f"{sorted(unknown)}.")
+                f"{sorted(unknown)}."
+            )
         out = {}
-        for name, default in zip(self.param_names, self.defaults):
+        for name, default in zip(self.param_names, self.defaults, strict=False):
             v = values.get(name, default)
             out[name] = jnp.asarray(v, dtype)
         return out
@@ -129,8 +131,18 @@ class LennardJones(PairPotential):
 
         Allen & Tildesley, Computer Simulation of Liquids (2nd ed., 2017), eq. 2.144.
         """
-        return _mix(fractions, p, lambda e, s: (8.0 / 3.0) * jnp.pi * density * e * s**3 * (
-            (s / self.cutoff) ** 9 / 3.0 - (s / self.cutoff) ** 3))
+        return _mix(
+            fractions,
+            p,
+            lambda e, s: (
+                (8.0 / 3.0)
+                * jnp.pi
+                * density
+                * e
+                * s**3
+                * ((s / self.cutoff) ** 9 / 3.0 - (s / self.cutoff) ** 3)
+            ),
+        )
 
     def tail_pressure(self, density, p, fractions=None) -> Array:
         """Pressure missing beyond the cutoff (energy / length^D):
@@ -138,8 +150,18 @@ class LennardJones(PairPotential):
 
         Allen & Tildesley (2017), eq. 2.145.
         """
-        return _mix(fractions, p, lambda e, s: (16.0 / 3.0) * jnp.pi * density**2 * e * s**3 * (
-            2.0 * (s / self.cutoff) ** 9 / 3.0 - (s / self.cutoff) ** 3))
+        return _mix(
+            fractions,
+            p,
+            lambda e, s: (
+                (16.0 / 3.0)
+                * jnp.pi
+                * density**2
+                * e
+                * s**3
+                * (2.0 * (s / self.cutoff) ** 9 / 3.0 - (s / self.cutoff) ** 3)
+            ),
+        )
 
 
 def _mix(fractions, p, term):
@@ -213,13 +235,20 @@ class PairFunction(PairPotential):
     param_names: tuple[str, ...] = eqx.field(static=True)
     defaults: tuple[float, ...] = eqx.field(static=True)
 
-    def __init__(self, fn: Callable[..., Float[Array, "..."]], cutoff: float,
-                 shift: str = "none", *, param_names: tuple[str, ...] = (),
-                 defaults: tuple[float, ...] = ()):
+    def __init__(
+        self,
+        fn: Callable[..., Float[Array, "..."]],
+        cutoff: float,
+        shift: str = "none",
+        *,
+        param_names: tuple[str, ...] = (),
+        defaults: tuple[float, ...] = (),
+    ):
         if len(defaults) != len(param_names):
             raise SimkitInputError(
                 f"give one default per parameter: {len(param_names)} names, {len(defaults)} "
-                "defaults.")
+                "defaults."
+            )
         self.fn = fn
         self.cutoff = cutoff
         self.shift = shift
@@ -247,8 +276,8 @@ def check_params(potential: PairPotential, p: Params, n_species: int) -> None:
     names = set(potential.param_names)
     if set(p) != names:
         raise SimkitInputError(
-            f"{type(potential).__name__} params must have exactly {sorted(names)}, got "
-            f"{sorted(p)}.")
+            f"{type(potential).__name__} params must have exactly {sorted(names)}, got {sorted(p)}."
+        )
     for k, v in p.items():
         if isinstance(v, jax.core.Tracer):
             continue
@@ -256,7 +285,8 @@ def check_params(potential: PairPotential, p: Params, n_species: int) -> None:
         if a.ndim not in (0, 2) or (a.ndim == 2 and a.shape != (n_species, n_species)):
             raise SimkitInputError(
                 f"parameter {k!r} must be a scalar or a ({n_species}, {n_species}) species table "
-                f"for {n_species} species, got shape {a.shape}.")
+                f"for {n_species} species, got shape {a.shape}."
+            )
         if not np.all(np.isfinite(a)):
             raise SimkitInputError(f"parameter {k!r} contains NaN/inf.")
         if a.ndim == 2 and not np.allclose(a, a.T):
@@ -267,4 +297,5 @@ def check_params(potential: PairPotential, p: Params, n_species: int) -> None:
     if np.any(rc2 > potential.cutoff**2 * (1 + 1e-6)):
         raise SimkitInputError(
             f"{type(potential).__name__}: a pair's own cutoff ({float(np.sqrt(rc2.max())):.4g}) "
-            f"exceeds cutoff={potential.cutoff}; raise cutoff.")
+            f"exceeds cutoff={potential.cutoff}; raise cutoff."
+        )

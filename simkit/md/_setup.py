@@ -20,9 +20,14 @@ _BASIS = {
 }
 
 
-def lattice(kind: str, n_cells, *, density: float | None = None,
-            lattice_constant: float | None = None, dtype=jnp.float32
-            ) -> tuple[Float[Array, "N D"], tuple[float, ...]]:
+def lattice(
+    kind: str,
+    n_cells,
+    *,
+    density: float | None = None,
+    lattice_constant: float | None = None,
+    dtype=jnp.float32,
+) -> tuple[Float[Array, "N D"], tuple[float, ...]]:
     """Particles on a cubic lattice filling a periodic box.
 
     Args:
@@ -44,7 +49,9 @@ def lattice(kind: str, n_cells, *, density: float | None = None,
     dim = basis.shape[1]
     cells = (n_cells,) * dim if isinstance(n_cells, (int, np.integer)) else tuple(n_cells)
     if len(cells) != dim or any(not isinstance(c, (int, np.integer)) or c < 1 for c in cells):
-        raise SimkitInputError(f"n_cells must be a positive int or {dim} positive ints, got {n_cells!r}.")
+        raise SimkitInputError(
+            f"n_cells must be a positive int or {dim} positive ints, got {n_cells!r}."
+        )
     if (density is None) == (lattice_constant is None):
         raise SimkitInputError("give exactly one of density and lattice_constant.")
     if density is not None:
@@ -59,8 +66,9 @@ def lattice(kind: str, n_cells, *, density: float | None = None,
     return jnp.asarray(pos, dtype), box
 
 
-def random_packing(key: Array, n: int, box, *, min_distance: float = 0.9, max_tries: int = 200,
-                   dtype=jnp.float32) -> Float[Array, "N D"]:
+def random_packing(
+    key: Array, n: int, box, *, min_distance: float = 0.9, max_tries: int = 200, dtype=jnp.float32
+) -> Float[Array, "N D"]:
     """`n` uniformly random positions in a periodic `box` with no pair closer than
     `min_distance` (random sequential insertion on the host with a cell grid; O(n)).
 
@@ -101,12 +109,20 @@ def random_packing(key: Array, n: int, box, *, min_distance: float = 0.9, max_tr
             raise SimkitInputError(
                 f"random_packing placed only {i} of {n} particles (packing fraction {frac:.3f} "
                 f"with min_distance {min_distance}): too dense for random insertion. Use a "
-                "lattice and melt it, a larger box, or a smaller min_distance.")
+                "lattice and melt it, a larger box, or a smaller min_distance."
+            )
     return jnp.asarray(pos, dtype)
 
 
-def maxwell_boltzmann(key: Array, shape: tuple[int, int], kT: float, mass=1.0, *,
-                      exact: bool = True, dtype=jnp.float32) -> Float[Array, "N D"]:
+def maxwell_boltzmann(
+    key: Array,
+    shape: tuple[int, int],
+    kT: float,
+    mass=1.0,
+    *,
+    exact: bool = True,
+    dtype=jnp.float32,
+) -> Float[Array, "N D"]:
     """Velocities `(N, D)` drawn from the Maxwell-Boltzmann distribution at `kT` (energy units)
     with zero total momentum.
 

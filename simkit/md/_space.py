@@ -11,8 +11,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 
-def displacement(ri: Float[Array, "... D"], rj: Float[Array, "... D"],
-                 box: Float[Array, " D"] | None) -> Float[Array, "... D"]:
+def displacement(
+    ri: Float[Array, "... D"], rj: Float[Array, "... D"], box: Float[Array, " D"] | None
+) -> Float[Array, "... D"]:
     """Minimum-image displacement `ri - rj` (length units).
 
     With a periodic `box` each component is folded into `[-L/2, L/2]`, which is the true minimum
@@ -26,9 +27,11 @@ def displacement(ri: Float[Array, "... D"], rj: Float[Array, "... D"],
     return dr - box * jnp.round(dr / box)
 
 
-def wrap(positions: Float[Array, "N D"], box: Float[Array, " D"] | None,
-         image: Int[Array, "N D"] | None = None
-         ) -> tuple[Float[Array, "N D"], Int[Array, "N D"] | None]:
+def wrap(
+    positions: Float[Array, "N D"],
+    box: Float[Array, " D"] | None,
+    image: Int[Array, "N D"] | None = None,
+) -> tuple[Float[Array, "N D"], Int[Array, "N D"] | None]:
     """Fold `positions` into the primary cell `[0, L)` and count the boxes crossed.
 
     Returns:
@@ -49,8 +52,9 @@ def wrap(positions: Float[Array, "N D"], box: Float[Array, " D"] | None,
     return wrapped, shift_i if image is None else image + shift_i
 
 
-def unwrap(positions: Float[Array, "N D"], image: Int[Array, "N D"],
-           box: Float[Array, " D"] | None) -> Float[Array, "N D"]:
+def unwrap(
+    positions: Float[Array, "N D"], image: Int[Array, "N D"], box: Float[Array, " D"] | None
+) -> Float[Array, "N D"]:
     """Unwrapped positions `positions + image * box` (for diffusion / MSD)."""
     if box is None:
         return positions

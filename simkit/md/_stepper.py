@@ -17,8 +17,8 @@ from .._checks import SimkitInputError, require_positive
 from ..io import Variable
 from ..run import AbstractStepper
 from . import _neighbors as nb
-from ._forces import energy_virial, forces
 from . import _observables as obs
+from ._forces import energy_virial, forces
 from ._potentials import WCA, LennardJones, PairPotential, check_params
 from ._space import unwrap, wrap
 
@@ -74,17 +74,21 @@ class MDStepper(AbstractStepper):
 
     def __check_init__(self):
         require_positive("dt", self.dt)
-        if not (isinstance(self.skin, (int, float)) and math.isfinite(self.skin) and self.skin >= 0):
+        if not (
+            isinstance(self.skin, (int, float)) and math.isfinite(self.skin) and self.skin >= 0
+        ):
             raise SimkitInputError(f"skin must be a finite number >= 0, got {self.skin!r}.")
         if self.box is not None:
             if len(self.box) not in (2, 3):
                 raise SimkitInputError(f"box must have 2 or 3 edges, got {self.box!r}.")
             nb.check_box(self.box, self.potential.cutoff, self.skin)
-        if self.tail_correction and not (isinstance(self.potential, LennardJones)
-                                         and self.potential.shift == "none"):
+        if self.tail_correction and not (
+            isinstance(self.potential, LennardJones) and self.potential.shift == "none"
+        ):
             raise SimkitInputError(
                 "tail_correction needs LennardJones with shift='none' (the analytic correction "
-                "assumes the plain-truncated potential).")
+                "assumes the plain-truncated potential)."
+            )
         if self.tail_correction and self.box is None:
             raise SimkitInputError("tail_correction needs a periodic box (a bulk density).")
 
@@ -105,11 +109,19 @@ class MDStepper(AbstractStepper):
         return dim * (n - 1) if n > 1 else dim
 
     # ---- construction ------------------------------------------------------------------
-    def init(self, positions: Float[Array, "N D"], params: dict,
-             velocities: Float[Array, "N D"] | None = None, *,
-             species: Int[Array, " N"] | None = None, mass: float | Float[Array, " N"] = 1.0,
-             key: Array | None = None, min_distance: float | None = None,
-             capacity: int | None = None, cell_capacity: int | None = None) -> MDState:
+    def init(
+        self,
+        positions: Float[Array, "N D"],
+        params: dict,
+        velocities: Float[Array, "N D"] | None = None,
+        *,
+        species: Int[Array, " N"] | None = None,
+        mass: float | Float[Array, " N"] = 1.0,
+        key: Array | None = None,
+        min_distance: float | None = None,
+        capacity: int | None = None,
+        cell_capacity: int | None = None,
+    ) -> MDState:
         """Check the inputs and build the initial state (forces and neighbor list included).
 
         Args:
@@ -133,7 +145,8 @@ class MDStepper(AbstractStepper):
         if positions.ndim != 2 or positions.shape[1] not in (2, 3) or positions.shape[0] < 2:
             raise SimkitInputError(
                 f"positions must have shape (N, D) with N >= 2 and D = 2 or 3, got "
-                f"{tuple(positions.shape)}.")
+                f"{tuple(positions.shape)}."
+            )
         if not jnp.issubdtype(positions.dtype, jnp.floating):
             positions = positions.astype(jnp.float32)
         n, dim = positions.shape
@@ -141,11 +154,14 @@ class MDStepper(AbstractStepper):
         if self.box is not None and len(self.box) != dim:
             raise SimkitInputError(f"positions are {dim}-D but the box has {len(self.box)} edges.")
         _require_finite_array("positions", positions)
-        velocities = jnp.zeros_like(positions) if velocities is None else jnp.asarray(velocities, dtype)
+        velocities = (
+            jnp.zeros_like(positions) if velocities is None else jnp.asarray(velocities, dtype)
+        )
         if velocities.shape != positions.shape:
             raise SimkitInputError(
                 f"velocities must have the shape of positions {tuple(positions.shape)}, got "
-                f"{tuple(velocities.shape)}.")
+                f"{tuple(velocities.shape)}."
+            )
         _require_finite_array("velocities", velocities)
         species = jnp.zeros(n, jnp.int32) if species is None else jnp.asarray(species, jnp.int32)
         n_species = _n_species(params)
@@ -154,7 +170,8 @@ class MDStepper(AbstractStepper):
         if int(species.min()) < 0 or int(species.max()) >= n_species:
             raise SimkitInputError(
                 f"species must be in [0, {n_species}) to match the ({n_species}, {n_species}) "
-                f"parameter tables, got values in [{int(species.min())}, {int(species.max())}].")
+                f"parameter tables, got values in [{int(species.min())}, {int(species.max())}]."
+            )
         check_params(self.potential, params, n_species)
         mass = jnp.broadcast_to(jnp.asarray(mass, dtype), (n,))
         _require_finite_array("mass", mass)
@@ -175,10 +192,19 @@ class MDStepper(AbstractStepper):
         self._check_overlaps(positions, nbrs, params, species, min_distance)
         f = _forces(self.potential, params, positions, nbrs.idx, species, self.box)
         step0 = jnp.asarray(0, jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
-        state = MDState(positions=positions, velocities=velocities, forces=f, image=image,
-                        origin=unwrap(positions, image, box), species=species, mass=mass,
-                        neighbors=nbrs, step=step0,
-                        key=jax.random.key(0) if key is None else key, extra={})
+        state = MDState(
+            positions=positions,
+            velocities=velocities,
+            forces=f,
+            image=image,
+            origin=unwrap(positions, image, box),
+            species=species,
+            mass=mass,
+            neighbors=nbrs,
+            step=step0,
+            key=jax.random.key(0) if key is None else key,
+            extra={},
+        )
         return self.init_extra(state, params)
 
     def init_extra(self, state: MDState, params) -> MDState:
@@ -193,7 +219,8 @@ class MDStepper(AbstractStepper):
         if per_cell > 64 * max(cell_vol, 1.0):
             raise SimkitInputError(
                 f"density too high for the cell list: {per_cell:.0f} particles per cell of volume "
-                f"{cell_vol:.3g} (N = {n}, box {self.box}). Check the box and the positions.")
+                f"{cell_vol:.3g} (N = {n}, box {self.box}). Check the box and the positions."
+            )
 
     def _check_overlaps(self, positions, nbrs, params, species, min_distance):
         if min_distance is None:
@@ -210,14 +237,16 @@ class MDStepper(AbstractStepper):
             raise SimkitInputError(
                 f"particles {i} and {j} are {r:.4g} apart, closer than min_distance = "
                 f"{min_distance:.4g}: the first force would blow the run up. Minimise the energy "
-                f"first (simkit.md.FIRE), or pass min_distance=0 to skip this check.")
+                f"first (simkit.md.FIRE), or pass min_distance=0 to skip this check."
+            )
 
     # ---- dynamics helpers --------------------------------------------------------------
     def compute_forces(self, state: MDState, params, positions) -> tuple[Array, nb.NeighborList]:
         """Update the neighbor list if needed (on device) and return forces at `positions`."""
         nbrs = nb.update(state.neighbors, positions, self.box, self.grid, self.r_list, self.skin)
-        f = forces(self.potential, params, positions, nbrs.idx, state.species,
-                   self._box(positions.dtype))
+        f = forces(
+            self.potential, params, positions, nbrs.idx, state.species, self._box(positions.dtype)
+        )
         return f, nbrs
 
     def move(self, state: MDState, displacement_: Array) -> tuple[Array, Array]:
@@ -225,7 +254,9 @@ class MDStepper(AbstractStepper):
         return wrap(state.positions + displacement_, self._box(state.positions.dtype), state.image)
 
     def time(self, state: MDState) -> Array:
-        return state.step.astype(state.positions.dtype) * jnp.asarray(self.dt, state.positions.dtype)
+        return state.step.astype(state.positions.dtype) * jnp.asarray(
+            self.dt, state.positions.dtype
+        )
 
     @abc.abstractmethod
     def step(self, state: MDState, params) -> MDState: ...
@@ -254,8 +285,9 @@ class MDStepper(AbstractStepper):
         n, dim = state.positions.shape
         dtype = state.positions.dtype
         box = self._box(dtype)
-        u, w = energy_virial(self.potential, params, state.positions, state.neighbors.idx,
-                             state.species, box)
+        u, w = energy_virial(
+            self.potential, params, state.positions, state.neighbors.idx, state.species, box
+        )
         ke = self.kinetic_energy(state)
         temperature = 2.0 * ke / self.dof(n, dim)
         out = {"kinetic_energy": ke / n, "potential_energy": u / n}
@@ -266,7 +298,8 @@ class MDStepper(AbstractStepper):
                 rho = n / vol
                 frac = jnp.bincount(state.species, length=_n_species(params)) / n
                 out["potential_energy"] = out["potential_energy"] + self.potential.tail_energy(
-                    rho, params, frac)
+                    rho, params, frac
+                )
                 pressure = pressure + self.potential.tail_pressure(rho, params, frac)
             out["pressure"] = pressure
         out["total_energy"] = out["kinetic_energy"] + out["potential_energy"]
@@ -279,14 +312,21 @@ class MDStepper(AbstractStepper):
         return {}
 
     def observe(self, state: MDState, params) -> dict[str, Array]:
-        out = {"position": state.positions, "velocity": state.velocities, "image": state.image,
-               "species": state.species}
+        out = {
+            "position": state.positions,
+            "velocity": state.velocities,
+            "image": state.image,
+            "species": state.species,
+        }
         out.update(self.thermo(state, params))
         return out
 
     def save_groups(self) -> dict[str, tuple[str, ...]]:
-        thermo = ("kinetic_energy", "potential_energy", "total_energy", "temperature", "msd") + \
-            (("pressure",) if self.box is not None else ()) + self.extra_names()
+        thermo = (
+            ("kinetic_energy", "potential_energy", "total_energy", "temperature", "msd")
+            + (("pressure",) if self.box is not None else ())
+            + self.extra_names()
+        )
         return {"trajectory": ("position", "velocity", "image", "species"), "thermo": thermo}
 
     def extra_names(self) -> tuple[str, ...]:
@@ -299,10 +339,12 @@ class MDStepper(AbstractStepper):
         n, dim = state.positions.shape
         dt = state.positions.dtype.name
         vec = ("particle", "spatial")
-        out = {"position": Variable(vec, (n, dim), dt),
-               "velocity": Variable(vec, (n, dim), dt),
-               "image": Variable(vec, (n, dim), "int32"),
-               "species": Variable(("particle",), (n,), "int32")}
+        out = {
+            "position": Variable(vec, (n, dim), dt),
+            "velocity": Variable(vec, (n, dim), dt),
+            "image": Variable(vec, (n, dim), "int32"),
+            "species": Variable(("particle",), (n,), "int32"),
+        }
         for name in self.save_groups()["thermo"]:
             out[name] = Variable((), (), dt)
         return out
@@ -356,4 +398,5 @@ def _require_finite_array(name, x):
         where = np.argwhere(bad)[0]
         raise SimkitInputError(
             f"{name} contains {int(bad.sum())} NaN/inf value(s), the first at index "
-            f"{tuple(int(i) for i in where)}.")
+            f"{tuple(int(i) for i in where)}."
+        )

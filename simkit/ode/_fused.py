@@ -69,8 +69,9 @@ from ._tableau import ButcherTableau
 # --------------------------------------------------------------------------------------------
 
 
-def _batched_field(vector_field: Callable, batched: bool, t_batched: bool,
-                   member_last: bool = False) -> Callable:
+def _batched_field(
+    vector_field: Callable, batched: bool, t_batched: bool, member_last: bool = False
+) -> Callable:
     """`F(t, Y, P)` on a batch `Y (n, dim)`, from a per-member `f(t, y, p)`.
 
     With `batched=True` the given function already works on the batch (hand-batched field).
@@ -83,8 +84,18 @@ def _batched_field(vector_field: Callable, batched: bool, t_batched: bool,
     return jax.vmap(vector_field, in_axes=(0 if t_batched else None, ax, ax), out_axes=ax)
 
 
-def _rk_step(F, tab: ButcherTableau, t, y, h, k1, params, *, with_error: bool,
-             materialize_stages: bool = False):
+def _rk_step(
+    F,
+    tab: ButcherTableau,
+    t,
+    y,
+    h,
+    k1,
+    params,
+    *,
+    with_error: bool,
+    materialize_stages: bool = False,
+):
     """One explicit RK step for every member.
 
     Args:
@@ -118,7 +129,7 @@ def _rk_step(F, tab: ButcherTableau, t, y, h, k1, params, *, with_error: bool,
         ks.append(F(t + jnp.asarray(tab.c[i], dtype) * h, yi, params))
     if not tab.fsal:
         acc = None
-        for b_j, k in zip(tab.b, ks):
+        for b_j, k in zip(tab.b, ks, strict=False):
             if b_j != 0.0:
                 term = jnp.asarray(b_j, dtype) * k
                 acc = term if acc is None else acc + term
@@ -126,7 +137,7 @@ def _rk_step(F, tab: ButcherTableau, t, y, h, k1, params, *, with_error: bool,
     err = None
     if with_error:
         acc = None
-        for e_j, k in zip(tab.b_err, ks):
+        for e_j, k in zip(tab.b_err, ks, strict=False):
             if e_j != 0.0:
                 term = jnp.asarray(e_j, dtype) * k
                 acc = term if acc is None else acc + term
@@ -213,8 +224,9 @@ def fixed_block_size(n: int, dim: int) -> int:
     return n if n <= b else b
 
 
-@functools.partial(jax.jit, static_argnames=("vector_field", "tab", "t0", "dt", "save_steps",
-                                             "batched", "block"))
+@functools.partial(
+    jax.jit, static_argnames=("vector_field", "tab", "t0", "dt", "save_steps", "batched", "block")
+)
 def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, block=None):
     """Fixed-step solve of `y0_b (n, dim)`; returns the saved states `(n, n_save, dim)`.
 
@@ -254,8 +266,9 @@ def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, 
             t = t0_ + i.astype(dtype) * dt_
             if not tab.fsal:
                 k1 = F(t, y, p_blk)
-            y1, _, k_last = _rk_step(F, tab, t, y, dt_, k1, p_blk, with_error=False,
-                                     materialize_stages=True)
+            y1, _, k_last = _rk_step(
+                F, tab, t, y, dt_, k1, p_blk, with_error=False, materialize_stages=True
+            )
             return (i + 1, y1, k_last if tab.fsal else k1), None
 
         def chunk(carry, _):
@@ -320,8 +333,17 @@ def fixed_step_solve(
     Returns:
         states at the save steps, `(n, n_save, dim)`, dtype of `y0`.
     """
-    return _fixed_kernel(vector_field, tab, jnp.asarray(y0), params, float(t0), float(dt),
-                         tuple(int(s) for s in save_steps), batched, block)
+    return _fixed_kernel(
+        vector_field,
+        tab,
+        jnp.asarray(y0),
+        params,
+        float(t0),
+        float(dt),
+        tuple(int(s) for s in save_steps),
+        batched,
+        block,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,13 +374,26 @@ class ControllerConfig:
 
         if type(controller) is not diffrax.PIDController:
             return None
-        if (controller.dtmin is not None or controller.error_order is not None
-                or controller.norm is not optx.rms_norm):
+        if (
+            controller.dtmin is not None
+            or controller.error_order is not None
+            or controller.norm is not optx.rms_norm
+        ):
             return None
         try:
-            vals = {f: float(getattr(controller, f)) for f in
-                    ("rtol", "atol", "pcoeff", "icoeff", "dcoeff", "safety", "factormin",
-                     "factormax")}
+            vals = {
+                f: float(getattr(controller, f))
+                for f in (
+                    "rtol",
+                    "atol",
+                    "pcoeff",
+                    "icoeff",
+                    "dcoeff",
+                    "safety",
+                    "factormin",
+                    "factormax",
+                )
+            }
         except TypeError:  # traced coefficients
             return None
         dtmax = None if controller.dtmax is None else float(controller.dtmax)
@@ -401,8 +436,9 @@ def _rms(x):
     return jnp.sqrt(acc / dim)
 
 
-@functools.partial(jax.jit, static_argnames=("vector_field", "tab", "cfg", "batched",
-                                             "n_initial_saves"))
+@functools.partial(
+    jax.jit, static_argnames=("vector_field", "tab", "cfg", "batched", "n_initial_saves")
+)
 def _adaptive_init(vector_field, tab, cfg, batched, y0, params, t0, dt0, stops, n_initial_saves):
     """Initial state; `dt0` is `(n,)` or `None` (diffrax's initial-step heuristic)."""
     F = _batched_field(vector_field, batched, t_batched=True)
@@ -420,8 +456,11 @@ def _adaptive_init(vector_field, tab, cfg, batched, y0, params, t0, dt0, stops, 
         f1 = F(t + h0, y + h0[:, None] * k1, params)
         d2 = _rms((f1 - k1) / scale) / h0
         max_d = jnp.maximum(d1, d2)
-        h1 = jnp.where(max_d <= 1e-15, jnp.maximum(jnp.asarray(1e-6, dtype), h0 * 1e-3),
-                       (0.01 / max_d) ** (1.0 / tab.error_order))
+        h1 = jnp.where(
+            max_d <= 1e-15,
+            jnp.maximum(jnp.asarray(1e-6, dtype), h0 * 1e-3),
+            (0.01 / max_d) ** (1.0 / tab.error_order),
+        )
         dt0 = jnp.minimum(100 * h0, h1)
     dt0 = jnp.asarray(dt0, dtype)
     if cfg.dtmax is not None:
@@ -436,9 +475,21 @@ def _adaptive_init(vector_field, tab, cfg, batched, y0, params, t0, dt0, stops, 
     one = jnp.ones((n,), dtype)
     zeros_i = jnp.zeros((n,), jnp.int32)
     return AdaptiveState(
-        y=y0, k1=k1, t=t, tnext=tnext, dt_saved=dt0, clipped=tnext < t + dt0,
-        inv_err1=one, inv_err2=one, stop_idx=stop_idx, ys=ys, num_steps=zeros_i,
-        num_accepted=zeros_i, num_rejected=zeros_i, done=done, success=done,
+        y=y0,
+        k1=k1,
+        t=t,
+        tnext=tnext,
+        dt_saved=dt0,
+        clipped=tnext < t + dt0,
+        inv_err1=one,
+        inv_err2=one,
+        stop_idx=stop_idx,
+        ys=ys,
+        num_steps=zeros_i,
+        num_accepted=zeros_i,
+        num_rejected=zeros_i,
+        done=done,
+        success=done,
     )
 
 
@@ -447,7 +498,8 @@ def _pad_members(tree, pad: int):
     if not pad:
         return tree
     return jax.tree_util.tree_map(
-        lambda x: jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,) + x.shape[1:])]), tree)
+        lambda x: jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,) + x.shape[1:])]), tree
+    )
 
 
 def adaptive_block_size(n: int, dim: int) -> int:
@@ -460,10 +512,31 @@ def adaptive_block_size(n: int, dim: int) -> int:
     return n if n <= b else b
 
 
-@functools.partial(jax.jit, static_argnames=("vector_field", "tab", "cfg", "batched",
-                                             "max_steps", "segment_steps", "block"))
-def _adaptive_segment(vector_field, tab, cfg, batched, max_steps, segment_steps, state, params,
-                      stops, floors, block=None):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "vector_field",
+        "tab",
+        "cfg",
+        "batched",
+        "max_steps",
+        "segment_steps",
+        "block",
+    ),
+)
+def _adaptive_segment(
+    vector_field,
+    tab,
+    cfg,
+    batched,
+    max_steps,
+    segment_steps,
+    state,
+    params,
+    stops,
+    floors,
+    block=None,
+):
     """Up to `segment_steps` attempted steps for every active member (while any is active).
 
     Run block by block like the fixed-step kernel (`block` members, default
@@ -473,8 +546,9 @@ def _adaptive_segment(vector_field, tab, cfg, batched, max_steps, segment_steps,
     n, dim = state.y.shape
 
     def loop(st, pr):
-        return _adaptive_loop(vector_field, tab, cfg, batched, max_steps, segment_steps, st, pr,
-                              stops, floors)
+        return _adaptive_loop(
+            vector_field, tab, cfg, batched, max_steps, segment_steps, st, pr, stops, floors
+        )
 
     b = adaptive_block_size(n, dim) if block is None else (block or n)
     if b >= n:
@@ -484,14 +558,16 @@ def _adaptive_segment(vector_field, tab, cfg, batched, max_steps, segment_steps,
     done = jnp.concatenate([state.done, jnp.ones((pad,), bool)])
     state = eqx.tree_at(lambda s: s.done, _pad_members(state, pad), done)
     params = _pad_members(params, pad)
-    blocks = jax.tree_util.tree_map(lambda x: x.reshape((n_blocks, b) + x.shape[1:]),
-                                    (state, params))
+    blocks = jax.tree_util.tree_map(
+        lambda x: x.reshape((n_blocks, b) + x.shape[1:]), (state, params)
+    )
     out = jax.lax.map(lambda a: loop(*a), blocks)
     return jax.tree_util.tree_map(lambda x: x.reshape((n_blocks * b,) + x.shape[2:])[:n], out)
 
 
-def _adaptive_loop(vector_field, tab, cfg, batched, max_steps, segment_steps, state, params,
-                   stops, floors):
+def _adaptive_loop(
+    vector_field, tab, cfg, batched, max_steps, segment_steps, state, params, stops, floors
+):
     """The segment's `while_loop` on one batch (or block) of members."""
     F = _batched_field(vector_field, batched, t_batched=True)
     dtype = state.y.dtype
@@ -523,8 +599,9 @@ def _adaptive_loop(vector_field, tab, cfg, batched, max_steps, segment_steps, st
             factor = factor * jnp.exp(c2 * jnp.log(s.inv_err1))
         if c3 != 0:
             factor = factor * jnp.exp(c3 * jnp.log(s.inv_err2))
-        factor = jnp.clip(factor, jnp.where(keep, 1.0, cfg.factormin),
-                          jnp.where(keep, cfg.factormax, cfg.safety)).astype(dtype)
+        factor = jnp.clip(
+            factor, jnp.where(keep, 1.0, cfg.factormin), jnp.where(keep, cfg.factormax, cfg.safety)
+        ).astype(dtype)
         dt_new = h * factor
         inv = jnp.where((inv == 0) | jnp.isinf(inv), 1.0, inv).astype(dtype)
         t_new = jnp.where(keep, s.tnext, s.t)
@@ -587,8 +664,19 @@ def _segment_fn(vector_field, tab, cfg, batched, max_steps, segment_steps, block
     """One stable function object per configuration (sharded_call caches compiled code by it)."""
 
     def segment(state, params, stops, floors):
-        return _adaptive_segment(vector_field, tab, cfg, batched, max_steps, segment_steps,
-                                 state, params, stops, floors, block)
+        return _adaptive_segment(
+            vector_field,
+            tab,
+            cfg,
+            batched,
+            max_steps,
+            segment_steps,
+            state,
+            params,
+            stops,
+            floors,
+            block,
+        )
 
     return segment
 
@@ -598,8 +686,9 @@ def _fixed_fn(vector_field, tab, t0, dt, save_steps, batched):
     """Stable batched fixed-step function `(y0 (n, dim), params) -> ys (n, n_save, dim)`."""
 
     def run(y0, params):
-        return fixed_step_solve(vector_field, tab, y0, params, t0=t0, dt=dt,
-                                save_steps=save_steps, batched=batched)
+        return fixed_step_solve(
+            vector_field, tab, y0, params, t0=t0, dt=dt, save_steps=save_steps, batched=batched
+        )
 
     return run
 
@@ -703,8 +792,9 @@ def adaptive_solve(
     dt0_arr = None if dt0 is None else jnp.full((n,), dt0, dtype)
 
     stops_j, floors_j = jnp.asarray(stops), jnp.asarray(floors)
-    state = _adaptive_init(vector_field, tab, cfg, batched, y0, params, float(t0), dt0_arr,
-                           stops_j, n_initial)
+    state = _adaptive_init(
+        vector_field, tab, cfg, batched, y0, params, float(t0), dt0_arr, stops_j, n_initial
+    )
 
     n_dev = 1
     if shard:
@@ -739,8 +829,14 @@ def adaptive_solve(
     full = _put(full, work, work_idx)
     ys = full.ys[:, jnp.asarray(inverse)]
     ts = jnp.asarray(save.astype(np_dtype))
-    return FusedSolution(ts=ts, ys=ys, num_steps=full.num_steps, num_accepted=full.num_accepted,
-                         num_rejected=full.num_rejected, success=full.success)
+    return FusedSolution(
+        ts=ts,
+        ys=ys,
+        num_steps=full.num_steps,
+        num_accepted=full.num_accepted,
+        num_rejected=full.num_rejected,
+        success=full.success,
+    )
 
 
 @jax.jit
@@ -899,13 +995,19 @@ def solve_ensemble_fused(
                 f"{tuple(y0s.shape)} {y0s.dtype}, got {getattr(out, 'shape', out)}."
             )
         vf, is_batched = batched_field, True
-    ts_out = (jnp.asarray([problem.t1], y0s.dtype) if saveat is None
-              else jnp.asarray(saveat, y0s.dtype))
+    ts_out = (
+        jnp.asarray([problem.t1], y0s.dtype) if saveat is None else jnp.asarray(saveat, y0s.dtype)
+    )
     if fixed_step:
         if dt0 is None:
             raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
-        _, save_steps = fixed_step_plan(problem.t0, problem.t1, float(dt0),
-                                        None if saveat is None else np.asarray(saveat), max_steps)
+        _, save_steps = fixed_step_plan(
+            problem.t0,
+            problem.t1,
+            float(dt0),
+            None if saveat is None else np.asarray(saveat),
+            max_steps,
+        )
         run = _fixed_fn(vf, tab, float(problem.t0), float(dt0), save_steps, is_batched)
         if shard and not traced:
             from ..ensemble import sharded_call
@@ -914,9 +1016,14 @@ def solve_ensemble_fused(
         else:
             ys = run(y0s, batched_params)
         full = jnp.full((n,), max(save_steps), jnp.int32)  # steps after the last save are skipped
-        return FusedSolution(ts=ts_out, ys=ys, num_steps=full, num_accepted=full,
-                             num_rejected=jnp.zeros((n,), jnp.int32),
-                             success=jnp.ones((n,), bool))
+        return FusedSolution(
+            ts=ts_out,
+            ys=ys,
+            num_steps=full,
+            num_accepted=full,
+            num_rejected=jnp.zeros((n,), jnp.int32),
+            success=jnp.ones((n,), bool),
+        )
     if not tab.adaptive:
         raise SimkitInputError(
             f"{tab.name} has no embedded error estimate, so it cannot adapt its step; pass "
@@ -945,9 +1052,21 @@ def solve_ensemble_fused(
             raise SimkitInputError("rtol and atol cannot both be 0; e.g. rtol=atol=1e-6.")
         cfg = ControllerConfig(rtol=float(rtol), atol=float(atol))
     sol = adaptive_solve(
-        vf, tab, y0s, batched_params, t0=problem.t0, t1=problem.t1, cfg=cfg,
-        save_ts=None if saveat is None else np.asarray(saveat), dt0=dt0, max_steps=max_steps,
-        segment_steps=segment_steps, regroup=regroup, batched=is_batched, shard=shard, mesh=mesh,
+        vf,
+        tab,
+        y0s,
+        batched_params,
+        t0=problem.t0,
+        t1=problem.t1,
+        cfg=cfg,
+        save_ts=None if saveat is None else np.asarray(saveat),
+        dt0=dt0,
+        max_steps=max_steps,
+        segment_steps=segment_steps,
+        regroup=regroup,
+        batched=is_batched,
+        shard=shard,
+        mesh=mesh,
     )
     if throw:
         raise_on_fused_failure(sol, tab.name, max_steps)

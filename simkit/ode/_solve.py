@@ -14,7 +14,6 @@ from jaxtyping import Array, Float, PyTree
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._problem import ODEProblem, validate_problem
 
-
 # A relative tolerance below this many machine epsilons of the state's dtype cannot be met:
 # the step-size controller would shrink steps into round-off and never reach t1.
 _RTOL_MIN_EPS = 100
@@ -45,8 +44,14 @@ def check_tolerances(rtol: Any, atol: Any, y0: Any, min_eps: float = _RTOL_MIN_E
         raise SimkitInputError(f"atol must be finite and > 0, got {atol!r}.")
     eps = float(jnp.finfo(y0.dtype).eps)
     if float(rtol) < min_eps * eps:
-        fix = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass a float64 "
-               "y0, or raise rtol") if y0.dtype != jnp.float64 else "raise rtol"
+        fix = (
+            (
+                "enable float64 (jax.config.update('jax_enable_x64', True)) and pass a float64 "
+                "y0, or raise rtol"
+            )
+            if y0.dtype != jnp.float64
+            else "raise rtol"
+        )
         raise SimkitInputError(
             f"rtol={rtol!r} is below what {y0.dtype} can resolve ({min_eps:g} x eps = "
             f"{min_eps * eps:.2g}): {fix}."
@@ -164,18 +169,43 @@ def solve(
     else:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     sol = diffeqsolve_problem(
-        problem.vector_field, problem.y0, problem.params, problem.t0, problem.t1,
-        solver=solver, controller=controller, dt0=dt0, saveat=_saveat(problem, saveat, dense),
-        event=event, max_steps=max_steps, adjoint=adjoint, throw=False,
+        problem.vector_field,
+        problem.y0,
+        problem.params,
+        problem.t0,
+        problem.t1,
+        solver=solver,
+        controller=controller,
+        dt0=dt0,
+        saveat=_saveat(problem, saveat, dense),
+        event=event,
+        max_steps=max_steps,
+        adjoint=adjoint,
+        throw=False,
     )
     if throw:
         _raise_on_failure(sol.result, solver, max_steps)
     return sol
 
 
-def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller, dt0, saveat,
-                        event=None, max_steps=100_000, adjoint=None, throw=False):
-    """Thin jittable call to `diffrax.diffeqsolve` (no host checks); used by `solve` and ensembles."""
+def diffeqsolve_problem(
+    vector_field,
+    y0,
+    params,
+    t0,
+    t1,
+    *,
+    solver,
+    controller,
+    dt0,
+    saveat,
+    event=None,
+    max_steps=100_000,
+    adjoint=None,
+    throw=False,
+):
+    """Thin jittable call to `diffrax.diffeqsolve` (no host checks); used by `solve` and
+    ensembles."""
     kwargs: dict[str, Any] = {}
     # Times in the state's precision: diffrax promotes y0 to the time dtype, so float64 times
     # would silently run a float32 state in float64 (and mix dtypes in the vector field).
@@ -190,9 +220,18 @@ def diffeqsolve_problem(vector_field, y0, params, t0, t1, *, solver, controller,
     return diffrax.diffeqsolve(
         # The user's function itself (not a fresh lambda) goes into the term, so diffeqsolve's
         # compile cache hits on repeated calls with the same vector field.
-        diffrax.ODETerm(vector_field), solver, t0, t1, dt0, y0,
-        args=params, saveat=saveat, stepsize_controller=controller, max_steps=max_steps,
-        throw=throw, **kwargs,
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args=params,
+        saveat=saveat,
+        stepsize_controller=controller,
+        max_steps=max_steps,
+        throw=throw,
+        **kwargs,
     )
 
 
@@ -218,9 +257,11 @@ def _raise_on_failure(result, solver, max_steps: int) -> None:
         from ._rosenbrock import AbstractRodas
 
         if not isinstance(solver, (diffrax.AbstractImplicitSolver, AbstractRodas)):
-            hint = (f" {type(solver).__name__} is explicit; if the problem is stiff use a stiff "
-                    "solver (stiff=True / solve_stiff, i.e. simkit.ode.Rodas5) instead of "
-                    "raising max_steps.")
+            hint = (
+                f" {type(solver).__name__} is explicit; if the problem is stiff use a stiff "
+                "solver (stiff=True / solve_stiff, i.e. simkit.ode.Rodas5) instead of "
+                "raising max_steps."
+            )
         raise RuntimeError(
             f"ODE solve reached max_steps={max_steps} before t1 in {n_failed} solve(s).{hint}"
         )
@@ -248,8 +289,10 @@ def broadcast_ensemble(problem: ODEProblem, y0: Array | None, params: PyTree | N
         leaves = jax.tree_util.tree_leaves(params)
         base_leaves = jax.tree_util.tree_leaves(problem.params)
         if len(leaves) != len(base_leaves):
-            raise SimkitInputError("ensemble params must have the same structure as problem.params.")
-        for leaf, base in zip(leaves, base_leaves):
+            raise SimkitInputError(
+                "ensemble params must have the same structure as problem.params."
+            )
+        for leaf, base in zip(leaves, base_leaves, strict=False):
             leaf = jnp.asarray(leaf)
             if leaf.ndim != jnp.ndim(base) + 1:
                 raise SimkitInputError(
@@ -270,8 +313,9 @@ def broadcast_ensemble(problem: ODEProblem, y0: Array | None, params: PyTree | N
         raise SimkitInputError("ensemble size must be >= 1, got 0 members.")
     y0s = y0 if y0 is not None else jnp.broadcast_to(base_y0, (n, dim))
     if params is None:
-        params = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p, (n, *jnp.shape(p))),
-                                        problem.params)
+        params = jax.tree_util.tree_map(
+            lambda p: jnp.broadcast_to(p, (n, *jnp.shape(p))), problem.params
+        )
     return y0s, params, n
 
 
@@ -329,9 +373,7 @@ def solve_ensemble(
     from ._tableau import TABLEAUS, tableau_for
 
     if method not in ("auto", "fused", "diffrax"):
-        raise SimkitInputError(
-            f"method must be 'auto', 'fused' or 'diffrax', got {method!r}."
-        )
+        raise SimkitInputError(f"method must be 'auto', 'fused' or 'diffrax', got {method!r}.")
     if isinstance(solver, str):
         if solver.lower() not in TABLEAUS:
             raise SimkitInputError(
@@ -346,21 +388,39 @@ def solve_ensemble(
     check_max_steps(max_steps)
     if not fixed_step:
         dtype = jnp.result_type(problem.y0 if y0 is None else y0)
-        check_tolerances(rtol, atol, jax.ShapeDtypeStruct(jnp.shape(problem.y0), dtype),
-                         min_eps=_RTOL_MIN_EPS_EXPLICIT)
+        check_tolerances(
+            rtol,
+            atol,
+            jax.ShapeDtypeStruct(jnp.shape(problem.y0), dtype),
+            min_eps=_RTOL_MIN_EPS_EXPLICIT,
+        )
     solver = default_solver(stiff) if solver is None else solver
     tab = tableau_for(solver)
     traced = _is_traced(y0, params, problem.y0, problem.params)
     fusable = tab is not None and (fixed_step or (tab.adaptive and not traced))
     if method == "fused" and not fusable:
-        why = (f"solver {solver!r} has no fused kernel (Tsit5, Dopri5, RK4 only)" if tab is None
-               else f"{tab.name} has no error estimate for adaptive steps" if not tab.adaptive
-               else "adaptive fused solves cannot run under jit/grad (traced inputs)")
+        why = (
+            f"solver {solver!r} has no fused kernel (Tsit5, Dopri5, RK4 only)"
+            if tab is None
+            else f"{tab.name} has no error estimate for adaptive steps"
+            if not tab.adaptive
+            else "adaptive fused solves cannot run under jit/grad (traced inputs)"
+        )
         raise SimkitInputError(f"method='fused' is not possible: {why}; use method='diffrax'.")
     if fusable and method != "diffrax":
         sol = solve_ensemble_fused(
-            problem, y0=y0, params=params, solver=solver, dt0=dt0, fixed_step=fixed_step,
-            rtol=rtol, atol=atol, saveat=saveat, max_steps=max_steps, shard=shard, throw=throw,
+            problem,
+            y0=y0,
+            params=params,
+            solver=solver,
+            dt0=dt0,
+            fixed_step=fixed_step,
+            rtol=rtol,
+            atol=atol,
+            saveat=saveat,
+            max_steps=max_steps,
+            shard=shard,
+            throw=throw,
         )
         return sol.ts, sol.ys
     if isinstance(solver, str):
@@ -380,9 +440,18 @@ def solve_ensemble(
         raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
     save = _saveat(problem, saveat, False)  # validates the save times
     save_ts = None if saveat is None else save.subs.ts
-    batched = _vmapped_diffrax(problem.vector_field, solver, bool(fixed_step), float(rtol),
-                               float(atol), dt0, int(max_steps), problem.t0, problem.t1,
-                               save_ts is not None)
+    batched = _vmapped_diffrax(
+        problem.vector_field,
+        solver,
+        bool(fixed_step),
+        float(rtol),
+        float(atol),
+        dt0,
+        int(max_steps),
+        problem.t0,
+        problem.t1,
+        save_ts is not None,
+    )
     extra = () if save_ts is None else (save_ts,)
     del save
     if shard:
@@ -397,18 +466,27 @@ def solve_ensemble(
 
 
 @functools.lru_cache(maxsize=64)
-def _vmapped_diffrax(vector_field, solver, fixed_step, rtol, atol, dt0, max_steps, t0, t1,
-                     with_ts):
+def _vmapped_diffrax(vector_field, solver, fixed_step, rtol, atol, dt0, max_steps, t0, t1, with_ts):
     """`vmap` of one diffrax solve, built once per configuration so jit caches hit on repeated
     `solve_ensemble` calls (a fresh closure per call would recompile every time)."""
-    controller = (diffrax.ConstantStepSize() if fixed_step
-                  else diffrax.PIDController(rtol=rtol, atol=atol))
+    controller = (
+        diffrax.ConstantStepSize() if fixed_step else diffrax.PIDController(rtol=rtol, atol=atol)
+    )
 
     def one(y0_i, p_i, *ts):
         saveat = diffrax.SaveAt(ts=ts[0]) if with_ts else diffrax.SaveAt(t1=True)
-        sol = diffeqsolve_problem(vector_field, y0_i, p_i, t0, t1, solver=solver,
-                                  controller=controller, dt0=dt0, saveat=saveat,
-                                  max_steps=max_steps)
+        sol = diffeqsolve_problem(
+            vector_field,
+            y0_i,
+            p_i,
+            t0,
+            t1,
+            solver=solver,
+            controller=controller,
+            dt0=dt0,
+            saveat=saveat,
+            max_steps=max_steps,
+        )
         return sol.ts, sol.ys, sol.result
 
     return jax.vmap(one, in_axes=(0, 0) + ((None,) if with_ts else ()))

@@ -77,14 +77,14 @@ class ODEStepper(AbstractStepper):
         """Initial state for member states `y0 (n_members, dim)`."""
         y0 = jnp.asarray(y0)
         if y0.ndim != 2:
-            raise SimkitInputError(
-                f"y0 must have shape (n_members, dim), got {tuple(y0.shape)}.")
+            raise SimkitInputError(f"y0 must have shape (n_members, dim), got {tuple(y0.shape)}.")
         if y0.shape[0] == 0:
             raise SimkitInputError("ensemble size must be >= 1, got 0 members.")
         if self.component_names is not None and len(self.component_names) != y0.shape[1]:
             raise SimkitInputError(
                 f"y0 has {y0.shape[1]} components, expected {len(self.component_names)} "
-                f"({', '.join(self.component_names)}).")
+                f"({', '.join(self.component_names)})."
+            )
         t0 = jnp.asarray(self.t0, y0.dtype)
         step0 = jnp.asarray(0, jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
         tab = self._tableau()
@@ -95,9 +95,12 @@ class ODEStepper(AbstractStepper):
         if isinstance(self.solver, str):
             raise SimkitInputError(
                 f"unknown solver name {self.solver!r}; names are 'tsit5', 'dopri5', 'rk4', or "
-                "pass a diffrax solver instance.")
-        init = jax.vmap(lambda y, p: self.solver.init(self._term(), t0, t0 + self.dt, y, p),
-                        in_axes=(0, self._p_axis()))
+                "pass a diffrax solver instance."
+            )
+        init = jax.vmap(
+            lambda y, p: self.solver.init(self._term(), t0, t0 + self.dt, y, p),
+            in_axes=(0, self._p_axis()),
+        )
         return ODEState(step=step0, y=y0, solver_state=init(y0, params))
 
     def time(self, state: ODEState) -> Array:
@@ -112,16 +115,14 @@ class ODEStepper(AbstractStepper):
 
             field = self._field()
             k1 = state.solver_state if tab.fsal else field(t0, state.y, params)
-            y1, _, k_last = _rk_step(field, tab, t0, state.y, t1 - t0, k1, params,
-                                     with_error=False)
+            y1, _, k_last = _rk_step(field, tab, t0, state.y, t1 - t0, k1, params, with_error=False)
             return ODEState(step=state.step + 1, y=y1, solver_state=k_last)
 
         def one(y, p, ss):
             y1, _, _, ss1, _ = self.solver.step(self._term(), t0, t1, y, p, ss, made_jump=False)
             return y1, ss1
 
-        y1, ss1 = jax.vmap(one, in_axes=(0, self._p_axis(), 0))(state.y, params,
-                                                                state.solver_state)
+        y1, ss1 = jax.vmap(one, in_axes=(0, self._p_axis(), 0))(state.y, params, state.solver_state)
         return ODEState(step=state.step + 1, y=y1, solver_state=ss1)
 
     def observe(self, state: ODEState, params: PyTree) -> dict[str, Array]:
@@ -129,8 +130,15 @@ class ODEStepper(AbstractStepper):
 
     def variables(self, state: ODEState, params: PyTree) -> dict[str, Variable]:
         n, dim = state.y.shape
-        return {"y": Variable(dims=("member", "component"), shape=(n, dim),
-                              dtype=state.y.dtype.name, units="1", long_name="member state")}
+        return {
+            "y": Variable(
+                dims=("member", "component"),
+                shape=(n, dim),
+                dtype=state.y.dtype.name,
+                units="1",
+                long_name="member state",
+            )
+        }
 
     def coords(self, state: ODEState, params: PyTree):
         if self.component_names is None:

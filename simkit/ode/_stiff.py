@@ -49,14 +49,23 @@ def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndar
     return ts.astype(dtype)
 
 
-def _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0,
-                 adjoint=None):
+def _diffeqsolve(
+    vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts, dt0, adjoint=None
+):
     kwargs = {} if adjoint is None else {"adjoint": adjoint}
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field), solver, t0, t1, dt0, y0, args=params,
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args=params,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps, throw=False, **kwargs,
+        max_steps=max_steps,
+        throw=False,
+        **kwargs,
     )
 
 
@@ -80,9 +89,21 @@ def _ensemble_fn(vector_field, solver, t0, t1, max_steps, with_dt0: bool) -> Cal
     key = (vector_field, solver, t0, t1, max_steps, with_dt0)
     fn = _ensemble_fns.get(key)
     if fn is None:
+
         def one(y0, params, rtol, atol, ts, dt0):
-            sol = _diffeqsolve(vector_field, solver, t0, t1, max_steps, y0, params, rtol, atol, ts,
-                               dt0 if with_dt0 else None)
+            sol = _diffeqsolve(
+                vector_field,
+                solver,
+                t0,
+                t1,
+                max_steps,
+                y0,
+                params,
+                rtol,
+                atol,
+                ts,
+                dt0 if with_dt0 else None,
+            )
             return sol.ys, sol.result
 
         fn = jax.vmap(one, in_axes=(0, 0, None, None, None, None))
@@ -105,8 +126,11 @@ def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
         return
     idx = np.flatnonzero(failed)
     name = type(solver).__name__
-    which = "" if failed.size == 1 else (
-        f" in {idx.size} of {failed.size} members (first: {idx[:5].tolist()})")
+    which = (
+        ""
+        if failed.size == 1
+        else (f" in {idx.size} of {failed.size} members (first: {idx[:5].tolist()})")
+    )
     hit_max = np.asarray(result == diffrax.RESULTS.max_steps_reached).reshape(-1)
     if hit_max.any():
         raise RuntimeError(
@@ -127,9 +151,15 @@ def _validate(problem: ODEProblem) -> None:
     and `params` are still checked for NaN/inf on every call."""
     leaves, treedef = jax.tree_util.tree_flatten(problem.params)
     try:
-        key = (problem.vector_field, problem.t0, problem.t1, jnp.shape(problem.y0),
-               jnp.result_type(problem.y0), treedef,
-               tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+        key = (
+            problem.vector_field,
+            problem.t0,
+            problem.t1,
+            jnp.shape(problem.y0),
+            jnp.result_type(problem.y0),
+            treedef,
+            tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
+        )
         hash(key)
     except TypeError:  # unhashable vector field or params structure: validate every time
         validate_problem(problem)
@@ -208,20 +238,34 @@ def solve_stiff(
     _validate(problem)
     ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
     y0 = jnp.asarray(problem.y0)
-    inputs = (y0, problem.params, np.asarray(rtol, y0.dtype), np.asarray(atol, y0.dtype), ts,
-              None if dt0 is None else np.asarray(dt0, y0.dtype))
+    inputs = (
+        y0,
+        problem.params,
+        np.asarray(rtol, y0.dtype),
+        np.asarray(atol, y0.dtype),
+        ts,
+        None if dt0 is None else np.asarray(dt0, y0.dtype),
+    )
     if adjoint is None:
-        sol = _solve_jit(*inputs, vector_field=problem.vector_field, solver=solver,
-                         t0=problem.t0, t1=problem.t1, max_steps=max_steps)
+        sol = _solve_jit(
+            *inputs,
+            vector_field=problem.vector_field,
+            solver=solver,
+            t0=problem.t0,
+            t1=problem.t1,
+            max_steps=max_steps,
+        )
     else:
         static = (problem.vector_field, solver, problem.t0, problem.t1, max_steps, adjoint)
         sol = _solve_jit_adjoint(*inputs, static)
     if throw:
         if _traced(sol.result):  # under the caller's jit/vmap/grad
             return eqx.error_if(
-                sol, sol.result != diffrax.RESULTS.successful,
+                sol,
+                sol.result != diffrax.RESULTS.successful,
                 f"solve_stiff: {type(solver).__name__} failed or reached max_steps={max_steps} "
-                "before t1 (pass throw=False and read sol.result to handle it yourself).")
+                "before t1 (pass throw=False and read sol.result to handle it yourself).",
+            )
         _raise_on_failure(sol.result, solver, max_steps, "solve_stiff")
     return sol
 
@@ -276,10 +320,15 @@ def solve_stiff_ensemble(
             "(simkit never converts silently)."
         )
     ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
-    fn = _ensemble_fn(problem.vector_field, solver, problem.t0, problem.t1, max_steps,
-                      dt0 is not None)
-    shared = (np.asarray(rtol, dtype), np.asarray(atol, dtype), ts,
-              np.asarray(0.0 if dt0 is None else dt0, dtype))
+    fn = _ensemble_fn(
+        problem.vector_field, solver, problem.t0, problem.t1, max_steps, dt0 is not None
+    )
+    shared = (
+        np.asarray(rtol, dtype),
+        np.asarray(atol, dtype),
+        ts,
+        np.asarray(0.0 if dt0 is None else dt0, dtype),
+    )
     if shard and jax.local_device_count() > 1:
         from ..ensemble import sharded_call
 
@@ -289,10 +338,12 @@ def solve_stiff_ensemble(
     if throw:
         if _traced(result):  # under the caller's jit/vmap/grad
             ys = eqx.error_if(
-                ys, result != diffrax.RESULTS.successful,
+                ys,
+                result != diffrax.RESULTS.successful,
                 f"solve_stiff_ensemble: {type(solver).__name__} failed or reached "
                 f"max_steps={max_steps} before t1 in some member (pass throw=False to get inf "
-                "there instead).")
+                "there instead).",
+            )
         else:
             _raise_on_failure(result, solver, max_steps, "solve_stiff_ensemble")
     return ts, ys

@@ -89,15 +89,30 @@ def _tsit5() -> ButcherTableau:
         (0.161,),
         (-0.0084806554923569885444, 0.33548065549235698854),
         (2.8971530571054934321, -6.3594484899750748431, 4.3622954328695814110),
-        (5.3258648284392566044, -11.748883564062827878, 7.4955393428898362083,
-         -0.092495066361755249257),
-        (5.8614554429464200287, -12.920969317847109292, 8.1593678985761586432,
-         -0.071584973281400997225, -0.028269050394068382909),
+        (
+            5.3258648284392566044,
+            -11.748883564062827878,
+            7.4955393428898362083,
+            -0.092495066361755249257,
+        ),
+        (
+            5.8614554429464200287,
+            -12.920969317847109292,
+            8.1593678985761586432,
+            -0.071584973281400997225,
+            -0.028269050394068382909,
+        ),
         b[:6],
     )
     return ButcherTableau(
-        name="tsit5", c=c, a=a, b=b, b_err=tuple(x - y for x, y in zip(b, b_hat)), order=5,
-        embedded_order=4, fsal=True,
+        name="tsit5",
+        c=c,
+        a=a,
+        b=b,
+        b_err=tuple(x - y for x, y in zip(b, b_hat, strict=False)),
+        order=5,
+        embedded_order=4,
+        fsal=True,
         reference="Tsitouras, Comput. Math. Appl. 62 (2011) 770, Table 1",
     )
 
@@ -117,16 +132,28 @@ def _dopri5() -> ButcherTableau:
         b[:6],
     )
     return ButcherTableau(
-        name="dopri5", c=c, a=a, b=b, b_err=tuple(x - y for x, y in zip(b, b_hat)), order=5,
-        embedded_order=4, fsal=True,
+        name="dopri5",
+        c=c,
+        a=a,
+        b=b,
+        b_err=tuple(x - y for x, y in zip(b, b_hat, strict=False)),
+        order=5,
+        embedded_order=4,
+        fsal=True,
         reference="Dormand & Prince, J. Comput. Appl. Math. 6 (1980) 19, RK5(4)7M",
     )
 
 
 def _rk4() -> ButcherTableau:
     return ButcherTableau(
-        name="rk4", c=(0.0, 0.5, 0.5, 1.0), a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
-        b=(1 / 6, 1 / 3, 1 / 3, 1 / 6), b_err=None, order=4, embedded_order=None, fsal=False,
+        name="rk4",
+        c=(0.0, 0.5, 0.5, 1.0),
+        a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
+        b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),
+        b_err=None,
+        order=4,
+        embedded_order=None,
+        fsal=False,
         reference="classical RK4 (Kutta 1901); Hairer-Norsett-Wanner I, Table II.1.2",
     )
 

@@ -119,8 +119,11 @@ def _all_finite(state):
     """One device-side flag: every inexact leaf of `state` is finite. A separate program from the
     chunk (a reduction inside the chunk's scan measured ~8% slower on CPU), dispatched right
     after it, so the state never travels to the host just to be checked."""
-    flags = [jax.numpy.isfinite(x).all() for x in jax.tree_util.tree_leaves(state)
-             if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    flags = [
+        jax.numpy.isfinite(x).all()
+        for x in jax.tree_util.tree_leaves(state)
+        if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)
+    ]
     return jax.numpy.all(jax.numpy.stack(flags)) if flags else jax.numpy.asarray(True)
 
 
@@ -248,14 +251,18 @@ def run(
     """
     t_start = _time.perf_counter()
     require_positive("n_steps", n_steps, integer=True)
-    for name, value in (("checkpoint_every", checkpoint_every),
-                        ("checkpoint_interval", checkpoint_interval)):
-        if value is not None and not (isinstance(value, int | float) and value >= 0
-                                      and math.isfinite(value)):
+    for name, value in (
+        ("checkpoint_every", checkpoint_every),
+        ("checkpoint_interval", checkpoint_interval),
+    ):
+        if value is not None and not (
+            isinstance(value, int | float) and value >= 0 and math.isfinite(value)
+        ):
             raise SimkitInputError(f"{name} must be >= 0 (or None), got {value!r}.")
     if checkpoint_every is not None and not isinstance(checkpoint_every, int):
-        raise SimkitInputError(f"checkpoint_every must be a number of steps (int), got "
-                               f"{checkpoint_every!r}.")
+        raise SimkitInputError(
+            f"checkpoint_every must be a number of steps (int), got {checkpoint_every!r}."
+        )
     if resume and overwrite:
         raise SimkitInputError("resume and overwrite exclude each other: choose one.")
     if resume and out is None:
@@ -263,11 +270,13 @@ def run(
     require_finite("initial state", state)
     require_finite("params", params)
     observed = check_structure(stepper, state, params)
-    plan = resolve_save_plan(save_every, observed,
-                             stepper.save_groups() if groups is None else groups)
+    plan = resolve_save_plan(
+        save_every, observed, stepper.save_groups() if groups is None else groups
+    )
     if n_steps % plan.period:
         raise SimkitInputError(
-            f"n_steps ({n_steps}) must be a multiple of save_every ({plan.period}).")
+            f"n_steps ({n_steps}) must be a multiple of save_every ({plan.period})."
+        )
     if chunk_steps is None:
         # ~10 chunks for short runs (per-chunk host work measured ~2 ms: negligible then),
         # at most ~10 000 steps per chunk for long ones (progress and flushes stay frequent).
@@ -277,10 +286,12 @@ def run(
     if chunk_steps > n_steps:
         raise SimkitInputError(
             f"chunk_steps ({chunk_steps}) is larger than the run (n_steps={n_steps}); use "
-            f"chunk_steps <= {n_steps}.")
+            f"chunk_steps <= {n_steps}."
+        )
     if chunk_steps % plan.period:
         raise SimkitInputError(
-            f"chunk_steps ({chunk_steps}) must be a multiple of save_every ({plan.period}).")
+            f"chunk_steps ({chunk_steps}) must be a multiple of save_every ({plan.period})."
+        )
 
     store_options = dict(store_options or {})
     groups_declared = _save_groups(stepper, state, params, plan)
@@ -311,18 +322,59 @@ def run(
         lock = WriterLock(out).acquire()
     try:
         with InterruptGuard(handle_signals) as guard:
-            return _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
-                               overwrite, run_config, fp, attrs, progress, checkpoint_every,
-                               checkpoint_interval, max_grow, callback, store_type,
-                               store_options, groups_stored, guard, t_start)
+            return _run_locked(
+                stepper,
+                state,
+                params,
+                plan,
+                n_steps,
+                chunk_steps,
+                out,
+                resume,
+                overwrite,
+                run_config,
+                fp,
+                attrs,
+                progress,
+                checkpoint_every,
+                checkpoint_interval,
+                max_grow,
+                callback,
+                store_type,
+                store_options,
+                groups_stored,
+                guard,
+                t_start,
+            )
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume, overwrite,
-                run_config, fp, attrs, progress, checkpoint_every, checkpoint_interval,
-                max_grow, callback, store_type, store_options, groups_stored, guard, t_start):
+def _run_locked(
+    stepper,
+    state,
+    params,
+    plan,
+    n_steps,
+    chunk_steps,
+    out,
+    resume,
+    overwrite,
+    run_config,
+    fp,
+    attrs,
+    progress,
+    checkpoint_every,
+    checkpoint_interval,
+    max_grow,
+    callback,
+    store_type,
+    store_options,
+    groups_stored,
+    guard,
+    t_start,
+):
     store = None
     mem = {g: [] for g in plan.names}
     step = 0
@@ -344,25 +396,37 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                     from_start = True
                     log.info("resuming %s from the start (no chunk was finished)", out)
                 else:
-                    state, step, n_kept = load_checkpoint(ckpt, state, fingerprint=fp,
-                                                           resizable=stepper.resizable)
+                    state, step, n_kept = load_checkpoint(
+                        ckpt, state, fingerprint=fp, resizable=stepper.resizable
+                    )
                     store.truncate(n_kept)
                     ckpt_step = step
                     log.info("resuming %s at step %d (%s frames kept)", out, step, n_kept)
             elif out is not None:
                 store = store_type.create(
-                    out, groups_stored, config=run_config,
+                    out,
+                    groups_stored,
+                    config=run_config,
                     coords=stepper.coords(state, params),
                     attrs={**(attrs or {}), "n_steps": n_steps},
-                    time_units=stepper.time_units(), overwrite=overwrite, **store_options)
+                    time_units=stepper.time_units(),
+                    overwrite=overwrite,
+                    **store_options,
+                )
                 ckpt.unlink(missing_ok=True)
             if from_start:
                 perms = dict(plan.transpose)
-                obs = {k: np.asarray(v).transpose(perms[k])[None] if k in perms else
-                       np.asarray(v)[None] for k, v in stepper.observe(state, params).items()}
+                obs = {
+                    k: np.asarray(v).transpose(perms[k])[None]
+                    if k in perms
+                    else np.asarray(v)[None]
+                    for k, v in stepper.observe(state, params).items()
+                }
                 t0 = np.array([float(stepper.time(state))])
-                first = {g: (np.array([0]), t0, {q: obs[q] for q in plan.quantities(g)})
-                         for g in plan.names}
+                first = {
+                    g: (np.array([0]), t0, {q: obs[q] for q in plan.quantities(g)})
+                    for g in plan.names
+                }
                 if store is not None:
                     # No checkpoint of step 0: `resume` restarts a run that has none from the
                     # initial state it is given (checked against the file), which saves a
@@ -382,18 +446,43 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             _wait_ready(finite, waiter)
             if np.asarray(overflow).any():
                 stepper, state, pending, recomputed = _regrow(
-                    stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan,
-                    recomputed, max_grow)
+                    stepper,
+                    chunk_start_state,
+                    params,
+                    step,
+                    n_steps,
+                    chunk_steps,
+                    plan,
+                    recomputed,
+                    max_grow,
+                )
                 continue
             frames_h = {g: {q: np.asarray(v) for q, v in f.items()} for g, f in frames.items()}
             times_h = {g: np.asarray(t) for g, t in times.items()}
             ok = {g: frames_finite(frames_h[g], len(times_h[g])) for g in plan.names}
             if not (all(o.all() for o in ok.values()) and bool(finite)):
                 guard.stopping()
-                _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times_h,
-                         store, mem, bar)
-            chunk = {g: (step + plan.every(g) * np.arange(1, len(times_h[g]) + 1), times_h[g],
-                         frames_h[g]) for g in plan.names}
+                _blow_up(
+                    stepper,
+                    chunk_start_state,
+                    params,
+                    step,
+                    plan,
+                    ok,
+                    frames_h,
+                    times_h,
+                    store,
+                    mem,
+                    bar,
+                )
+            chunk = {
+                g: (
+                    step + plan.every(g) * np.arange(1, len(times_h[g]) + 1),
+                    times_h[g],
+                    frames_h[g],
+                )
+                for g in plan.names
+            }
             with guard.critical():
                 if store is not None:
                     store.append(chunk)
@@ -402,11 +491,16 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                         mem[g].append(f)
                 state, step = new_state, done  # updated together: the last good (state, step)
                 if store is not None and _checkpoint_due(
-                        step, n_steps, ckpt_step, last_ckpt, ckpt_cost, checkpoint_every,
-                        checkpoint_interval):
+                    step,
+                    n_steps,
+                    ckpt_step,
+                    last_ckpt,
+                    ckpt_cost,
+                    checkpoint_every,
+                    checkpoint_interval,
+                ):
                     t_ck = _time.monotonic()
-                    save_checkpoint(ckpt, state, step=step, n_frames=store.n_frames,
-                                    fingerprint=fp)
+                    save_checkpoint(ckpt, state, step=step, n_frames=store.n_frames, fingerprint=fp)
                     n_ckpt += 1
                     last_ckpt, ckpt_step = _time.monotonic(), step
                     ckpt_cost = last_ckpt - t_ck
@@ -421,8 +515,12 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
             if step > ckpt_step:  # keep everything finished: resume continues from here
                 _save_quietly(ckpt, state, step, store, fp)
             store.mark(status="interrupted", steps_done=step)
-            log.warning("interrupted by %s at step %d; %s is closed and can be resumed",
-                        exc.args[0].split()[-1], step, out)
+            log.warning(
+                "interrupted by %s at step %d; %s is closed and can be resumed",
+                exc.args[0].split()[-1],
+                step,
+                out,
+            )
         raise
     except KeyboardInterrupt:  # raised by other code (a callback, a progress bar)
         guard.stopping()
@@ -452,15 +550,26 @@ def _run_locked(stepper, state, params, plan, n_steps, chunk_steps, out, resume,
                     raise
                 log.error("%s", exc)
     if store is None:
-        frames_mem = {q: np.concatenate([f[q] for f in mem[g]])
-                      for g in plan.names for q in plan.quantities(g)}
+        frames_mem = {
+            q: np.concatenate([f[q] for f in mem[g]])
+            for g in plan.names
+            for q in plan.quantities(g)
+        }
         per_group = {g: sum(len(next(iter(f.values()))) for f in mem[g]) for g in plan.names}
     else:
         frames_mem, per_group = None, store.n_frames
-    return RunResult(state=state, stepper=stepper, steps_done=step,
-                     n_frames=sum(per_group.values()), frames_per_group=per_group, path=out,
-                     frames=frames_mem, wall_s=_time.perf_counter() - t_start,
-                     chunks_recomputed=recomputed, checkpoints=n_ckpt)
+    return RunResult(
+        state=state,
+        stepper=stepper,
+        steps_done=step,
+        n_frames=sum(per_group.values()),
+        frames_per_group=per_group,
+        path=out,
+        frames=frames_mem,
+        wall_s=_time.perf_counter() - t_start,
+        chunks_recomputed=recomputed,
+        checkpoints=n_ckpt,
+    )
 
 
 def check_structure(stepper: AbstractStepper, state: PyTree, params: PyTree) -> tuple[str, ...]:
@@ -484,8 +593,10 @@ def check_structure(stepper: AbstractStepper, state: PyTree, params: PyTree) -> 
 
 def _spec(tree: PyTree):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(np.shape(x)), jax.numpy.result_type(x),
-                           bool(getattr(x, "weak_type", False))) for x in leaves)
+    return treedef, tuple(
+        (tuple(np.shape(x)), jax.numpy.result_type(x), bool(getattr(x, "weak_type", False)))
+        for x in leaves
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -497,8 +608,9 @@ def _check(stepper, state_spec, params_spec) -> tuple[str, ...]:
     def abstract(spec):
         treedef, leaves = spec
         return jax.tree_util.tree_unflatten(
-            treedef, [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak)
-                      for shape, dtype, weak in leaves])
+            treedef,
+            [jax.ShapeDtypeStruct(shape, dtype, weak_type=weak) for shape, dtype, weak in leaves],
+        )
 
     state, params = abstract(state_spec), abstract(params_spec)
     try:
@@ -508,30 +620,39 @@ def _check(stepper, state_spec, params_spec) -> tuple[str, ...]:
         key = exc.args[0] if exc.args else "?"
         raise SimkitInputError(
             f"the stepper reads the entry {key!r}, which is missing from the state or params "
-            f"(state has {_keys(state)}; params has {_keys(params)}).") from None
+            f"(state has {_keys(state)}; params has {_keys(params)})."
+        ) from None
     if jax.tree_util.tree_structure(new) != jax.tree_util.tree_structure(state):
         from ..io._attrs import structure_difference
 
         raise SimkitInputError(
             f"{type(stepper).__name__}.step returns a state of another structure than it is "
-            f"given: {structure_difference(tree_paths(state), tree_paths(new))}.")
-    for path, a, b in zip(tree_paths(state), jax.tree_util.tree_leaves(state),
-                          jax.tree_util.tree_leaves(new)):
+            f"given: {structure_difference(tree_paths(state), tree_paths(new))}."
+        )
+    for path, a, b in zip(
+        tree_paths(state),
+        jax.tree_util.tree_leaves(state),
+        jax.tree_util.tree_leaves(new),
+        strict=False,
+    ):
         if (a.shape, a.dtype) != (b.shape, b.dtype):
             raise SimkitInputError(
                 f"{type(stepper).__name__}.step changes state{path} from {a.shape} "
                 f"{a.dtype} to {b.shape} {b.dtype}; a step must keep shapes "
-                "and dtypes (fixed shapes are what lets JAX compile the loop once).")
+                "and dtypes (fixed shapes are what lets JAX compile the loop once)."
+            )
     declared = stepper.variables(state, params)
     if set(declared) != set(obs):
         raise SimkitInputError(
             f"{type(stepper).__name__}.observe returns {sorted(obs)} but variables() declares "
-            f"{sorted(declared)}; they must name the same quantities.")
+            f"{sorted(declared)}; they must name the same quantities."
+        )
     for name, var in declared.items():
         if tuple(obs[name].shape) != tuple(var.shape):
             raise SimkitInputError(
                 f"{type(stepper).__name__}.observe gives {name!r} the shape "
-                f"{tuple(obs[name].shape)}, variables() declares {tuple(var.shape)}.")
+                f"{tuple(obs[name].shape)}, variables() declares {tuple(var.shape)}."
+            )
     return tuple(obs)
 
 
@@ -562,7 +683,7 @@ def _wait_ready(x, waiter: concurrent.futures.ThreadPoolExecutor) -> None:
 def _permutations(declared: list[SaveGroup], stored: list[SaveGroup]):
     """`(quantity, permutation)` for every quantity the writer stores in another axis order."""
     out = []
-    for gd, gs in zip(declared, stored):
+    for gd, gs in zip(declared, stored, strict=False):
         for name, var in gd.variables.items():
             perm = tuple(var.dims.index(d) for d in gs.variables[name].dims)
             if perm != tuple(range(len(perm))):
@@ -606,12 +727,14 @@ def _dispatch(stepper, state, params, step, n_steps, chunk_steps, plan):
     return state, periods, result, _all_finite(result[0])
 
 
-def _regrow(stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan, recomputed,
-            max_grow):
+def _regrow(
+    stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan, recomputed, max_grow
+):
     if recomputed >= max_grow:
         raise RuntimeError(
             f"capacity overflow persisted after growing {max_grow} times (chunk starting at "
-            f"step {step}); the system may be unphysical (e.g. particles collapsing).")
+            f"step {step}); the system may be unphysical (e.g. particles collapsing)."
+        )
     stepper, state = stepper.grow(chunk_start_state)
     log.info("capacity overflow in chunk at step %d: grown, recomputing the chunk", step)
     pending = _dispatch(stepper, state, params, step, n_steps, chunk_steps, plan)
@@ -619,12 +742,16 @@ def _regrow(stepper, chunk_start_state, params, step, n_steps, chunk_steps, plan
 
 
 def _state_finite(state) -> bool:
-    return all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state)
-               if jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact))
+    return all(
+        np.isfinite(np.asarray(x)).all()
+        for x in jax.tree_util.tree_leaves(state)
+        if jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact)
+    )
 
 
-def _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times_h, store, mem,
-             bar):
+def _blow_up(
+    stepper, chunk_start_state, params, step, plan, ok, frames_h, times_h, store, mem, bar
+):
     """Write the good frames of a failed chunk (every group), find the first bad step, raise.
 
     The chunk is replayed one step at a time from its start state to find the first step whose
@@ -646,9 +773,15 @@ def _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times
         frame_step = step + (j + 1) * plan.every(g)
         if bad_step is None or frame_step < bad_step:
             bad_step, bad_time = frame_step, float(times_h[g][j])
-            what = "an observed quantity (" + ", ".join(
-                q for q, v in frames_h[g].items()
-                if v.dtype.kind in "fc" and not np.isfinite(v[j]).all()) + ")"
+            what = (
+                "an observed quantity ("
+                + ", ".join(
+                    q
+                    for q, v in frames_h[g].items()
+                    if v.dtype.kind in "fc" and not np.isfinite(v[j]).all()
+                )
+                + ")"
+            )
     chunk, last_good = {}, step
     for g in plan.names:
         every = plan.every(g)
@@ -660,8 +793,11 @@ def _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times
     path = None
     if store is not None:
         store.append(chunk)
-        store.mark(status=f"failed: non-finite {what} at step {bad_step}", steps_done=last_good,
-                   first_bad_step=bad_step)
+        store.mark(
+            status=f"failed: non-finite {what} at step {bad_step}",
+            steps_done=last_good,
+            first_bad_step=bad_step,
+        )
         path = store.path
     else:
         for g, (_, _, f) in chunk.items():
@@ -669,13 +805,25 @@ def _blow_up(stepper, chunk_start_state, params, step, plan, ok, frames_h, times
     bar.close()
     raise SimulationBlowUp(
         f"{what} became NaN/inf at step {bad_step} (t = {bad_time:.6g}); frames up to step "
-        f"{last_good} are kept" + (f" in {str(path)!r}" if path else "")
-        + ". " + stepper.blow_up_hint(),
-        step=bad_step, time=bad_time, path=path)
+        f"{last_good} are kept"
+        + (f" in {str(path)!r}" if path else "")
+        + ". "
+        + stepper.blow_up_hint(),
+        step=bad_step,
+        time=bad_time,
+        path=path,
+    )
 
 
 def _progress_bar(total, initial, enabled):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )

@@ -63,12 +63,16 @@ class SavePlan:
 
     def describe(self) -> dict:
         """JSON-able form (stored in the run's configuration, compared on resume)."""
-        return {name or "all": {"every": every, "quantities": list(q)}
-                for name, every, q in self.groups}
+        return {
+            name or "all": {"every": every, "quantities": list(q)} for name, every, q in self.groups
+        }
 
 
-def resolve_save_plan(save_every: int | Mapping[str, int], observed: Sequence[str],
-                      declared: Mapping[str, Sequence[str]] | None = None) -> SavePlan:
+def resolve_save_plan(
+    save_every: int | Mapping[str, int],
+    observed: Sequence[str],
+    declared: Mapping[str, Sequence[str]] | None = None,
+) -> SavePlan:
     """Turn the user's `save_every` into a `SavePlan`, refusing unclear requests by name.
 
     Args:
@@ -89,8 +93,10 @@ def resolve_save_plan(save_every: int | Mapping[str, int], observed: Sequence[st
         return SavePlan((("", int(save_every), observed),))
     declared = {k: tuple(v) for k, v in (declared or {}).items()}
     if not save_every:
-        raise SimkitInputError("save_every is an empty mapping; give at least one group and "
-                               "its rate, e.g. save_every={'thermo': 10}.")
+        raise SimkitInputError(
+            "save_every is an empty mapping; give at least one group and "
+            "its rate, e.g. save_every={'thermo': 10}."
+        )
     groups, owner = [], {}
     for key, every in save_every.items():
         require_positive(f"save_every[{key!r}]", every, integer=True)
@@ -100,33 +106,38 @@ def resolve_save_plan(save_every: int | Mapping[str, int], observed: Sequence[st
             if unknown:
                 raise SimkitInputError(
                     f"save group {key!r} lists {unknown}, which the stepper does not observe "
-                    f"(it observes {list(observed)}).")
+                    f"(it observes {list(observed)})."
+                )
         elif key in observed:
             quantities = (key,)
         else:
             raise SimkitInputError(
                 f"save_every has {key!r}, which is neither a save group "
                 f"({sorted(declared) or 'none declared'}) nor an observed quantity "
-                f"({list(observed)}).")
+                f"({list(observed)})."
+            )
         for q in quantities:
             if q in owner:
                 raise SimkitInputError(
                     f"quantity {q!r} is claimed by two save groups ({owner[q]!r} and {key!r}); "
-                    "give each quantity one rate.")
+                    "give each quantity one rate."
+                )
             owner[q] = key
         groups.append((str(key), int(every), quantities))
     missing = [q for q in observed if q not in owner]
     if missing:
         raise SimkitInputError(
             f"observed quantities {missing} have no save rate; add them to save_every (as a "
-            f"group or by name), e.g. save_every={{..., {missing[0]!r}: 100}}.")
+            f"group or by name), e.g. save_every={{..., {missing[0]!r}: 100}}."
+        )
     plan = SavePlan(tuple(sorted(groups, key=lambda g: g[1])))
     rates = plan.rates
-    for a, b in zip(rates, rates[1:]):
+    for a, b in zip(rates, rates[1:], strict=False):
         if b % a:
             raise SimkitInputError(
                 f"save rates must divide one another (like 10, 100, 1000) so that one step "
-                f"loop serves every group; got {a} and {b}.")
+                f"loop serves every group; got {a} and {b}."
+            )
     return plan
 
 
@@ -176,8 +187,15 @@ def sqrt_scan(body, carry, length: int):
     return carry, ys
 
 
-def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods: int,
-              plan: SavePlan, *, checkpoint: Checkpoint = False):
+def scan_plan(
+    stepper: AbstractStepper,
+    state: PyTree,
+    params: PyTree,
+    n_periods: int,
+    plan: SavePlan,
+    *,
+    checkpoint: Checkpoint = False,
+):
     """Advance `n_periods * plan.period` steps, observing each group at its own rate.
 
     Args:
@@ -199,6 +217,7 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
     if checkpoint == "sqrt":
         scan = sqrt_scan
     else:
+
         def scan(body, carry, length):
             return jax.lax.scan(body, carry, None, length=length)
 
@@ -207,8 +226,10 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
     def observe(s, rate):
         obs = stepper.observe(s, params)
         obs = {q: jnp.transpose(v, perms[q]) if q in perms else v for q, v in obs.items()}
-        return ({g: {q: obs[q] for q in plan.quantities(g)} for g in at_rate[rate]},
-                stepper.time(s))
+        return (
+            {g: {q: obs[q] for q in plan.quantities(g)} for g in at_rate[rate]},
+            stepper.time(s),
+        )
 
     def inner(carry, _):
         s, ovf = carry
@@ -223,6 +244,7 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
 
     def block(level):
         """One block of `rates[level]` steps, observing the groups of that rate at its end."""
+
         def body(s, _):
             if level == 0:
                 (s, ovf), _ = scan(inner, (s, jnp.asarray(False)), rates[0])
@@ -230,16 +252,17 @@ def scan_plan(stepper: AbstractStepper, state: PyTree, params: PyTree, n_periods
             else:
                 s, sub = scan(block(level - 1), s, rates[level] // rates[level - 1])
             return s, (sub, observe(s, rates[level]))
+
         return jax.checkpoint(body) if checkpoint is True else body
 
     state, out = scan(block(len(rates) - 1), state, n_periods)
     # Unnest: level L's outputs have leading axes (n_periods, r_top/r_{top-1}, ..., r_{L+1}/r_L).
     frames, times = {}, {}
     level_out = out
-    for level in range(len(rates) - 1, -1, -1):
+    for _level in range(len(rates) - 1, -1, -1):
         sub, (obs, t) = level_out
         for g, values in obs.items():
-            frames[g] = {q: v.reshape(-1, *v.shape[t.ndim:]) for q, v in values.items()}
+            frames[g] = {q: v.reshape(-1, *v.shape[t.ndim :]) for q, v in values.items()}
             times[g] = t.reshape(-1)
         level_out = sub
     overflow = level_out.reshape(-1)

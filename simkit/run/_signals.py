@@ -46,12 +46,12 @@ class InterruptGuard:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self._previous: dict[int, object] = {}
-        self._depth = 0          # nesting of critical sections
+        self._depth = 0  # nesting of critical sections
         self._pending: int | None = None
         self._raised = False
 
     def _handler(self, signum, frame):
-        if self._raised:          # already stopping: let the cleanup finish
+        if self._raised:  # already stopping: let the cleanup finish
             return
         if self._depth:
             self._pending = self._pending or signum

@@ -12,9 +12,16 @@ from ._saving import Checkpoint, check_checkpoint, resolve_save_plan, scan_plan
 from ._stepper import AbstractStepper
 
 
-def simulate(stepper: AbstractStepper, state: PyTree, params: PyTree, n_steps: int,
-             save_every: int | Mapping[str, int], *, groups: Mapping | None = None,
-             checkpoint: Checkpoint = False) -> tuple[PyTree, dict[str, Array]]:
+def simulate(
+    stepper: AbstractStepper,
+    state: PyTree,
+    params: PyTree,
+    n_steps: int,
+    save_every: int | Mapping[str, int],
+    *,
+    groups: Mapping | None = None,
+    checkpoint: Checkpoint = False,
+) -> tuple[PyTree, dict[str, Array]]:
     """Advance `state` by `n_steps`, saving frames every `save_every` steps.
 
     Pure: jit, vmap and grad apply. `checkpoint` trades compute for memory in reverse mode
@@ -59,11 +66,12 @@ def simulate(stepper: AbstractStepper, state: PyTree, params: PyTree, n_steps: i
     require_positive("n_steps", n_steps, integer=True)
     checkpoint = check_checkpoint(checkpoint)
     names = tuple(jax.eval_shape(stepper.observe, state, params))
-    plan = resolve_save_plan(save_every, names,
-                             stepper.save_groups() if groups is None else groups)
+    plan = resolve_save_plan(save_every, names, stepper.save_groups() if groups is None else groups)
     if n_steps % plan.period:
         raise SimkitInputError(
-            f"n_steps ({n_steps}) must be a multiple of save_every ({plan.period}).")
-    state, frames, _, _ = scan_plan(stepper, state, params, n_steps // plan.period, plan,
-                                    checkpoint=checkpoint)
+            f"n_steps ({n_steps}) must be a multiple of save_every ({plan.period})."
+        )
+    state, frames, _, _ = scan_plan(
+        stepper, state, params, n_steps // plan.period, plan, checkpoint=checkpoint
+    )
     return state, {q: v for g in plan.names for q, v in frames[g].items()}

@@ -46,7 +46,9 @@ class AbstractStepper(eqx.Module):
 
     def grow(self, state: PyTree) -> tuple["AbstractStepper", PyTree]:
         """Return (stepper, state) with larger capacity; called by the driver after overflow."""
-        raise RuntimeError(f"{type(self).__name__} reported an overflow but cannot grow its capacity.")
+        raise RuntimeError(
+            f"{type(self).__name__} reported an overflow but cannot grow its capacity."
+        )
 
     def resizable(self, path: str) -> bool:
         """True for state entries (by pytree path, e.g. `".neighbors.idx"`) whose shape may grow

@@ -62,10 +62,14 @@ class VmappedStepper(AbstractStepper):
 
     def __init__(self, stepper: AbstractStepper, n_members: int, *, shared_params: bool = False):
         if not isinstance(stepper, AbstractStepper):
-            raise SimkitInputError(f"VmappedStepper wraps an AbstractStepper, got "
-                                   f"{type(stepper).__name__}.")
-        if isinstance(n_members, bool) or not isinstance(n_members, (int, np.integer)) \
-                or n_members < 1:
+            raise SimkitInputError(
+                f"VmappedStepper wraps an AbstractStepper, got {type(stepper).__name__}."
+            )
+        if (
+            isinstance(n_members, bool)
+            or not isinstance(n_members, (int, np.integer))
+            or n_members < 1
+        ):
             raise SimkitInputError(f"n_members must be an integer >= 1, got {n_members!r}.")
         self.stepper = stepper
         self.n_members = int(n_members)
@@ -109,10 +113,18 @@ class VmappedStepper(AbstractStepper):
             if MEMBER_DIM in var.dims:
                 raise SimkitInputError(
                     f"{type(self.stepper).__name__} already observes {name!r} with a "
-                    f"{MEMBER_DIM!r} dimension; nested ensembles are not supported.")
-        return {name: Variable((MEMBER_DIM, *var.dims), (self.n_members, *var.shape),
-                               var.dtype, var.units, var.long_name)
-                for name, var in inner.items()}
+                    f"{MEMBER_DIM!r} dimension; nested ensembles are not supported."
+                )
+        return {
+            name: Variable(
+                (MEMBER_DIM, *var.dims),
+                (self.n_members, *var.shape),
+                var.dtype,
+                var.units,
+                var.long_name,
+            )
+            for name, var in inner.items()
+        }
 
     def coords(self, state: PyTree, params: PyTree) -> dict[str, tuple[Any, str]]:
         inner = self.stepper.coords(_first_member(state), self._member_params(params))
@@ -124,13 +136,14 @@ class VmappedStepper(AbstractStepper):
     def grow(self, state: PyTree):
         raise RuntimeError(
             f"a member of the VmappedStepper ensemble of {type(self.stepper).__name__} overflowed "
-            "a fixed-capacity buffer; ensembles cannot grow capacities: start with larger ones.")
+            "a fixed-capacity buffer; ensembles cannot grow capacities: start with larger ones."
+        )
 
     def time_units(self) -> str:
         return self.stepper.time_units()
 
     def blow_up_hint(self) -> str:
-        return ("(one or more ensemble members) " + self.stepper.blow_up_hint())
+        return "(one or more ensemble members) " + self.stepper.blow_up_hint()
 
     def save_groups(self) -> dict[str, tuple[str, ...]]:
         return self.stepper.save_groups()
@@ -144,10 +157,12 @@ def _vmapped_observe(stepper, p_axis, state, params):
 def _first_member(tree: PyTree) -> PyTree:
     """Member 0 of a batched pytree; abstract leaves (`jax.ShapeDtypeStruct`, as the driver's
     structure check passes them) lose their leading axis."""
+
     def first(x):
         if isinstance(x, jax.ShapeDtypeStruct):
             return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, weak_type=x.weak_type)
         return x[0]
+
     return jax.tree_util.tree_map(first, tree)
 
 
@@ -170,8 +185,10 @@ def shard_members(tree: PyTree, mesh: jax.sharding.Mesh | None = None) -> PyTree
     leaves = jax.tree_util.tree_leaves(tree)
     sizes = {int(np.shape(x)[0]) if np.ndim(x) else None for x in leaves}
     if len(sizes) != 1 or None in sizes:
-        raise SimkitInputError(f"shard_members needs every leaf to have the same leading member "
-                               f"axis, got leading sizes {sorted(map(str, sizes))}.")
+        raise SimkitInputError(
+            f"shard_members needs every leaf to have the same leading member "
+            f"axis, got leading sizes {sorted(map(str, sizes))}."
+        )
     n = sizes.pop()
     if mesh is None:
         devices = jax.devices()
@@ -181,7 +198,8 @@ def shard_members(tree: PyTree, mesh: jax.sharding.Mesh | None = None) -> PyTree
         mesh = make_mesh(devices[:d])
     axis = mesh.axis_names[0]
     if n % mesh.shape[axis]:
-        raise SimkitInputError(f"{n} members do not split evenly over the mesh's "
-                               f"{mesh.shape[axis]} devices; pass a mesh whose size divides {n}.")
+        raise SimkitInputError(
+            f"{n} members do not split evenly over the mesh's "
+            f"{mesh.shape[axis]} devices; pass a mesh whose size divides {n}."
+        )
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(axis)))
-

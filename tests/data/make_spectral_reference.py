@@ -73,20 +73,26 @@ SEED = 20240601
 KMAX = 8
 RMS = 2.0
 
-DEALIAS = ("jax-cfd brick_wall_filter_2d on the rfft2 array (n, n//2+1), applied to the "
-           "advection term only: rows kept [0, a//2) and [n + (-a)//2, n) with a = int(2/3*n), "
-           "columns kept [0, int(2/3*(n//2+1))); n = 64: kx in -21..20, ky in 0..21 "
-           "(so the (+21, ky) modes are dropped but (-21, ky) kept)")
+DEALIAS = (
+    "jax-cfd brick_wall_filter_2d on the rfft2 array (n, n//2+1), applied to the "
+    "advection term only: rows kept [0, a//2) and [n + (-a)//2, n) with a = int(2/3*n), "
+    "columns kept [0, int(2/3*(n//2+1))); n = 64: kx in -21..20, ky in 0..21 "
+    "(so the (+21, ky) modes are dropped but (-21, ky) kept)"
+)
 
 
 def initial_vorticity(n: int) -> np.ndarray:
     rng = np.random.default_rng(SEED)
-    modes = [(kx, ky) for kx in range(0, KMAX + 1) for ky in range(-KMAX, KMAX + 1)
-             if (kx > 0 or ky > 0) and kx * kx + ky * ky <= KMAX * KMAX]
+    modes = [
+        (kx, ky)
+        for kx in range(0, KMAX + 1)
+        for ky in range(-KMAX, KMAX + 1)
+        if (kx > 0 or ky > 0) and kx * kx + ky * ky <= KMAX * KMAX
+    ]
     coef = rng.standard_normal((len(modes), 2))
     x = LENGTH * np.arange(n) / n
     w = np.zeros((n, n))
-    for (kx, ky), (a, b) in zip(modes, coef):
+    for (kx, ky), (a, b) in zip(modes, coef, strict=False):
         phase = kx * x[:, None] + ky * x[None, :]
         w += a * np.cos(phase) + b * np.sin(phase)
     w -= w.mean()
@@ -108,9 +114,9 @@ def save_npz(path: Path, arrays: dict) -> None:
 def main() -> None:
     grid = grids.Grid((N, N), domain=((0, LENGTH), (0, LENGTH)))
     forcing_fn = lambda g: forcings.kolmogorov_forcing(  # noqa: E731
-        g, scale=FORCING_AMPLITUDE, k=FORCING_K, offsets=((0, 0), (0, 0)))
-    eq = equations.NavierStokes2D(VISCOSITY, grid, drag=DRAG, smooth=True,
-                                  forcing_fn=forcing_fn)
+        g, scale=FORCING_AMPLITUDE, k=FORCING_K, offsets=((0, 0), (0, 0))
+    )
+    eq = equations.NavierStokes2D(VISCOSITY, grid, drag=DRAG, smooth=True, forcing_fn=forcing_fn)
     step = time_stepping.crank_nicolson_rk4(eq, DT)
     to_velocity = spectral_utils.vorticity_to_velocity(grid)
     x = np.asarray(grid.axes(offset=(0, 0))[0], np.float64)
@@ -137,32 +143,48 @@ def main() -> None:
         energy.append(np.mean(0.5 * (u * u + v * v)))
         enstrophy.append(np.mean(0.5 * w * w))
         speed.append(np.sqrt(np.max(u * u + v * v)))
-        print(f"t = {target * DT:.3f}  energy {energy[-1]:.12g}  enstrophy {enstrophy[-1]:.12g}"
-              f"  max|u| {speed[-1]:.4g}  rms w {np.sqrt(np.mean(w * w)):.4g}", file=sys.stderr)
+        print(
+            f"t = {target * DT:.3f}  energy {energy[-1]:.12g}  enstrophy {enstrophy[-1]:.12g}"
+            f"  max|u| {speed[-1]:.4g}  rms w {np.sqrt(np.mean(w * w)):.4g}",
+            file=sys.stderr,
+        )
     fields[0] = w0  # the exact initial field (the round trip above differs by ~1e-15)
 
     arrays = {
         "vorticity": np.stack(fields).astype(np.float64),
         "times": np.asarray(SAVE_STEPS, np.float64) * DT,
         "steps": np.asarray(SAVE_STEPS, np.int64),
-        "x": x, "y": y,
+        "x": x,
+        "y": y,
         "energy": np.asarray(energy, np.float64),
         "enstrophy": np.asarray(enstrophy, np.float64),
         "max_speed": np.asarray(speed, np.float64),
-        "n": np.int64(N), "length": np.float64(LENGTH),
-        "viscosity": np.float64(VISCOSITY), "drag": np.float64(DRAG),
-        "forcing_amplitude": np.float64(FORCING_AMPLITUDE), "forcing_k": np.int64(FORCING_K),
-        "dt": np.float64(DT), "smooth": np.bool_(True),
-        "seed": np.int64(SEED), "ic_kmax": np.int64(KMAX), "ic_rms": np.float64(RMS),
+        "n": np.int64(N),
+        "length": np.float64(LENGTH),
+        "viscosity": np.float64(VISCOSITY),
+        "drag": np.float64(DRAG),
+        "forcing_amplitude": np.float64(FORCING_AMPLITUDE),
+        "forcing_k": np.int64(FORCING_K),
+        "dt": np.float64(DT),
+        "smooth": np.bool_(True),
+        "seed": np.int64(SEED),
+        "ic_kmax": np.int64(KMAX),
+        "ic_rms": np.float64(RMS),
         "time_stepper": np.str_("jax_cfd.spectral.time_stepping.crank_nicolson_rk4"),
-        "equation": np.str_("dw/dt = P[-(u dw/dx + v dw/dy)] + nu lap w - drag w + curl f; "
-                            "u = dpsi/dy, v = -dpsi/dx, lap psi = -w (w = dv/dx - du/dy); "
-                            "f = (A sin(k y), 0), curl f = -A k cos(k y)"),
+        "equation": np.str_(
+            "dw/dt = P[-(u dw/dx + v dw/dy)] + nu lap w - drag w + curl f; "
+            "u = dpsi/dy, v = -dpsi/dx, lap psi = -w (w = dv/dx - du/dy); "
+            "f = (A sin(k y), 0), curl f = -A k cos(k y)"
+        ),
         "dealias": np.str_(DEALIAS),
-        "grid_offset": np.str_("nodes: x_i = i*dx, y_j = j*dy (jax-cfd offset 0); "
-                               "vorticity[t, i, j] = w(x_i, y_j), axis 0 = x"),
-        "forcing": np.str_("jax_cfd.base.forcings.kolmogorov_forcing(grid, scale=1.0, k=4, "
-                           "offsets=((0, 0), (0, 0))): f_x = sin(4 y_j), f_y = 0"),
+        "grid_offset": np.str_(
+            "nodes: x_i = i*dx, y_j = j*dy (jax-cfd offset 0); "
+            "vorticity[t, i, j] = w(x_i, y_j), axis 0 = x"
+        ),
+        "forcing": np.str_(
+            "jax_cfd.base.forcings.kolmogorov_forcing(grid, scale=1.0, k=4, "
+            "offsets=((0, 0), (0, 0))): f_x = sin(4 y_j), f_y = 0"
+        ),
         "jax_version": np.str_(jax.__version__),
         "jaxlib_version": np.str_(version("jaxlib")),
         "jax_cfd_version": np.str_(version("jax-cfd")),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
-
 from ..._checks import SimkitInputError
 from ._lattice import Lattice
 
@@ -66,7 +64,7 @@ def equilibrium(lattice: Lattice, rho, u, *, deviation: bool = False, drho=None)
     if drho is None:
         drho = rho - 1.0
     out = []
-    for ci, wi in zip(lattice.velocities, lattice.w):
+    for ci, wi in zip(lattice.velocities, lattice.w, strict=False):
         cu = _dot(ci, u)
         terms = -1.5 * usq if cu is None else cu * (3.0 + 4.5 * cu) - 1.5 * usq
         if deviation:
@@ -85,7 +83,7 @@ def guo_source(lattice: Lattice, u, force):
     for a in range(1, lattice.d):
         uf = uf + u[a] * force[a]
     sym, anti = [], []
-    for ci, wi in zip(lattice.velocities, lattice.w):
+    for ci, wi in zip(lattice.velocities, lattice.w, strict=False):
         cf = sum(float(ca) * force[a] for a, ca in enumerate(ci) if ca != 0)
         cu = _dot(ci, u)
         if cu is None:
@@ -162,7 +160,8 @@ class Regularized:
     f* = f^eq + (1 - omega) f^(1) + S / 2, with
     f_i^(1) = w_i / (2 cs4) (c_i c_i - cs2 I) : Pi^neq and Pi^neq = sum_i (f_i - f_i^eq) c_i c_i
     + (u F + F u) / 2: BGK with Guo forcing is f* = f^eq + (1 - omega) g + S/2 for
-    g = f - f^eq + S/2, whose second moment is Pi^neq; regularising g gives this form. Refuses tau < `min_tau` (default 0.505).
+    g = f - f^eq + S/2, whose second moment is Pi^neq; regularising g gives this form.
+    Refuses tau < `min_tau` (default 0.505).
     """
 
     min_tau: float = 0.505

@@ -19,7 +19,8 @@ def parse_side(side: str, ndim: int) -> tuple[int, int]:
     """`"x-"` -> (axis 0, end -1); `"y+"` -> (axis 1, end +1). Refuses unknown sides."""
     if side not in SIDES[: 2 * ndim]:
         raise SimkitInputError(
-            f"unknown side {side!r} for a {ndim}-D grid; use one of {', '.join(SIDES[:2 * ndim])}.")
+            f"unknown side {side!r} for a {ndim}-D grid; use one of {', '.join(SIDES[: 2 * ndim])}."
+        )
     return "xyz".index(side[0]), (-1 if side[1] == "-" else 1)
 
 
@@ -61,7 +62,7 @@ def cylinder(shape: Sequence[int], center: Sequence[float], radius: float) -> np
     if not radius > 0:
         raise SimkitInputError(f"cylinder radius must be > 0, got {radius}.")
     x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    disc = (x - center[0]) ** 2 + (y - center[1]) ** 2 <= radius ** 2
+    disc = (x - center[0]) ** 2 + (y - center[1]) ** 2 <= radius**2
     if len(shape) == 2:
         return disc
     return np.broadcast_to(disc[:, :, None], shape).copy()
@@ -74,4 +75,4 @@ def sphere(shape: Sequence[int], center: Sequence[float], radius: float) -> np.n
         raise SimkitInputError(f"sphere radius must be > 0, got {radius}.")
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     r2 = sum((g - c) ** 2 for g, c in zip(grids, center, strict=True))
-    return r2 <= radius ** 2
+    return r2 <= radius**2

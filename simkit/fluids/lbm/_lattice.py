@@ -64,7 +64,9 @@ class Lattice:
 def _make(name: str, d: int, allowed_norms: dict[int, float]) -> Lattice:
     # Velocities with |c|^2 in `allowed_norms`, weight by |c|^2; rest particle first, then the
     # rest in a fixed (lexicographic) order so that index i means the same thing everywhere.
-    cs = [c for c in itertools.product((0, 1, -1), repeat=d) if sum(x * x for x in c) in allowed_norms]
+    cs = [
+        c for c in itertools.product((0, 1, -1), repeat=d) if sum(x * x for x in c) in allowed_norms
+    ]
     cs.sort(key=lambda c: (sum(x * x for x in c), [(-x) % 3 for x in c]))
     velocities = np.array(cs, dtype=np.int32)
     weights = np.array([allowed_norms[sum(x * x for x in c)] for c in cs], dtype=np.float64)
@@ -88,5 +90,7 @@ def lattice(name: str | Lattice) -> Lattice:
         return LATTICES[str(name).upper()]
     except KeyError:
         from ..._checks import SimkitInputError
+
         raise SimkitInputError(
-            f"unknown lattice {name!r}; choose one of {', '.join(LATTICES)}.") from None
+            f"unknown lattice {name!r}; choose one of {', '.join(LATTICES)}."
+        ) from None

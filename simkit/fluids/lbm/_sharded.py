@@ -38,11 +38,11 @@ DEFAULT_AXIS_NAME = "grid"
 
 # Observables as one program: called outside jit on a sharded state (the driver's first frame),
 # op-by-op dispatch would compile a partitioned program per operation. Inside jit it inlines.
-_observe = jax.jit(lambda stepper, state, params: stepper.observe(state, params),
-                   static_argnums=0)
+_observe = jax.jit(lambda stepper, state, params: stepper.observe(state, params), static_argnums=0)
 _obstacle_force = jax.jit(lambda stepper, state: stepper.obstacle_force(state), static_argnums=0)
-_macroscopic = jax.jit(lambda stepper, state, params: stepper.macroscopic(state, params),
-                       static_argnums=0)
+_macroscopic = jax.jit(
+    lambda stepper, state, params: stepper.macroscopic(state, params), static_argnums=0
+)
 
 
 @functools.lru_cache(maxsize=16)
@@ -64,7 +64,9 @@ def halo_shift(axis: int, axis_name: str, n_devices: int):
             k = a.shape[axis]
             w = abs(s)
             if w > k:
-                raise ValueError(f"a shift of {s} cells needs slabs of at least {w} cells, got {k}.")
+                raise ValueError(
+                    f"a shift of {s} cells needs slabs of at least {w} cells, got {k}."
+                )
             if s > 0:  # out[x] = a[x - s]: the first s layers are the left neighbour's last s
                 halo = lax.ppermute(lax.slice_in_dim(a, k - w, k, axis=axis), axis_name, to_right)
                 a = jnp.concatenate([halo, lax.slice_in_dim(a, 0, k - w, axis=axis)], axis=axis)
@@ -138,22 +140,29 @@ class ShardedLBMStepper(AbstractStepper):
     def __init__(self, stepper: LBMStepper, axis: int | str = 0, *, mesh: Mesh | None = None):
         if not isinstance(stepper, LBMStepper):
             raise SimkitInputError(
-                f"ShardedLBMStepper wraps an LBMStepper, got {type(stepper).__name__}.")
+                f"ShardedLBMStepper wraps an LBMStepper, got {type(stepper).__name__}."
+            )
         d = stepper.lattice.d
         names = "xyz"[:d]
         if isinstance(axis, str) and axis in names:
             axis = names.index(axis)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) \
-                or not 0 <= int(axis) < d:
-            raise SimkitInputError(f"axis must be one of 0..{d - 1} or {', '.join(names)} for "
-                                   f"a {d}-D grid, got {axis!r}.")
+        if (
+            isinstance(axis, bool)
+            or not isinstance(axis, (int, np.integer))
+            or not 0 <= int(axis) < d
+        ):
+            raise SimkitInputError(
+                f"axis must be one of 0..{d - 1} or {', '.join(names)} for "
+                f"a {d}-D grid, got {axis!r}."
+            )
         axis = int(axis)
         if mesh is None:
             mesh = make_mesh(axis_name=DEFAULT_AXIS_NAME)
         if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
             raise SimkitInputError(
                 f"mesh must be a 1-D jax.sharding.Mesh (e.g. simkit.ensemble.make_mesh()), got "
-                f"{getattr(mesh, 'shape', mesh)!r}.")
+                f"{getattr(mesh, 'shape', mesh)!r}."
+            )
         n = mesh.devices.size
         size = stepper.shape[axis]
         if size % n:
@@ -163,7 +172,8 @@ class ShardedLBMStepper(AbstractStepper):
                 f"the grid {stepper.shape} has {size} cells along axis {names[axis]}, which do "
                 f"not divide over {n} devices; use a multiple of {n} along {names[axis]} (e.g. "
                 f"{' or '.join(map(str, options))}), split along an axis whose size is a "
-                f"multiple of {n}, or use fewer devices.")
+                f"multiple of {n}, or use fewer devices."
+            )
         for label, side in (("inlet", stepper.inlet), ("outlet", stepper.outlet)):
             if side is not None and parse_side(side, d)[0] == axis:
                 others = [names[a] for a in range(d) if a != axis]
@@ -171,7 +181,8 @@ class ShardedLBMStepper(AbstractStepper):
                     f"the {label} is on side {side!r}, a face of the split axis {names[axis]}: "
                     f"only the end devices hold it. Split along {' or '.join(others)} instead "
                     f"(ShardedLBMStepper(stepper, axis={others[0]!r})), where the face is a "
-                    f"local slice on every device.")
+                    f"local slice on every device."
+                )
         self.stepper = stepper
         self.axis = axis
         self.devices = tuple(int(dev.id) for dev in mesh.devices.flat)
@@ -197,8 +208,7 @@ class ShardedLBMStepper(AbstractStepper):
         if v is not None and jnp.ndim(v) > 1:
             # A profile (*face_shape, D): the face is the grid without the inlet's axis.
             inlet_axis, _ = parse_side(self.stepper.inlet, self.stepper.lattice.d)
-            p_spec["inlet_velocity"] = P(*[s for a, s in enumerate(grid) if a != inlet_axis],
-                                         None)
+            p_spec["inlet_velocity"] = P(*[s for a, s in enumerate(grid) if a != inlet_axis], None)
         return f_spec, grid, p_spec
 
     def shard(self, state: LBMState) -> LBMState:
@@ -207,15 +217,18 @@ class ShardedLBMStepper(AbstractStepper):
         mesh = self.mesh
         return LBMState(
             f=jax.device_put(state.f, NamedSharding(mesh, f_spec)),
-            flags=None if state.flags is None
+            flags=None
+            if state.flags is None
             else jax.device_put(state.flags, NamedSharding(mesh, grid)),
-            step=jax.device_put(state.step, NamedSharding(mesh, P())))
+            step=jax.device_put(state.step, NamedSharding(mesh, P())),
+        )
 
     def shard_params(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """`params` placed on the mesh (replicated; an inlet velocity profile split)."""
         _, _, p_spec = self._specs(params)
-        return {k: jax.device_put(v, NamedSharding(self.mesh, p_spec[k]))
-                for k, v in params.items()}
+        return {
+            k: jax.device_put(v, NamedSharding(self.mesh, p_spec[k])) for k, v in params.items()
+        }
 
     # ---- parameters and initial state (checked by the wrapped stepper) --------------------
 
@@ -223,8 +236,9 @@ class ShardedLBMStepper(AbstractStepper):
         """`LBMStepper.params`, placed on the mesh."""
         return self.shard_params(self.stepper.params(viscosity, **kwargs))
 
-    def init(self, params: Mapping[str, Array], density: Any = 1.0, velocity: Any = None,
-             **kwargs: Any) -> LBMState:
+    def init(
+        self, params: Mapping[str, Array], density: Any = 1.0, velocity: Any = None, **kwargs: Any
+    ) -> LBMState:
         """`LBMStepper.init` (same arguments and checks), split over the mesh."""
         return self.shard(self.stepper.init(params, density, velocity, **kwargs))
 
@@ -247,8 +261,9 @@ class ShardedLBMStepper(AbstractStepper):
             return lax.fori_loop(0, n_steps, lambda _, g: one(g, flags, p), f)
 
         f_spec, grid, p_spec = self._specs(params)
-        return jax.shard_map(body, mesh=self.mesh, in_specs=(f_spec, grid, p_spec),
-                             out_specs=f_spec)
+        return jax.shard_map(
+            body, mesh=self.mesh, in_specs=(f_spec, grid, p_spec), out_specs=f_spec
+        )
 
     def step(self, state: LBMState, params) -> LBMState:
         """One fused step on the sharded grid (pure, jittable): `LBMStepper.step`'s result."""
@@ -261,8 +276,7 @@ class ShardedLBMStepper(AbstractStepper):
         Pure and jittable with `n_steps` static (`jax.jit(sharded.advance, static_argnums=2)`);
         reverse-mode differentiable (the loop is a scan). Equal to `n_steps` calls of `step`.
         """
-        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) \
-                or n_steps < 0:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
             raise SimkitInputError(f"n_steps must be an integer >= 0, got {n_steps!r}.")
         f = self._local(params, int(n_steps))(state.f, state.flags, dict(params))
         return LBMState(f=f, flags=state.flags, step=state.step + int(n_steps))

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -19,9 +18,9 @@ from .._diagnostics import kinetic_energy, vorticity_2d
 from .._units import MAX_MACH
 from ._collision import BGK, COLLISIONS, equilibrium, moments
 from ._geometry import parse_side
-from ._lattice import Lattice, lattice as _lattice
-from ._stream import (FLUID, MOVING, OBSTACLE, WALL, block_rows, roll_shift, update,
-                      update_blocked)
+from ._lattice import Lattice
+from ._lattice import lattice as _lattice
+from ._stream import FLUID, MOVING, OBSTACLE, WALL, block_rows, roll_shift, update, update_blocked
 
 _NAMES_TAKEN = ("viscosity", "force", "inlet_velocity", "outlet_density")
 
@@ -40,7 +39,7 @@ class LBMState(eqx.Module):
         step: int32 step count; model time is `step` (lattice units, dt = 1).
     """
 
-    f: Float[Array, "Q *shape"]
+    f: Float[Array, "Q *shape"]  # noqa: F821 (a jaxtyping shape, not an expression)
     flags: Int[Array, "*shape"] | None
     step: Int[Array, ""]
 
@@ -101,17 +100,28 @@ class LBMStepper(AbstractStepper):
     outlet: str | None = eqx.field(static=True, default=None)
     blocking: int | str = eqx.field(static=True, default="auto")
 
-    def __init__(self, lattice: Lattice | str, shape: Sequence[int], collision: Any = None, *,
-                 periodic: Sequence[bool] | bool = True, dtype: str = "float32",
-                 body_force: bool = False, moving_walls: Sequence[str] = (),
-                 inlet: str | None = None, outlet: str | None = None,
-                 blocking: int | str = "auto"):
+    def __init__(
+        self,
+        lattice: Lattice | str,
+        shape: Sequence[int],
+        collision: Any = None,
+        *,
+        periodic: Sequence[bool] | bool = True,
+        dtype: str = "float32",
+        body_force: bool = False,
+        moving_walls: Sequence[str] = (),
+        inlet: str | None = None,
+        outlet: str | None = None,
+        blocking: int | str = "auto",
+    ):
         self.lattice = _lattice(lattice)
         d = self.lattice.d
         try:
             shape = tuple(int(n) for n in shape)
         except (TypeError, ValueError):
-            raise SimkitInputError(f"shape must be a sequence of {d} integers, got {shape!r}.") from None
+            raise SimkitInputError(
+                f"shape must be a sequence of {d} integers, got {shape!r}."
+            ) from None
         if len(shape) != d:
             raise SimkitInputError(f"{self.lattice.name} needs a {d}-D grid shape, got {shape}.")
         if any(n < 3 for n in shape):
@@ -120,7 +130,8 @@ class LBMStepper(AbstractStepper):
         self.collision = BGK() if collision is None else collision
         if not isinstance(self.collision, COLLISIONS):
             raise SimkitInputError(
-                f"collision must be BGK(), TRT() or Regularized(), got {self.collision!r}.")
+                f"collision must be BGK(), TRT() or Regularized(), got {self.collision!r}."
+            )
         if isinstance(periodic, bool):
             periodic = (periodic,) * d
         periodic = tuple(bool(p) for p in periodic)
@@ -134,8 +145,10 @@ class LBMStepper(AbstractStepper):
         self.moving_walls = tuple(str(m) for m in moving_walls)
         for name in self.moving_walls:
             if name in _NAMES_TAKEN or not name.isidentifier():
-                raise SimkitInputError(f"moving wall name {name!r} is not allowed "
-                                       f"(an identifier other than {', '.join(_NAMES_TAKEN)}).")
+                raise SimkitInputError(
+                    f"moving wall name {name!r} is not allowed "
+                    f"(an identifier other than {', '.join(_NAMES_TAKEN)})."
+                )
         if len(set(self.moving_walls)) != len(self.moving_walls):
             raise SimkitInputError(f"moving wall names must differ: {self.moving_walls}.")
         if len(self.moving_walls) > 120:
@@ -147,22 +160,32 @@ class LBMStepper(AbstractStepper):
             if periodic[axis]:
                 raise SimkitInputError(
                     f"the {label} is on side {side!r} but axis {'xyz'[axis]} is periodic; pass "
-                    f"periodic={tuple(p if a != axis else False for a, p in enumerate(periodic))}.")
+                    f"periodic={tuple(p if a != axis else False for a, p in enumerate(periodic))}."
+                )
         if inlet is not None and inlet == outlet:
             raise SimkitInputError(f"inlet and outlet cannot share side {inlet!r}.")
         self.inlet, self.outlet = inlet, outlet
-        if blocking not in ("auto", "off") and (isinstance(blocking, bool)
-                                                or not isinstance(blocking, (int, np.integer))
-                                                or int(blocking) < 1):
+        if blocking not in ("auto", "off") and (
+            isinstance(blocking, bool)
+            or not isinstance(blocking, (int, np.integer))
+            or int(blocking) < 1
+        ):
             raise SimkitInputError(
-                f'blocking must be "auto", "off" or a positive number of rows, got {blocking!r}.')
+                f'blocking must be "auto", "off" or a positive number of rows, got {blocking!r}.'
+            )
         self.blocking = blocking if isinstance(blocking, str) else int(blocking)
 
     # ---- parameters and initial state ------------------------------------------------------
 
-    def params(self, viscosity: float, *, force: Sequence[float] | None = None,
-               inlet_velocity: Any = None, outlet_density: float = 1.0,
-               **wall_velocities: Sequence[float]) -> dict[str, Array]:
+    def params(
+        self,
+        viscosity: float,
+        *,
+        force: Sequence[float] | None = None,
+        inlet_velocity: Any = None,
+        outlet_density: float = 1.0,
+        **wall_velocities: Sequence[float],
+    ) -> dict[str, Array]:
         """Checked run parameters (lattice units) as a dict of arrays.
 
         Args:
@@ -191,30 +214,40 @@ class LBMStepper(AbstractStepper):
                 f"tau = 3 * viscosity + 1/2 = {tau:.5g} is below {self.collision.min_tau} for "
                 f"{type(self.collision).__name__}: the run would be unstable. Raise the "
                 f"resolution or lower the lattice velocity (both raise the lattice viscosity "
-                f"at fixed Re), or use a more stable collision (TRT, Regularized).")
+                f"at fixed Re), or use a more stable collision (TRT, Regularized)."
+            )
         out = {"viscosity": jnp.asarray(nu, dt)}
         if force is not None and not self.body_force:
-            raise SimkitInputError("a force was given but the stepper has body_force=False; "
-                                   "build it with LBMStepper(..., body_force=True).")
+            raise SimkitInputError(
+                "a force was given but the stepper has body_force=False; "
+                "build it with LBMStepper(..., body_force=True)."
+            )
         if self.body_force:
             out["force"] = self._vector("force", (0.0,) * d if force is None else force)
         for name in self.moving_walls:
             if name not in wall_velocities:
-                raise SimkitInputError(f"missing velocity of moving wall {name!r}: "
-                                       f"pass params(..., {name}=(ux, uy{', uz' if d == 3 else ''})).")
+                raise SimkitInputError(
+                    f"missing velocity of moving wall {name!r}: "
+                    f"pass params(..., {name}=(ux, uy{', uz' if d == 3 else ''}))."
+                )
             out[name] = self._vector(name, wall_velocities.pop(name))
             self._check_mach(name, out[name])
         if wall_velocities:
-            raise SimkitInputError(f"unknown parameters {sorted(wall_velocities)}; moving walls "
-                                   f"declared on the stepper: {list(self.moving_walls)}.")
+            raise SimkitInputError(
+                f"unknown parameters {sorted(wall_velocities)}; moving walls "
+                f"declared on the stepper: {list(self.moving_walls)}."
+            )
         if self.inlet is not None:
             if inlet_velocity is None:
-                raise SimkitInputError("the stepper has an inlet: pass params(..., inlet_velocity=...).")
+                raise SimkitInputError(
+                    "the stepper has an inlet: pass params(..., inlet_velocity=...)."
+                )
             face_shape = self._face_shape(self.inlet)
             v = jnp.asarray(inlet_velocity, dt)
             if v.shape not in ((d,), face_shape + (d,)):
-                raise SimkitInputError(f"inlet_velocity must have shape ({d},) or "
-                                       f"{face_shape + (d,)}, got {v.shape}.")
+                raise SimkitInputError(
+                    f"inlet_velocity must have shape ({d},) or {face_shape + (d,)}, got {v.shape}."
+                )
             if not bool(jnp.all(jnp.isfinite(v))):
                 raise SimkitInputError("inlet_velocity contains NaN or inf.")
             self._check_mach("inlet_velocity", v)
@@ -223,14 +256,17 @@ class LBMStepper(AbstractStepper):
                 raise SimkitInputError(
                     f"inlet_velocity points out of the domain on the {self.inlet} face (its "
                     f"{'xyz'[axis]} component must be {'>=' if end < 0 else '<='} 0); an outflow "
-                    f"face takes an outlet instead.")
+                    f"face takes an outlet instead."
+                )
             out["inlet_velocity"] = v
         elif inlet_velocity is not None:
             raise SimkitInputError("inlet_velocity given but the stepper has no inlet.")
         if self.outlet is not None:
             rho = float(outlet_density)
             if not (math.isfinite(rho) and rho > 0):
-                raise SimkitInputError(f"outlet_density must be finite and > 0, got {outlet_density}.")
+                raise SimkitInputError(
+                    f"outlet_density must be finite and > 0, got {outlet_density}."
+                )
             out["outlet_density"] = jnp.asarray(rho, dt)
         return out
 
@@ -247,22 +283,32 @@ class LBMStepper(AbstractStepper):
         return v
 
     def _check_mach(self, name, velocity):
-        speed = float(jnp.max(jnp.linalg.norm(jnp.reshape(velocity, (-1, self.lattice.d)), axis=-1)))
+        speed = float(
+            jnp.max(jnp.linalg.norm(jnp.reshape(velocity, (-1, self.lattice.d)), axis=-1))
+        )
         mach = speed * math.sqrt(3.0)
         if mach > MAX_MACH:
             raise SimkitInputError(
                 f"{name}: lattice Mach number |u| / c_s = {mach:.3g} exceeds {MAX_MACH}; the "
                 f"weakly compressible scheme is inaccurate and unstable there. Lower the lattice "
                 f"velocity (|u| <= {MAX_MACH / math.sqrt(3):.3f}) and raise the resolution or "
-                f"the number of steps instead.")
+                f"the number of steps instead."
+            )
 
     def _face_shape(self, side):
         axis, _ = parse_side(side, self.lattice.d)
         return tuple(n for a, n in enumerate(self.shape) if a != axis)
 
-    def init(self, params: Mapping[str, Array], density: Any = 1.0, velocity: Any = None, *,
-             walls: Any = None, obstacle: Any = None,
-             moving: Mapping[str, Any] | None = None) -> LBMState:
+    def init(
+        self,
+        params: Mapping[str, Array],
+        density: Any = 1.0,
+        velocity: Any = None,
+        *,
+        walls: Any = None,
+        obstacle: Any = None,
+        moving: Mapping[str, Any] | None = None,
+    ) -> LBMState:
         """The initial state: populations at equilibrium with `density` and `velocity`.
 
         Args:
@@ -282,12 +328,16 @@ class LBMStepper(AbstractStepper):
         d, shape, dt = self.lattice.d, self.shape, self.dtype
         rho = jnp.asarray(density, dt)
         if rho.shape not in ((), shape):
-            raise SimkitInputError(f"density must be a scalar or have shape {shape}, got {rho.shape}.")
+            raise SimkitInputError(
+                f"density must be a scalar or have shape {shape}, got {rho.shape}."
+            )
         if not bool(jnp.all(jnp.isfinite(rho))) or not bool(jnp.all(rho > 0)):
             raise SimkitInputError("density must be finite and > 0 everywhere.")
         u = jnp.zeros((d,), dt) if velocity is None else jnp.asarray(velocity, dt)
         if u.shape not in ((d,), shape + (d,)):
-            raise SimkitInputError(f"velocity must have shape ({d},) or {shape + (d,)}, got {u.shape}.")
+            raise SimkitInputError(
+                f"velocity must have shape ({d},) or {shape + (d,)}, got {u.shape}."
+            )
         if not bool(jnp.all(jnp.isfinite(u))):
             raise SimkitInputError("velocity contains NaN or inf.")
         self._check_mach("velocity", u)
@@ -302,8 +352,10 @@ class LBMStepper(AbstractStepper):
         if self.body_force:
             # Equilibrium at the physical velocity: shift the stored momentum by -F/2.
             g = params["force"]
-            feq = [fi - 0.5 * 3.0 * wi * sum(float(ca) * g[a] for a, ca in enumerate(ci) if ca)
-                   for fi, wi, ci in zip(feq, self.lattice.w, self.lattice.velocities)]
+            feq = [
+                fi - 0.5 * 3.0 * wi * sum(float(ca) * g[a] for a, ca in enumerate(ci) if ca)
+                for fi, wi, ci in zip(feq, self.lattice.w, self.lattice.velocities, strict=False)
+            ]
         f = jnp.stack(feq).astype(dt)
         if flags is not None:
             f = jnp.where(flags[None] == FLUID, f, 0.0)
@@ -312,7 +364,9 @@ class LBMStepper(AbstractStepper):
     def _mask(self, name, mask):
         m = np.asarray(mask)
         if m.shape != self.shape:
-            raise SimkitInputError(f"{name} mask must have the grid shape {self.shape}, got {m.shape}.")
+            raise SimkitInputError(
+                f"{name} mask must have the grid shape {self.shape}, got {m.shape}."
+            )
         if m.dtype != bool:
             raise SimkitInputError(f"{name} mask must be boolean, got dtype {m.dtype}.")
         return m
@@ -320,30 +374,41 @@ class LBMStepper(AbstractStepper):
     def _flags(self, walls, obstacle, moving):
         unknown = set(moving) - set(self.moving_walls)
         if unknown:
-            raise SimkitInputError(f"masks for undeclared moving walls {sorted(unknown)}; declare "
-                                   f"them with LBMStepper(..., moving_walls=...).")
+            raise SimkitInputError(
+                f"masks for undeclared moving walls {sorted(unknown)}; declare "
+                f"them with LBMStepper(..., moving_walls=...)."
+            )
         missing = set(self.moving_walls) - set(moving)
         if missing:
-            raise SimkitInputError(f"no mask for moving walls {sorted(missing)}: pass "
-                                   f"init(..., moving={{name: mask}}).")
+            raise SimkitInputError(
+                f"no mask for moving walls {sorted(missing)}: pass "
+                f"init(..., moving={{name: mask}})."
+            )
         layers = []
         if walls is not None:
             layers.append(("walls", self._mask("walls", walls), WALL))
         if obstacle is not None:
             layers.append(("obstacle", self._mask("obstacle", obstacle), OBSTACLE))
         for k, name in enumerate(self.moving_walls):
-            layers.append((f"moving wall {name!r}", self._mask(f"moving wall {name!r}",
-                                                               moving[name]), MOVING + k))
+            layers.append(
+                (
+                    f"moving wall {name!r}",
+                    self._mask(f"moving wall {name!r}", moving[name]),
+                    MOVING + k,
+                )
+            )
         if not layers:
             flags = None
             solid = np.zeros(self.shape, bool)
         else:
             flags = np.zeros(self.shape, np.int8)
             for a, (name_a, m_a, _) in enumerate(layers):
-                for name_b, m_b, _ in layers[a + 1:]:
+                for name_b, m_b, _ in layers[a + 1 :]:
                     if np.any(m_a & m_b):
-                        raise SimkitInputError(f"the {name_a} and {name_b} masks overlap in "
-                                               f"{int(np.sum(m_a & m_b))} cells; each cell is one kind.")
+                        raise SimkitInputError(
+                            f"the {name_a} and {name_b} masks overlap in "
+                            f"{int(np.sum(m_a & m_b))} cells; each cell is one kind."
+                        )
             for _, m, value in layers:
                 flags[m] = value
             solid = flags != FLUID
@@ -367,19 +432,24 @@ class LBMStepper(AbstractStepper):
                     inner = layer.copy()
                     for b, t in enumerate(a_ for a_ in range(d) if a_ != axis):
                         if not self.periodic[t]:
-                            inner = np.delete(inner, [0, inner.shape[b] - 1], axis=b) \
-                                if inner.shape[b] > 2 else inner[(slice(None),) * b + (slice(0, 0),)]
+                            inner = (
+                                np.delete(inner, [0, inner.shape[b] - 1], axis=b)
+                                if inner.shape[b] > 2
+                                else inner[(slice(None),) * b + (slice(0, 0),)]
+                            )
                     if inner.size and inner.any():
                         raise SimkitInputError(
                             f"{int(inner.sum())} solid cells lie on the {side} face, which is an "
                             f"{'inlet' if side == self.inlet else 'outlet'}; move the solid "
-                            f"away from the face (at least one cell).")
+                            f"away from the face (at least one cell)."
+                        )
                 elif not layer.all():
                     raise SimkitInputError(
                         f"axis {'xyz'[axis]} is not periodic but face {side} has "
                         f"{int((~layer).sum())} fluid cells and no inlet/outlet: cover it with "
                         f"walls (e.g. lbm.box_walls(shape, [{side!r}])), put an inlet or outlet "
-                        f"there, or make the axis periodic.")
+                        f"there, or make the axis periodic."
+                    )
 
     # ---- the step -------------------------------------------------------------------------
 
@@ -455,15 +525,22 @@ class LBMStepper(AbstractStepper):
 
     def save_groups(self) -> dict[str, tuple[str, ...]]:
         fields = ("velocity", "density") + (("vorticity",) if self.lattice.d == 2 else ())
-        return {"fields": fields,
-                "diagnostics": ("kinetic_energy", "mass", "max_mach", "obstacle_force")}
+        return {
+            "fields": fields,
+            "diagnostics": ("kinetic_energy", "mass", "max_mach", "obstacle_force"),
+        }
 
     def variables(self, state: LBMState, params) -> dict[str, Variable]:
         grid = tuple("xyz"[: self.lattice.d])
         shape, dt, d = self.shape, self.dtype, self.lattice.d
         out = {
-            "velocity": Variable(grid + ("component",), shape + (d,), dt, "1",
-                                 "velocity (lattice units: cells per step)"),
+            "velocity": Variable(
+                grid + ("component",),
+                shape + (d,),
+                dt,
+                "1",
+                "velocity (lattice units: cells per step)",
+            ),
             "density": Variable(grid, shape, dt, "1", "density (lattice units)"),
         }
         if d == 2:
@@ -472,8 +549,9 @@ class LBMStepper(AbstractStepper):
             kinetic_energy=Variable((), (), dt, "1", "kinetic energy of the fluid cells"),
             mass=Variable((), (), dt, "1", "total mass of the fluid cells"),
             max_mach=Variable((), (), dt, "1", "largest lattice Mach number |u| / c_s"),
-            obstacle_force=Variable(("component",), (d,), dt, "1",
-                                    "force on the obstacle (momentum exchange)"),
+            obstacle_force=Variable(
+                ("component",), (d,), dt, "1", "force on the obstacle (momentum exchange)"
+            ),
         )
         return out
 
@@ -486,6 +564,8 @@ class LBMStepper(AbstractStepper):
         return "1"
 
     def blow_up_hint(self) -> str:
-        return ("Lattice Boltzmann is unstable at high lattice Mach number or tau close to 1/2: "
-                "lower the lattice velocity, raise the resolution or the viscosity, use TRT or "
-                "Regularized collisions, or start an inflow from rest and ramp it up.")
+        return (
+            "Lattice Boltzmann is unstable at high lattice Mach number or tau close to 1/2: "
+            "lower the lattice velocity, raise the resolution or the viscosity, use TRT or "
+            "Regularized collisions, or start an inflow from rest and ramp it up."
+        )

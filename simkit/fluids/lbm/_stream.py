@@ -136,18 +136,22 @@ def _wrap_pad(a, first_axis):
     """`a` with one periodic halo cell on each side of every axis from `first_axis` on."""
     for axis in range(first_axis, a.ndim):
         n = a.shape[axis]
-        a = jnp.concatenate([lax.slice_in_dim(a, n - 1, n, axis=axis), a,
-                             lax.slice_in_dim(a, 0, 1, axis=axis)], axis=axis)
+        a = jnp.concatenate(
+            [lax.slice_in_dim(a, n - 1, n, axis=axis), a, lax.slice_in_dim(a, 0, 1, axis=axis)],
+            axis=axis,
+        )
     return a
 
 
 def _strip_shift(rows, shape):
     """shift on a strip of rows + 2 halo rows, padded by one halo cell along the other axes:
     the pulled values on the cells inside the halos (static slices, no wrap-around)."""
+
     def shift(a, c):
         start = [1 - int(cb) for cb in c]
-        limit = [s + n for s, n in zip(start, (rows,) + tuple(shape[1:]))]
+        limit = [s + n for s, n in zip(start, (rows,) + tuple(shape[1:]), strict=False)]
         return lax.slice(a, start, limit)
+
     return shift
 
 
@@ -169,8 +173,11 @@ def update_blocked(stepper, f, flags, params, rows: int):
         `above` the original row x0 + n (None: still in `buf`). Returns (buf, original last row)."""
         static = isinstance(x0, int)
         m = n if above is not None else n + 1
-        mid = lax.slice_in_dim(buf, x0, x0 + m, axis=1) if static \
+        mid = (
+            lax.slice_in_dim(buf, x0, x0 + m, axis=1)
+            if static
             else lax.dynamic_slice_in_dim(buf, x0, m, axis=1)
+        )
         parts = [below, mid] + ([above] if above is not None else [])
         ext_f = jnp.concatenate(parts, axis=1)
         # The strip's inputs are read (into a small copy) before the writes below.
@@ -178,12 +185,18 @@ def update_blocked(stepper, f, flags, params, rows: int):
         last_row = lax.slice_in_dim(ext_f, n, n + 1, axis=1)
         ext_flags = None
         if flags is not None:
-            ext_flags = _rows(flags, x0 - 1, n + 2, 0) if static \
+            ext_flags = (
+                _rows(flags, x0 - 1, n + 2, 0)
+                if static
                 else lax.dynamic_slice_in_dim(flags, x0 - 1, n + 2, 0)
+            )
             ext_flags = _wrap_pad(ext_flags, 1)
         ext_f = _wrap_pad(ext_f, 2)
         shift = _strip_shift(n, shape)
-        crop = lambda a: shift(a, (0,) * len(shape))
+
+        def crop(a):
+            return shift(a, (0,) * len(shape))
+
         new = _interior(stepper, [ext_f[i] for i in range(q)], ext_flags, params, shift, crop)
         for i in range(q):
             buf = lax.dynamic_update_slice(buf, new[i][None].astype(buf.dtype), (i, x0) + zeros)
@@ -197,8 +210,10 @@ def update_blocked(stepper, f, flags, params, rows: int):
     # Interior strips s * rows .. (s + 1) * rows - 1, the row above each still original.
     n_full = (nx - 1) // rows  # strips 0 .. n_full - 1 have a row above them
     if n_full > 1:
+
         def body(s, carry):
             return strip(carry[0], carry[1], s * rows, rows)
+
         buf, below = lax.fori_loop(1, n_full, body, (buf, below))
     x0 = n_full * rows
     buf, _ = strip(buf, below, x0, nx - x0, above=row_first)
@@ -228,11 +243,17 @@ def _faces(stepper, f, flags, params):
         if side is None:
             continue
         index, inner = _face_index(stepper, side), _face_index(stepper, side, 1)
-        out = _zou_he_face(stepper, [f[i][index] for i in range(q)],
-                           None if flags is None else flags[index], side, params,
-                           velocity=velocity, inner=[f[i][inner] for i in range(q)])
+        out = _zou_he_face(
+            stepper,
+            [f[i][index] for i in range(q)],
+            None if flags is None else flags[index],
+            side,
+            params,
+            velocity=velocity,
+            inner=[f[i][inner] for i in range(q)],
+        )
         if isinstance(f, list):
-            f = [fi.at[index].set(o) for fi, o in zip(f, out)]
+            f = [fi.at[index].set(o) for fi, o in zip(f, out, strict=False)]
         else:
             f = f.at[(slice(None),) + index].set(jnp.stack(out))
     return f
@@ -258,8 +279,11 @@ def _zou_he_face(stepper, g, face_flags, side, params, *, velocity: bool, inner=
     cn = c[:, axis] * n_in
     unknown = [i for i in range(lat.q) if cn[i] > 0]
     # With deviations g = f - w: sum_T w + 2 sum_O w = 1 (the lattice is symmetric), hence the 1.
-    known = 1.0 + sum(g[i] for i in range(lat.q) if cn[i] == 0) \
+    known = (
+        1.0
+        + sum(g[i] for i in range(lat.q) if cn[i] == 0)
         + 2.0 * sum(g[i] for i in range(lat.q) if cn[i] < 0)
+    )
     if velocity:
         uvec = jnp.broadcast_to(params["inlet_velocity"], face_shape + (lat.d,))
         u = [uvec[..., a] for a in range(lat.d)]
@@ -288,5 +312,5 @@ def _zou_he_face(stepper, g, face_flags, side, params, *, velocity: bool, inner=
             out[i] = out[i] + float(c[i, t]) * mismatch / len(movers)
     if face_flags is not None:
         fluid = face_flags == FLUID
-        out = [jnp.where(fluid, o, gi) for o, gi in zip(out, g)]
+        out = [jnp.where(fluid, o, gi) for o, gi in zip(out, g, strict=False)]
     return out

@@ -25,13 +25,15 @@ def check_grid(shape: Any, box: Any, d: int) -> tuple[tuple[int, ...], tuple[flo
     except TypeError:
         entries = ()
     if len(entries) != d or not all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in entries):
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in entries
+    ):
         raise SimkitInputError(f"shape must be {count} integers {axes}, got {shape!r}.")
     shape = tuple(int(n) for n in entries)
     if any(n < MIN_POINTS for n in shape):
         raise SimkitInputError(
             f"every axis needs at least {MIN_POINTS} points (the resolution), got shape "
-            f"{shape}; the 2/3 dealiasing rule keeps only |m| < n / 3 of them.")
+            f"{shape}; the 2/3 dealiasing rule keeps only |m| < n / 3 of them."
+        )
     try:
         box = tuple(float(b) for b in box)
         if len(box) != d:
@@ -54,7 +56,7 @@ def check_dt(dt: Any) -> float:
 
 
 def check_dtype(dtype: Any) -> str:
-    """"float32" or "float64", or a `SimkitInputError`."""
+    """ "float32" or "float64", or a `SimkitInputError`."""
     try:
         name = None if dtype is None else str(np.dtype(dtype))
     except TypeError:

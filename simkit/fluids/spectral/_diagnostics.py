@@ -17,8 +17,9 @@ from jaxtyping import Array, Complex, Float
 from ._grid import SpectralGrid, _real_dtype, lift
 
 
-def box_mean_product(grid: SpectralGrid, a_hat: Complex[Array, "*b nx nk"],
-                     b_hat: Complex[Array, "*b nx nk"]) -> Float[Array, "*b"]:
+def box_mean_product(
+    grid: SpectralGrid, a_hat: Complex[Array, "*b nx nk"], b_hat: Complex[Array, "*b nx nk"]
+) -> Float[Array, "*b"]:
     """<a b>, the box mean of the product of two real fields given by their rfft2 (Parseval)."""
     n2 = float(grid.shape[0] * grid.shape[1]) ** 2
     w = lift(grid.rfft_weights().astype(_real_dtype(a_hat)) / n2, a_hat)
@@ -36,8 +37,11 @@ def enstrophy(grid: SpectralGrid, vorticity_hat: Complex[Array, "*b nx nk"]) -> 
     return 0.5 * box_mean_product(grid, vorticity_hat, vorticity_hat)
 
 
-def dissipation(grid: SpectralGrid, vorticity_hat: Complex[Array, "*b nx nk"],
-                viscosity: Float[Array, ""] | float) -> Float[Array, "*b"]:
+def dissipation(
+    grid: SpectralGrid,
+    vorticity_hat: Complex[Array, "*b nx nk"],
+    viscosity: Float[Array, ""] | float,
+) -> Float[Array, "*b"]:
     """Viscous energy dissipation rate nu <w^2> (velocity^2 / time): in a periodic box
     nu <|grad u|^2> = nu <w^2>."""
     return 2.0 * viscosity * enstrophy(grid, vorticity_hat)
@@ -52,7 +56,7 @@ def shell_wavenumbers(grid: SpectralGrid) -> np.ndarray:
 def _n_shells(grid: SpectralGrid) -> int:
     kx, ky = grid.wavenumbers()
     dk = 2 * math.pi / max(grid.box)
-    return int(np.rint(math.sqrt(np.max(kx ** 2) + np.max(ky ** 2)) / dk)) + 1
+    return int(np.rint(math.sqrt(np.max(kx**2) + np.max(ky**2)) / dk)) + 1
 
 
 def _shell_index(grid: SpectralGrid) -> np.ndarray:
@@ -60,7 +64,9 @@ def _shell_index(grid: SpectralGrid) -> np.ndarray:
     return np.rint(np.sqrt(grid.k_squared()) / dk).astype(np.int32)
 
 
-def shell_spectrum(grid: SpectralGrid, power: Float[Array, "*b nx nk"]) -> Float[Array, "*b nshell"]:
+def shell_spectrum(
+    grid: SpectralGrid, power: Float[Array, "*b nx nk"]
+) -> Float[Array, "*b nshell"]:
     """Sum a per-mode quantity `power` (already normalised as a box mean, rfft2 layout) over
     shells |k| in [k_s - dk/2, k_s + dk/2), divided by dk, counting each stored coefficient's
     conjugate partner. Returns `(..., n_shells)` with sum(result) * dk = sum over all modes."""
@@ -72,8 +78,9 @@ def shell_spectrum(grid: SpectralGrid, power: Float[Array, "*b nx nk"]) -> Float
     return jnp.moveaxis(summed, 0, -1) / dk
 
 
-def energy_spectrum(grid: SpectralGrid, vorticity_hat: Complex[Array, "*b nx nk"]
-                    ) -> Float[Array, "*b nshell"]:
+def energy_spectrum(
+    grid: SpectralGrid, vorticity_hat: Complex[Array, "*b nx nk"]
+) -> Float[Array, "*b nshell"]:
     """Shell-averaged energy spectrum E(k_s) (velocity^2 x length) at `shell_wavenumbers(grid)`:
     sum_s E(k_s) dk equals `energy`. E(k) of one mode of wavenumber k is its energy / dk."""
     n2 = float(grid.shape[0] * grid.shape[1]) ** 2

@@ -32,11 +32,15 @@ class Kolmogorov:
     wavenumber: int = 4
 
     def __post_init__(self):
-        if isinstance(self.wavenumber, bool) or not isinstance(self.wavenumber, (int, np.integer)) \
-                or self.wavenumber < 1:
+        if (
+            isinstance(self.wavenumber, bool)
+            or not isinstance(self.wavenumber, (int, np.integer))
+            or self.wavenumber < 1
+        ):
             raise SimkitInputError(
                 f"Kolmogorov wavenumber must be a positive integer (periods across the box), "
-                f"got {self.wavenumber!r}.")
+                f"got {self.wavenumber!r}."
+            )
 
     def k_f(self, grid: SpectralGrid) -> float:
         """The forcing wavenumber 2 pi n / Ly (1 / length)."""
@@ -47,7 +51,8 @@ class Kolmogorov:
         if 3 * self.wavenumber >= grid.shape[1]:
             raise SimkitInputError(
                 f"Kolmogorov forcing at {self.wavenumber} periods needs ny > {3 * self.wavenumber} "
-                f"points (the 2/3 rule keeps |m| < ny / 3), got ny = {grid.shape[1]}.")
+                f"points (the 2/3 rule keeps |m| < ny / 3), got ny = {grid.shape[1]}."
+            )
 
     def curl_hat(self, grid: SpectralGrid) -> np.ndarray:
         """rfft2 of the curl for unit amplitude, -k_f cos(k_f y), computed exactly (complex128)."""
@@ -55,8 +60,9 @@ class Kolmogorov:
         k = self.k_f(grid)
         return np.fft.rfft2(-k * np.cos(k * y))
 
-    def laminar_velocity(self, grid: SpectralGrid, amplitude: float, viscosity: float,
-                         drag: float = 0.0) -> np.ndarray:
+    def laminar_velocity(
+        self, grid: SpectralGrid, amplitude: float, viscosity: float, drag: float = 0.0
+    ) -> np.ndarray:
         """The laminar steady state `(nx, ny, 2)`: u = A / (nu k_f^2 + mu) sin(k_f y), v = 0."""
         _, y = grid.mesh()
         k = self.k_f(grid)
@@ -69,7 +75,7 @@ class Kolmogorov:
         Sinai 1961, J. Appl. Math. Mech. 25:1700; the threshold is reached for perturbations
         much longer than the forcing period)."""
         k = self.k_f(grid)
-        return amplitude / (viscosity ** 2 * k ** 3)
+        return amplitude / (viscosity**2 * k**3)
 
 
 def curl(grid: SpectralGrid, force: Float[Array, "nx ny 2"]) -> Float[Array, "nx ny"]:

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ._checks import MIN_POINTS as MIN_POINTS, check_grid
-
+from ._checks import MIN_POINTS as MIN_POINTS
+from ._checks import check_grid
 
 
 class SpectralGrid(eqx.Module):
@@ -62,7 +62,7 @@ class SpectralGrid(eqx.Module):
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """1-D coordinates `(x (nx,), y (ny,))` of the grid points (length), float64."""
-        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box))
+        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """2-D coordinates `(X, Y)`, each `(nx, ny)` (length), float64, axis 0 = x."""
@@ -117,37 +117,47 @@ class SpectralGrid(eqx.Module):
         """rfft2 over the last two axes (unnormalised)."""
         return jnp.fft.rfft2(field, axes=(-2, -1))
 
-    def to_physical(self, field_hat: Complex[Array, "*batch nx nk"]) -> Float[Array, "*batch nx ny"]:
+    def to_physical(
+        self, field_hat: Complex[Array, "*batch nx nk"]
+    ) -> Float[Array, "*batch nx ny"]:
         """irfft2 over the last two axes back to `(nx, ny)`."""
         return jnp.fft.irfft2(field_hat, s=self.shape, axes=(-2, -1))
 
-    def streamfunction_hat(self, vorticity_hat: Complex[Array, "*batch nx nk"]) -> Complex[Array, "*batch nx nk"]:
+    def streamfunction_hat(
+        self, vorticity_hat: Complex[Array, "*batch nx nk"]
+    ) -> Complex[Array, "*batch nx nk"]:
         """psi_hat = w_hat / |k|^2 (the k = 0 mode set to 0)."""
         k2 = self.k_squared()
         inv = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
         return vorticity_hat * lift(inv.astype(_real_dtype(vorticity_hat)), vorticity_hat)
 
-    def velocity_hat(self, vorticity_hat: Complex[Array, "*batch nx nk"]
-                     ) -> tuple[Complex[Array, "*batch nx nk"], Complex[Array, "*batch nx nk"]]:
+    def velocity_hat(
+        self, vorticity_hat: Complex[Array, "*batch nx nk"]
+    ) -> tuple[Complex[Array, "*batch nx nk"], Complex[Array, "*batch nx nk"]]:
         """(u_hat, v_hat) = (i ky psi_hat, -i kx psi_hat) from the vorticity."""
-        kx, ky = (lift(k.astype(_real_dtype(vorticity_hat)), vorticity_hat)
-                  for k in self.wavenumbers())
+        kx, ky = (
+            lift(k.astype(_real_dtype(vorticity_hat)), vorticity_hat) for k in self.wavenumbers()
+        )
         psi = self.streamfunction_hat(vorticity_hat)
         return 1j * ky * psi, -1j * kx * psi
 
-    def velocity(self, vorticity_hat: Complex[Array, "*batch nx nk"]) -> Float[Array, "*batch nx ny 2"]:
+    def velocity(
+        self, vorticity_hat: Complex[Array, "*batch nx nk"]
+    ) -> Float[Array, "*batch nx ny 2"]:
         """Physical velocity `(..., nx, ny, 2)` (length / time) from a spectral vorticity."""
         u_hat, v_hat = self.velocity_hat(vorticity_hat)
         uv = self.to_physical(jnp.stack([u_hat, v_hat], axis=-3))
         return jnp.moveaxis(uv, -3, -1)
 
-    def vorticity_hat_from_velocity(self, velocity: Float[Array, "*batch nx ny 2"]
-                                    ) -> Complex[Array, "*batch nx nk"]:
+    def vorticity_hat_from_velocity(
+        self, velocity: Float[Array, "*batch nx ny 2"]
+    ) -> Complex[Array, "*batch nx nk"]:
         """Spectral vorticity i kx v_hat - i ky u_hat of a physical velocity `(..., nx, ny, 2)`
         (its divergent part has no vorticity and is dropped)."""
         uv_hat = self.to_spectral(jnp.moveaxis(velocity, -1, -3))
-        kx, ky = (lift(k.astype(_real_dtype(uv_hat)), uv_hat[..., 0, :, :])
-                  for k in self.wavenumbers())
+        kx, ky = (
+            lift(k.astype(_real_dtype(uv_hat)), uv_hat[..., 0, :, :]) for k in self.wavenumbers()
+        )
         return 1j * kx * uv_hat[..., 1, :, :] - 1j * ky * uv_hat[..., 0, :, :]
 
 

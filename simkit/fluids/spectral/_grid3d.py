@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ..._checks import SimkitInputError
 from ._checks import check_grid
 from ._grid import _real_dtype, lift
 
@@ -53,7 +52,7 @@ class SpectralGrid3D(eqx.Module):
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Grid spacing `(dx, dy, dz)` (length)."""
-        return tuple(b / n for b, n in zip(self.box, self.shape))
+        return tuple(b / n for b, n in zip(self.box, self.shape, strict=False))
 
     @property
     def spectral_shape(self) -> tuple[int, int, int]:
@@ -62,7 +61,7 @@ class SpectralGrid3D(eqx.Module):
 
     def points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """1-D coordinates `(x (nx,), y (ny,), z (nz,))` of the grid points (length), float64."""
-        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box))
+        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """3-D coordinates `(X, Y, Z)`, each `(nx, ny, nz)` (length), float64."""
@@ -83,7 +82,8 @@ class SpectralGrid3D(eqx.Module):
         An even axis' Nyquist mode gets k = 0 (its sign is ambiguous; the 2/3 rule drops it)."""
         return tuple(
             (np.where(2 * np.abs(m) == n, 0, m) * (2 * math.pi / b)).astype(np.float64)
-            for m, n, b in zip(self.mode_numbers(), self.shape, self.box))
+            for m, n, b in zip(self.mode_numbers(), self.shape, self.box, strict=False)
+        )
 
     def k_vector(self) -> np.ndarray:
         """The wavevector `(3, nx, ny, nz//2+1)` (1 / length), float64."""
@@ -121,13 +121,15 @@ class SpectralGrid3D(eqx.Module):
         """irfftn over the last three axes back to `(nx, ny, nz)`."""
         return jnp.fft.irfftn(field_hat, s=self.shape, axes=(-3, -2, -1))
 
-    def vector_to_spectral(self, field: Float[Array, "*b nx ny nz 3"]
-                           ) -> Complex[Array, "*b 3 nx ny nk"]:
+    def vector_to_spectral(
+        self, field: Float[Array, "*b nx ny nz 3"]
+    ) -> Complex[Array, "*b 3 nx ny nk"]:
         """A physical vector field `(..., nx, ny, nz, 3)` to spectral `(..., 3, nx, ny, nk)`."""
         return self.to_spectral(jnp.moveaxis(field, -1, -4))
 
-    def vector_to_physical(self, field_hat: Complex[Array, "*b 3 nx ny nk"]
-                           ) -> Float[Array, "*b nx ny nz 3"]:
+    def vector_to_physical(
+        self, field_hat: Complex[Array, "*b 3 nx ny nk"]
+    ) -> Float[Array, "*b nx ny nz 3"]:
         """A spectral vector field `(..., 3, nx, ny, nk)` to physical `(..., nx, ny, nz, 3)`."""
         return jnp.moveaxis(self.to_physical(field_hat), -4, -1)
 
@@ -140,30 +142,42 @@ class SpectralGrid3D(eqx.Module):
 
     def _k(self, like) -> tuple:
         """(kx, ky, kz), each 1-D along its own axis, in `like`'s real dtype and rank."""
-        return tuple(lift(k.astype(_real_dtype(like)), like[..., 0, :, :, :])
-                     for k in self.wavenumbers())
+        return tuple(
+            lift(k.astype(_real_dtype(like)), like[..., 0, :, :, :]) for k in self.wavenumbers()
+        )
 
     def _mask(self, like):
         """The 2/3-rule mask as the product of three 1-D masks, in `like`'s real dtype."""
         mx, my, mz = self.mode_numbers()
-        ones = [(3 * np.abs(m) < n).astype(_real_dtype(like)) for m, n in zip((mx, my, mz), self.shape)]
+        ones = [
+            (3 * np.abs(m) < n).astype(_real_dtype(like))
+            for m, n in zip((mx, my, mz), self.shape, strict=False)
+        ]
         ones = [lift(o, like) for o in ones]
         return ones[0] * ones[1] * ones[2]
 
-    def curl_hat(self, field_hat: Complex[Array, "*b 3 nx ny nk"]) -> Complex[Array, "*b 3 nx ny nk"]:
+    def curl_hat(
+        self, field_hat: Complex[Array, "*b 3 nx ny nk"]
+    ) -> Complex[Array, "*b 3 nx ny nk"]:
         """i k x a: the spectral curl of a spectral vector field."""
         kx, ky, kz = self._k(field_hat)
         a, b, c = (field_hat[..., i, :, :, :] for i in range(3))
         return 1j * jnp.stack([ky * c - kz * b, kz * a - kx * c, kx * b - ky * a], axis=-4)
 
-    def divergence_hat(self, field_hat: Complex[Array, "*b 3 nx ny nk"]) -> Complex[Array, "*b nx ny nk"]:
+    def divergence_hat(
+        self, field_hat: Complex[Array, "*b 3 nx ny nk"]
+    ) -> Complex[Array, "*b nx ny nk"]:
         """i k . a: the spectral divergence of a spectral vector field."""
         kx, ky, kz = self._k(field_hat)
-        return 1j * (kx * field_hat[..., 0, :, :, :] + ky * field_hat[..., 1, :, :, :]
-                     + kz * field_hat[..., 2, :, :, :])
+        return 1j * (
+            kx * field_hat[..., 0, :, :, :]
+            + ky * field_hat[..., 1, :, :, :]
+            + kz * field_hat[..., 2, :, :, :]
+        )
 
-    def project(self, field_hat: Complex[Array, "*b 3 nx ny nk"], dealias: bool = True
-                ) -> Complex[Array, "*b 3 nx ny nk"]:
+    def project(
+        self, field_hat: Complex[Array, "*b 3 nx ny nk"], dealias: bool = True
+    ) -> Complex[Array, "*b 3 nx ny nk"]:
         """The Leray projection P(k) a = a - k (k . a) / |k|^2 onto divergence-free fields
         (the k = 0 mean is kept), then, by default, the 2/3 rule."""
         kx, ky, kz = self._k(field_hat)

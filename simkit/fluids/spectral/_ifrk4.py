@@ -8,8 +8,13 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 
-def ifrk4_step(y: Array, linear: Array, dt: float, nonlinear: Callable[[Array], Array],
-               forcing: Array | None = None) -> Array:
+def ifrk4_step(
+    y: Array,
+    linear: Array,
+    dt: float,
+    nonlinear: Callable[[Array], Array],
+    forcing: Array | None = None,
+) -> Array:
     """One integrating-factor RK4 step (Lawson 1967, SIAM J. Numer. Anal. 4:372) of
     dy/dt = L y + N(y) + F with a diagonal L (`linear`, broadcastable to `y`): with
     e(h) = exp(L h) and M(y) = N(y) + F,

@@ -16,8 +16,9 @@ from . import _diagnostics as diag
 from ._grid import SpectralGrid
 
 
-def taylor_green(grid: SpectralGrid, wavenumber: int = 1, amplitude: float = 1.0,
-                 dtype: str = "float64") -> np.ndarray:
+def taylor_green(
+    grid: SpectralGrid, wavenumber: int = 1, amplitude: float = 1.0, dtype: str = "float64"
+) -> np.ndarray:
     """The Taylor-Green vortex u = A sin(k x) cos(k y), v = -A cos(k x) sin(k y) as a vorticity
     field w = 2 A k sin(k x) sin(k y) `(nx, ny)` (1 / time), with k = 2 pi n / L per axis.
 
@@ -29,12 +30,17 @@ def taylor_green(grid: SpectralGrid, wavenumber: int = 1, amplitude: float = 1.0
         wavenumber: integer periods n across the box per axis (>= 1, kept by the 2/3 rule).
         amplitude: A (velocity).
     """
-    if isinstance(wavenumber, bool) or not isinstance(wavenumber, (int, np.integer)) \
-            or wavenumber < 1:
+    if (
+        isinstance(wavenumber, bool)
+        or not isinstance(wavenumber, (int, np.integer))
+        or wavenumber < 1
+    ):
         raise SimkitInputError(f"wavenumber must be a positive integer, got {wavenumber!r}.")
     if 3 * wavenumber >= min(grid.shape):
-        raise SimkitInputError(f"wavenumber {wavenumber} is removed by the 2/3 rule on grid "
-                               f"{grid.shape}: it needs more than {3 * wavenumber} points per axis.")
+        raise SimkitInputError(
+            f"wavenumber {wavenumber} is removed by the 2/3 rule on grid "
+            f"{grid.shape}: it needs more than {3 * wavenumber} points per axis."
+        )
     x, y = grid.mesh()
     kx, ky = (2 * math.pi * wavenumber / b for b in grid.box)
     # w = dv/dx - du/dy = A kx sin(kx x) sin(ky y) + A ky sin(kx x) sin(ky y)
@@ -46,15 +52,22 @@ def default_spectrum(peak_wavenumber: float) -> Callable[[Array], Array]:
     """E(k) proportional to k^4 exp(-2 (k / k_p)^2), peaked at k_p: a common initial spectrum
     for decaying 2-D turbulence (e.g. McWilliams 1984, J. Fluid Mech. 146:21 uses a similar
     narrow-band spectrum)."""
+
     def spectrum(k):
-        return k ** 4 * jnp.exp(-2.0 * (k / peak_wavenumber) ** 2)
+        return k**4 * jnp.exp(-2.0 * (k / peak_wavenumber) ** 2)
+
     return spectrum
 
 
-def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float = 0.5,
-                     peak_wavenumber: float = 4.0,
-                     spectrum: Callable[[Array], Array] | None = None,
-                     dtype: str | None = None) -> Float[Array, "nx ny"]:
+def random_vorticity(
+    grid: SpectralGrid,
+    seed: int | Array = 0,
+    *,
+    energy: float = 0.5,
+    peak_wavenumber: float = 4.0,
+    spectrum: Callable[[Array], Array] | None = None,
+    dtype: str | None = None,
+) -> Float[Array, "nx ny"]:
     """A Gaussian random vorticity field `(nx, ny)` with a prescribed energy spectrum.
 
     The phases are random (from `seed`), the shell-averaged energy spectrum follows `spectrum`
@@ -78,17 +91,24 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
         if isinstance(energy, (bool, str)) or not (math.isfinite(energy_f) and energy_f > 0):
             raise SimkitInputError(f"energy must be a finite number > 0, got {energy!r}.")
     if spectrum is None:
-        if isinstance(peak_wavenumber, (bool, str)) or not isinstance(
-                peak_wavenumber, (int, float, np.integer, np.floating)) \
-                or not (math.isfinite(peak_wavenumber) and peak_wavenumber > 0):
+        if (
+            isinstance(peak_wavenumber, (bool, str))
+            or not isinstance(peak_wavenumber, (int, float, np.integer, np.floating))
+            or not (math.isfinite(peak_wavenumber) and peak_wavenumber > 0)
+        ):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
         spectrum = default_spectrum(peak_wavenumber)
     is_key = hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)
-    if not is_key and (isinstance(seed, (bool, float, str)) or (
-            hasattr(seed, "dtype") and not jnp.issubdtype(seed.dtype, jnp.integer))):
+    if not is_key and (
+        isinstance(seed, (bool, float, str))
+        or (hasattr(seed, "dtype") and not jnp.issubdtype(seed.dtype, jnp.integer))
+    ):
         raise SimkitInputError(f"seed must be an integer or a jax.random key, got {seed!r}.")
-    key = seed if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)) \
+    key = (
+        seed
+        if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key))
         else jax.random.key(seed)
+    )
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     # Drawn in float32 whatever `dtype`: one seed gives the same field in float32 and float64.
     noise = jax.random.normal(key, grid.shape, jnp.float32).astype(dtype)
@@ -102,7 +122,8 @@ def random_vorticity(grid: SpectralGrid, seed: int | Array = 0, *, energy: float
             raise SimkitInputError(
                 "the spectrum must be finite and > 0 on at least one mode the 2/3 rule keeps "
                 f"(|k| up to {float(np.max(k[grid.dealias_mask()])):.3g} on this grid); got "
-                + ("NaN/inf values." if not np.all(np.isfinite(kept)) else "zero on all of them."))
+                + ("NaN/inf values." if not np.all(np.isfinite(kept)) else "zero on all of them.")
+            )
     w_hat = grid.to_spectral(noise) * amp * grid.dealias_mask()
     scale = jnp.sqrt(energy / diag.energy(grid, w_hat))
     return grid.to_physical(w_hat * scale).astype(dtype)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -96,15 +96,22 @@ class NavierStokes3D(AbstractStepper):
     forcing: Any = eqx.field(static=True, default=None)
     dtype: str = eqx.field(static=True, default="float32")
 
-    def __init__(self, shape: Sequence[int], dt: float, *,
-                 box: Sequence[float] = (2 * math.pi,) * 3, forcing: Any = None,
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        dt: float,
+        *,
+        box: Sequence[float] = (2 * math.pi,) * 3,
+        forcing: Any = None,
+        dtype: str = "float32",
+    ):
         grid = SpectralGrid3D(shape, box)
         self.shape, self.box = grid.shape, grid.box
         self.dt = check_dt(dt)
         if not (forcing is None or (isinstance(forcing, str) and forcing == "field")):
-            raise SimkitInputError(f'forcing must be None or "field" (a force field in params), '
-                                   f"got {forcing!r}.")
+            raise SimkitInputError(
+                f'forcing must be None or "field" (a force field in params), got {forcing!r}.'
+            )
         self.forcing = forcing
         self.dtype = check_dtype(dtype)
 
@@ -119,8 +126,9 @@ class NavierStokes3D(AbstractStepper):
 
     # ---- parameters and initial state ----------------------------------------------------
 
-    def params(self, viscosity: float, *, drag: float = 0.0, forcing: Any = None
-               ) -> dict[str, Array]:
+    def params(
+        self, viscosity: float, *, drag: float = 0.0, forcing: Any = None
+    ) -> dict[str, Array]:
         """Checked run parameters as a dict of arrays.
 
         Args:
@@ -133,16 +141,22 @@ class NavierStokes3D(AbstractStepper):
                 forcing that does not match the stepper's, a field of the wrong shape or with
                 NaN.
         """
-        out = {"viscosity": self._scalar("viscosity", viscosity, positive=True),
-               "drag": self._scalar("drag", drag, positive=False)}
+        out = {
+            "viscosity": self._scalar("viscosity", viscosity, positive=True),
+            "drag": self._scalar("drag", drag, positive=False),
+        }
         if self.forcing == "field":
             if forcing is None:
-                raise SimkitInputError('the stepper has forcing="field": pass params(..., '
-                                       'forcing=<(nx, ny, nz, 3) force field>).')
+                raise SimkitInputError(
+                    'the stepper has forcing="field": pass params(..., '
+                    "forcing=<(nx, ny, nz, 3) force field>)."
+                )
             out["forcing"] = self._field("forcing", forcing)
         elif forcing is not None:
-            raise SimkitInputError('a forcing was given but the stepper has forcing=None; build '
-                                   'it with NavierStokes3D(..., forcing="field").')
+            raise SimkitInputError(
+                "a forcing was given but the stepper has forcing=None; build "
+                'it with NavierStokes3D(..., forcing="field").'
+            )
         return out
 
     def _scalar(self, name, value, *, positive):
@@ -164,11 +178,14 @@ class NavierStokes3D(AbstractStepper):
         try:
             arr = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
         except ValueError:  # e.g. a ragged nested list
-            raise SimkitInputError(f"{name} must be an array of shape {want}, got a "
-                                   f"{type(value).__name__} numpy cannot read as one.") from None
+            raise SimkitInputError(
+                f"{name} must be an array of shape {want}, got a "
+                f"{type(value).__name__} numpy cannot read as one."
+            ) from None
         if arr.shape != want:
-            raise SimkitInputError(f"{name} must have shape {want} (nx, ny, nz, component), got "
-                                   f"{arr.shape}.")
+            raise SimkitInputError(
+                f"{name} must have shape {want} (nx, ny, nz, component), got {arr.shape}."
+            )
         if not isinstance(arr, jax.core.Tracer):
             if arr.dtype.kind not in "fiu":
                 raise SimkitInputError(f"{name} must be a real array, got dtype {arr.dtype}.")
@@ -213,11 +230,14 @@ class NavierStokes3D(AbstractStepper):
                 f"dt = {self.dt:g} gives an advective CFL number of {c:.3g} for the initial "
                 f"field, above the stability limit {MAX_CFL}; use dt <= "
                 f"{round_down(self.dt * MAX_CFL / c):g} (CFL 0.5: "
-                f"{round_down(self.dt * 0.5 / c):g}).")
+                f"{round_down(self.dt * 0.5 / c):g})."
+            )
         if c > 0.5 * MAX_CFL:
-            warnings.warn(f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
-                          f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
-                          skip_file_prefixes=_INTERNAL_DIRS)
+            warnings.warn(
+                f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
+                f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
+                skip_file_prefixes=_INTERNAL_DIRS,
+            )
 
     # ---- the step ------------------------------------------------------------------------
 
@@ -227,9 +247,9 @@ class NavierStokes3D(AbstractStepper):
         grid = self.grid
         both = grid.to_physical(jnp.concatenate([velocity_hat, grid.curl_hat(velocity_hat)]))
         u, w = both[:3], both[3:]
-        cross = jnp.stack([u[1] * w[2] - u[2] * w[1],
-                           u[2] * w[0] - u[0] * w[2],
-                           u[0] * w[1] - u[1] * w[0]])
+        cross = jnp.stack(
+            [u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]]
+        )
         return grid.project(grid.to_spectral(cross))
 
     def forcing_hat(self, params) -> Complex[Array, "3 nx ny nk"] | None:
@@ -267,10 +287,18 @@ class NavierStokes3D(AbstractStepper):
         return _observe(self, state, params)
 
     def save_groups(self) -> dict[str, tuple[str, ...]]:
-        return {"fields": ("velocity", "vorticity"),
-                "diagnostics": ("energy", "enstrophy", "dissipation", "injection", "cfl",
-                                "max_divergence"),
-                "spectrum": ("energy_spectrum",)}
+        return {
+            "fields": ("velocity", "vorticity"),
+            "diagnostics": (
+                "energy",
+                "enstrophy",
+                "dissipation",
+                "injection",
+                "cfl",
+                "max_divergence",
+            ),
+            "spectrum": ("energy_spectrum",),
+        }
 
     def variables(self, state: SpectralState3D, params) -> dict[str, Variable]:
         shape, dt = self.shape + (3,), self.dtype
@@ -282,30 +310,41 @@ class NavierStokes3D(AbstractStepper):
             "vorticity": Variable(dims, shape, dt, "1", "vorticity curl u [1/time]"),
             "energy": Variable((), (), dt, "1", "kinetic energy <|u|^2>/2 [length^2/time^2]"),
             "enstrophy": Variable((), (), dt, "1", "enstrophy <|curl u|^2>/2 [1/time^2]"),
-            "dissipation": Variable((), (), dt, "1",
-                                    "viscous dissipation rate nu <|curl u|^2> [length^2/time^3]"),
+            "dissipation": Variable(
+                (), (), dt, "1", "viscous dissipation rate nu <|curl u|^2> [length^2/time^3]"
+            ),
             "injection": Variable((), (), dt, "1", "forcing power <f . u> [length^2/time^3]"),
-            "cfl": Variable((), (), dt, "1",
-                            "advective CFL number dt max(|u|/dx + |v|/dy + |w|/dz)"),
-            "max_divergence": Variable((), (), dt, "1",
-                                       "max |div u| (round-off; 0 in exact arithmetic) [1/time]"),
-            "energy_spectrum": Variable(("k",), (n_shells,), dt, "1",
-                                        "shell-summed energy spectrum E(k) [length^3/time^2]"),
+            "cfl": Variable(
+                (), (), dt, "1", "advective CFL number dt max(|u|/dx + |v|/dy + |w|/dz)"
+            ),
+            "max_divergence": Variable(
+                (), (), dt, "1", "max |div u| (round-off; 0 in exact arithmetic) [1/time]"
+            ),
+            "energy_spectrum": Variable(
+                ("k",), (n_shells,), dt, "1", "shell-summed energy spectrum E(k) [length^3/time^2]"
+            ),
         }
 
     def coords(self, state, params) -> dict[str, tuple[Any, str]]:
         x, y, z = self.grid.points()
-        return {"x": (x, "1"), "y": (y, "1"), "z": (z, "1"), "component": (["x", "y", "z"], ""),
-                "k": (shell_wavenumbers_3d(self.grid), "1")}
+        return {
+            "x": (x, "1"),
+            "y": (y, "1"),
+            "z": (z, "1"),
+            "component": (["x", "y", "z"], ""),
+            "k": (shell_wavenumbers_3d(self.grid), "1"),
+        }
 
     def time_units(self) -> str:
         return "1"
 
     def blow_up_hint(self) -> str:
-        return ("A spectral Navier-Stokes run blows up when the advective CFL number "
-                "dt max(|u|/dx + |v|/dy + |w|/dz) grows past ~1.35: lower dt, or raise the "
-                "viscosity or the resolution if the flow is under-resolved (energy piling up at "
-                "the largest wavenumbers of the spectrum).")
+        return (
+            "A spectral Navier-Stokes run blows up when the advective CFL number "
+            "dt max(|u|/dx + |v|/dy + |w|/dz) grows past ~1.35: lower dt, or raise the "
+            "viscosity or the resolution if the flow is under-resolved (energy piling up at "
+            "the largest wavenumbers of the spectrum)."
+        )
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -342,8 +381,12 @@ def _cfl_of_state(grid: SpectralGrid3D, dt: float, velocity_hat):
 
 # ---- diagnostics of a spectral velocity `(..., 3, nx, ny, nk)` (Parseval, no FFT) -------------
 
-def box_mean_product_3d(grid: SpectralGrid3D, a_hat: Complex[Array, "*b 3 nx ny nk"],
-                        b_hat: Complex[Array, "*b 3 nx ny nk"]) -> Float[Array, "*b"]:
+
+def box_mean_product_3d(
+    grid: SpectralGrid3D,
+    a_hat: Complex[Array, "*b 3 nx ny nk"],
+    b_hat: Complex[Array, "*b 3 nx ny nk"],
+) -> Float[Array, "*b"]:
     """<a . b>, the box mean of the dot product of two real vector fields given by their
     rfftn (Parseval)."""
     n2 = float(math.prod(grid.shape)) ** 2
@@ -351,8 +394,9 @@ def box_mean_product_3d(grid: SpectralGrid3D, a_hat: Complex[Array, "*b 3 nx ny 
     return jnp.sum(w * jnp.real(jnp.conj(a_hat) * b_hat), axis=(-4, -3, -2, -1))
 
 
-def energy_3d(grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"]
-              ) -> Float[Array, "*b"]:
+def energy_3d(
+    grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"]
+) -> Float[Array, "*b"]:
     """Kinetic energy per unit volume <|u|^2> / 2 (velocity^2)."""
     return 0.5 * box_mean_product_3d(grid, velocity_hat, velocity_hat)
 
@@ -360,12 +404,13 @@ def energy_3d(grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"
 def shell_wavenumbers_3d(grid: SpectralGrid3D) -> np.ndarray:
     """Centres k_s = s dk of the spectrum's shells, dk = 2 pi / max(box) (1 / length)."""
     dk = 2 * math.pi / max(grid.box)
-    k_max = math.sqrt(sum(float(np.max(k ** 2)) for k in grid.wavenumbers()))
+    k_max = math.sqrt(sum(float(np.max(k**2)) for k in grid.wavenumbers()))
     return np.arange(int(np.rint(k_max / dk)) + 1) * dk
 
 
-def energy_spectrum_3d(grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"]
-                       ) -> Float[Array, "*b nshell"]:
+def energy_spectrum_3d(
+    grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"]
+) -> Float[Array, "*b nshell"]:
     """Shell-summed energy spectrum E(k_s) at `shell_wavenumbers_3d(grid)` (velocity^2 x
     length): the energy of the modes with |k| in [k_s - dk/2, k_s + dk/2), divided by dk, so
     that sum_s E(k_s) dk = `energy_3d`."""
@@ -380,34 +425,49 @@ def energy_spectrum_3d(grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 
     return jnp.moveaxis(summed, 0, -1) / dk
 
 
-def cfl_number_3d(grid: SpectralGrid3D, velocity: Float[Array, "*b nx ny nz 3"], dt: float
-                  ) -> Float[Array, "*b"]:
-    """Advective CFL number dt max(|u|/dx + |v|/dy + |w|/dz) of a velocity `(..., nx, ny, nz, 3)`."""
+def cfl_number_3d(
+    grid: SpectralGrid3D, velocity: Float[Array, "*b nx ny nz 3"], dt: float
+) -> Float[Array, "*b"]:
+    """Advective CFL number dt max(|u|/dx + |v|/dy + |w|/dz) of a velocity
+    `(..., nx, ny, nz, 3)`."""
     dx, dy, dz = grid.spacing
-    return dt * jnp.max(jnp.abs(velocity[..., 0]) / dx + jnp.abs(velocity[..., 1]) / dy
-                        + jnp.abs(velocity[..., 2]) / dz, axis=(-3, -2, -1))
+    return dt * jnp.max(
+        jnp.abs(velocity[..., 0]) / dx
+        + jnp.abs(velocity[..., 1]) / dy
+        + jnp.abs(velocity[..., 2]) / dz,
+        axis=(-3, -2, -1),
+    )
 
 
 # ---- initial fields -----------------------------------------------------------------------------
 
+
 def _check_grid(grid) -> SpectralGrid3D:
     if not isinstance(grid, SpectralGrid3D):
-        raise SimkitInputError(f"grid must be a spectral.SpectralGrid3D (e.g. stepper.grid), got "
-                               f"{type(grid).__name__}.")
+        raise SimkitInputError(
+            f"grid must be a spectral.SpectralGrid3D (e.g. stepper.grid), got "
+            f"{type(grid).__name__}."
+        )
     return grid
 
 
 def _check_mode(grid: SpectralGrid3D, wavenumber) -> None:
-    if isinstance(wavenumber, bool) or not isinstance(wavenumber, (int, np.integer)) \
-            or wavenumber < 1:
+    if (
+        isinstance(wavenumber, bool)
+        or not isinstance(wavenumber, (int, np.integer))
+        or wavenumber < 1
+    ):
         raise SimkitInputError(f"wavenumber must be a positive integer, got {wavenumber!r}.")
     if 3 * wavenumber >= min(grid.shape):
-        raise SimkitInputError(f"wavenumber {wavenumber} is removed by the 2/3 rule on grid "
-                               f"{grid.shape}: it needs more than {3 * wavenumber} points per axis.")
+        raise SimkitInputError(
+            f"wavenumber {wavenumber} is removed by the 2/3 rule on grid "
+            f"{grid.shape}: it needs more than {3 * wavenumber} points per axis."
+        )
 
 
-def taylor_green_3d(grid: SpectralGrid3D, wavenumber: int = 1, amplitude: float = 1.0,
-                    dtype: str = "float64") -> np.ndarray:
+def taylor_green_3d(
+    grid: SpectralGrid3D, wavenumber: int = 1, amplitude: float = 1.0, dtype: str = "float64"
+) -> np.ndarray:
     """The 3-D Taylor-Green vortex `(nx, ny, nz, 3)` (Taylor & Green 1937, Proc. R. Soc. A
     158:499; Brachet et al. 1983, J. Fluid Mech. 130:411):
 
@@ -426,8 +486,14 @@ def taylor_green_3d(grid: SpectralGrid3D, wavenumber: int = 1, amplitude: float 
     return np.stack([u, v, np.zeros_like(u)], axis=-1).astype(dtype)
 
 
-def abc_flow(grid: SpectralGrid3D, a: float = 1.0, b: float = 1.0, c: float = 1.0,
-             wavenumber: int = 1, dtype: str = "float64") -> np.ndarray:
+def abc_flow(
+    grid: SpectralGrid3D,
+    a: float = 1.0,
+    b: float = 1.0,
+    c: float = 1.0,
+    wavenumber: int = 1,
+    dtype: str = "float64",
+) -> np.ndarray:
     """The Arnold-Beltrami-Childress flow `(nx, ny, nz, 3)` on a cubic box (Dombre et al. 1986,
     J. Fluid Mech. 167:353), with k = 2 pi n / L:
 
@@ -442,9 +508,14 @@ def abc_flow(grid: SpectralGrid3D, a: float = 1.0, b: float = 1.0, c: float = 1.
     _check_mode(grid, wavenumber)
     x, y, z = grid.mesh()
     k = 2 * math.pi * wavenumber / grid.box[0]
-    return np.stack([a * np.sin(k * z) + c * np.cos(k * y),
-                     b * np.sin(k * x) + a * np.cos(k * z),
-                     c * np.sin(k * y) + b * np.cos(k * x)], axis=-1).astype(dtype)
+    return np.stack(
+        [
+            a * np.sin(k * z) + c * np.cos(k * y),
+            b * np.sin(k * x) + a * np.cos(k * z),
+            c * np.sin(k * y) + b * np.cos(k * x),
+        ],
+        axis=-1,
+    ).astype(dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -453,10 +524,15 @@ def _default_spectrum(peak_wavenumber: float) -> Callable[[Array], Array]:
     return default_spectrum(peak_wavenumber)
 
 
-def random_velocity_3d(grid: SpectralGrid3D, seed: int | Array = 0, *, energy: float = 0.5,
-                       peak_wavenumber: float = 4.0,
-                       spectrum: Callable[[Array], Array] | None = None,
-                       dtype: str | None = None) -> Float[Array, "nx ny nz 3"]:
+def random_velocity_3d(
+    grid: SpectralGrid3D,
+    seed: int | Array = 0,
+    *,
+    energy: float = 0.5,
+    peak_wavenumber: float = 4.0,
+    spectrum: Callable[[Array], Array] | None = None,
+    dtype: str | None = None,
+) -> Float[Array, "nx ny nz 3"]:
     """A Gaussian random divergence-free velocity `(nx, ny, nz, 3)` with a prescribed energy
     spectrum (default k^4 exp(-2 (k/k_p)^2), as `random_vorticity`), random phases from `seed`,
     total energy <|u|^2>/2 exactly `energy`, zero mean, no modes the 2/3 rule removes.
@@ -471,15 +547,19 @@ def random_velocity_3d(grid: SpectralGrid3D, seed: int | Array = 0, *, energy: f
         if p is None or not (math.isfinite(p) and p > 0):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
         spectrum = _default_spectrum(p)
-    key = seed if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)) \
+    key = (
+        seed
+        if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key))
         else jax.random.key(seed)
+    )
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     amp = _amplitude(grid, spectrum, dtype)
     if not isinstance(amp, jax.core.Tracer):
         kept = np.asarray(amp)[grid.dealias_mask()]
         if not np.all(np.isfinite(kept)) or not np.any(kept > 0):
-            raise SimkitInputError("the spectrum must be finite and > 0 on at least one mode the "
-                                   "2/3 rule keeps.")
+            raise SimkitInputError(
+                "the spectrum must be finite and > 0 on at least one mode the 2/3 rule keeps."
+            )
     return _random_velocity(grid, dtype, key, energy, amp)
 
 

@@ -39,8 +39,10 @@ from ._ifrk4 import ifrk4_step
 
 # Frames skipped when a warning names its caller: simkit's and equinox's (methods of a Module
 # are called through an equinox wrapper, so a fixed stacklevel would point inside simkit).
-_INTERNAL_DIRS = (os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                  os.path.dirname(eqx.__file__))
+_INTERNAL_DIRS = (
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    os.path.dirname(eqx.__file__),
+)
 
 MAX_CFL = 1.0
 """Largest advective CFL number dt (|u|/dx + |v|/dy) accepted at `init`. RK4 is stable for
@@ -103,9 +105,15 @@ class NavierStokes2D(AbstractStepper):
     forcing: Any = eqx.field(static=True, default=None)
     dtype: str = eqx.field(static=True, default="float32")
 
-    def __init__(self, shape: Sequence[int], dt: float, *,
-                 box: Sequence[float] = (2 * math.pi, 2 * math.pi), forcing: Any = None,
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        dt: float,
+        *,
+        box: Sequence[float] = (2 * math.pi, 2 * math.pi),
+        forcing: Any = None,
+        dtype: str = "float32",
+    ):
         grid = SpectralGrid(shape, box)
         self.shape, self.box = grid.shape, grid.box
         self.dt = check_dt(dt)
@@ -113,8 +121,9 @@ class NavierStokes2D(AbstractStepper):
             forcing.check(grid)
         elif forcing not in (None, "field"):
             raise SimkitInputError(
-                f"forcing must be None, spectral.Kolmogorov(wavenumber) or \"field\", got "
-                f"{forcing!r}.")
+                f'forcing must be None, spectral.Kolmogorov(wavenumber) or "field", got '
+                f"{forcing!r}."
+            )
         self.forcing = forcing
         self.dtype = check_dtype(dtype)
 
@@ -129,8 +138,14 @@ class NavierStokes2D(AbstractStepper):
 
     # ---- parameters and initial state ----------------------------------------------------
 
-    def params(self, viscosity: float, *, drag: float = 0.0, forcing_amplitude: float | None = None,
-               forcing: Any = None) -> dict[str, Array]:
+    def params(
+        self,
+        viscosity: float,
+        *,
+        drag: float = 0.0,
+        forcing_amplitude: float | None = None,
+        forcing: Any = None,
+    ) -> dict[str, Array]:
         """Checked run parameters as a dict of arrays.
 
         Args:
@@ -144,26 +159,39 @@ class NavierStokes2D(AbstractStepper):
                 forcing that does not match the stepper's, a field of the wrong shape or with
                 NaN.
         """
-        out = {"viscosity": self._scalar("viscosity", viscosity, positive=True),
-               "drag": self._scalar("drag", drag, positive=False)}
+        out = {
+            "viscosity": self._scalar("viscosity", viscosity, positive=True),
+            "drag": self._scalar("drag", drag, positive=False),
+        }
         if isinstance(self.forcing, Kolmogorov):
             if forcing is not None:
-                raise SimkitInputError("the stepper has Kolmogorov forcing: pass "
-                                       "forcing_amplitude=..., not a forcing field.")
+                raise SimkitInputError(
+                    "the stepper has Kolmogorov forcing: pass "
+                    "forcing_amplitude=..., not a forcing field."
+                )
             out["forcing_amplitude"] = self._scalar(
-                "forcing_amplitude", 1.0 if forcing_amplitude is None else forcing_amplitude,
-                positive=False, sign_free=True)
+                "forcing_amplitude",
+                1.0 if forcing_amplitude is None else forcing_amplitude,
+                positive=False,
+                sign_free=True,
+            )
         elif self.forcing == "field":
             if forcing is None:
-                raise SimkitInputError('the stepper has forcing="field": pass params(..., '
-                                       'forcing=<(nx, ny) vorticity forcing>).')
+                raise SimkitInputError(
+                    'the stepper has forcing="field": pass params(..., '
+                    "forcing=<(nx, ny) vorticity forcing>)."
+                )
             if forcing_amplitude is not None:
-                raise SimkitInputError('forcing_amplitude is for Kolmogorov forcing; with '
-                                       'forcing="field" scale the field itself.')
+                raise SimkitInputError(
+                    "forcing_amplitude is for Kolmogorov forcing; with "
+                    'forcing="field" scale the field itself.'
+                )
             out["forcing"] = self._field("forcing", forcing)
         elif forcing is not None or forcing_amplitude is not None:
-            raise SimkitInputError("a forcing was given but the stepper has forcing=None; build "
-                                   "it with NavierStokes2D(..., forcing=Kolmogorov(k) or \"field\").")
+            raise SimkitInputError(
+                "a forcing was given but the stepper has forcing=None; build "
+                'it with NavierStokes2D(..., forcing=Kolmogorov(k) or "field").'
+            )
         return out
 
     def _scalar(self, name, value, *, positive, sign_free=False):
@@ -185,11 +213,15 @@ class NavierStokes2D(AbstractStepper):
         try:
             arr = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
         except ValueError:  # e.g. a ragged nested list
-            raise SimkitInputError(f"{name} must be an array of shape {want}, got a "
-                                   f"{type(value).__name__} numpy cannot read as one.") from None
+            raise SimkitInputError(
+                f"{name} must be an array of shape {want}, got a "
+                f"{type(value).__name__} numpy cannot read as one."
+            ) from None
         if arr.shape != want:
-            raise SimkitInputError(f"{name} must have shape {want} (the grid"
-                                   f"{', components' if components else ''}), got {arr.shape}.")
+            raise SimkitInputError(
+                f"{name} must have shape {want} (the grid"
+                f"{', components' if components else ''}), got {arr.shape}."
+            )
         if not isinstance(arr, jax.core.Tracer):
             if arr.dtype.kind not in "fiu":
                 raise SimkitInputError(f"{name} must be a real array, got dtype {arr.dtype}.")
@@ -198,8 +230,9 @@ class NavierStokes2D(AbstractStepper):
                 raise SimkitInputError(f"{name} contains {bad} NaN/inf value(s).")
         return jnp.asarray(arr, self.dtype)
 
-    def init(self, params: Mapping[str, Array], vorticity: Any = None, *,
-             velocity: Any = None) -> SpectralState:
+    def init(
+        self, params: Mapping[str, Array], vorticity: Any = None, *, velocity: Any = None
+    ) -> SpectralState:
         """The initial state from a vorticity `(nx, ny)` or a velocity `(nx, ny, 2)` field.
 
         The field is projected onto what the solver represents: its mean vorticity (which no
@@ -219,8 +252,9 @@ class NavierStokes2D(AbstractStepper):
         """
         grid = self.grid
         if (vorticity is None) == (velocity is None):
-            raise SimkitInputError("init needs exactly one of vorticity=(nx, ny) or "
-                                   "velocity=(nx, ny, 2).")
+            raise SimkitInputError(
+                "init needs exactly one of vorticity=(nx, ny) or velocity=(nx, ny, 2)."
+            )
         if vorticity is not None:
             w_hat = grid.to_spectral(self._field("vorticity", vorticity))
         else:
@@ -245,11 +279,14 @@ class NavierStokes2D(AbstractStepper):
                 f"dt = {self.dt:g} gives an advective CFL number of {c:.3g} for the initial "
                 f"field, above the stability limit {MAX_CFL}; use dt <= "
                 f"{round_down(self.dt * MAX_CFL / c):g} (e.g. spectral.stable_time_step("
-                f"max_velocity, grid, cfl=0.5) = {round_down(self.dt * 0.5 / c):g}).")
+                f"max_velocity, grid, cfl=0.5) = {round_down(self.dt * 0.5 / c):g})."
+            )
         if c > 0.5 * MAX_CFL:
-            warnings.warn(f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
-                          f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
-                          skip_file_prefixes=_INTERNAL_DIRS)  # shown at the user's call
+            warnings.warn(
+                f"dt = {self.dt:g} gives a CFL number of {c:.3g} for the initial field, "
+                f"close to the limit {MAX_CFL}; a flow that speeds up may blow up.",
+                skip_file_prefixes=_INTERNAL_DIRS,
+            )  # shown at the user's call
 
     # ---- the step ------------------------------------------------------------------------
 
@@ -326,9 +363,11 @@ class NavierStokes2D(AbstractStepper):
         }
 
     def save_groups(self) -> dict[str, tuple[str, ...]]:
-        return {"fields": ("velocity", "vorticity"),
-                "diagnostics": ("energy", "enstrophy", "dissipation", "injection", "cfl"),
-                "spectrum": ("energy_spectrum",)}
+        return {
+            "fields": ("velocity", "vorticity"),
+            "diagnostics": ("energy", "enstrophy", "dissipation", "injection", "cfl"),
+            "spectrum": ("energy_spectrum",),
+        }
 
     def variables(self, state: SpectralState, params) -> dict[str, Variable]:
         shape, dt = self.shape, self.dtype
@@ -336,40 +375,55 @@ class NavierStokes2D(AbstractStepper):
         # Reduced units: "1" as the LBM stepper writes (udunits-parsable, dimensionless); the
         # dimensions in box length and time units are in each long_name.
         return {
-            "velocity": Variable(("x", "y", "component"), shape + (2,), dt, "1",
-                                 "velocity (u, v) [length/time]"),
+            "velocity": Variable(
+                ("x", "y", "component"), shape + (2,), dt, "1", "velocity (u, v) [length/time]"
+            ),
             "vorticity": Variable(("x", "y"), shape, dt, "1", "vorticity dv/dx - du/dy [1/time]"),
             "energy": Variable((), (), dt, "1", "kinetic energy <|u|^2>/2 [length^2/time^2]"),
             "enstrophy": Variable((), (), dt, "1", "enstrophy <w^2>/2 [1/time^2]"),
-            "dissipation": Variable((), (), dt, "1",
-                                    "viscous dissipation rate nu <w^2> [length^2/time^3]"),
+            "dissipation": Variable(
+                (), (), dt, "1", "viscous dissipation rate nu <w^2> [length^2/time^3]"
+            ),
             "injection": Variable((), (), dt, "1", "forcing power <f . u> [length^2/time^3]"),
             "cfl": Variable((), (), dt, "1", "advective CFL number dt max(|u|/dx + |v|/dy)"),
-            "energy_spectrum": Variable(("k",), (n_shells,), dt, "1",
-                                        "shell-averaged energy spectrum E(k) [length^3/time^2]"),
+            "energy_spectrum": Variable(
+                ("k",),
+                (n_shells,),
+                dt,
+                "1",
+                "shell-averaged energy spectrum E(k) [length^3/time^2]",
+            ),
         }
 
     def coords(self, state, params) -> dict[str, tuple[Any, str]]:
         x, y = self.grid.points()
-        return {"x": (x, "1"), "y": (y, "1"), "component": (["x", "y"], ""),
-                "k": (diag.shell_wavenumbers(self.grid), "1")}
+        return {
+            "x": (x, "1"),
+            "y": (y, "1"),
+            "component": (["x", "y"], ""),
+            "k": (diag.shell_wavenumbers(self.grid), "1"),
+        }
 
     def time_units(self) -> str:
         return "1"
 
     def blow_up_hint(self) -> str:
-        return ("A spectral Navier-Stokes run blows up when the advective CFL number "
-                "dt max(|u|/dx + |v|/dy) grows past ~1.35: lower dt (spectral.stable_time_step), "
-                "or raise the viscosity or the resolution if the flow is under-resolved (energy "
-                "piling up at the largest wavenumbers of the spectrum).")
+        return (
+            "A spectral Navier-Stokes run blows up when the advective CFL number "
+            "dt max(|u|/dx + |v|/dy) grows past ~1.35: lower dt (spectral.stable_time_step), "
+            "or raise the viscosity or the resolution if the flow is under-resolved (energy "
+            "piling up at the largest wavenumbers of the spectrum)."
+        )
 
 
-def cfl_number(grid: SpectralGrid, velocity: Float[Array, "*b nx ny 2"], dt: float
-               ) -> Float[Array, "*b"]:
+def cfl_number(
+    grid: SpectralGrid, velocity: Float[Array, "*b nx ny 2"], dt: float
+) -> Float[Array, "*b"]:
     """Advective CFL number dt max(|u| / dx + |v| / dy) of a velocity field `(..., nx, ny, 2)`."""
     dx, dy = grid.spacing
-    return dt * jnp.max(jnp.abs(velocity[..., 0]) / dx + jnp.abs(velocity[..., 1]) / dy,
-                        axis=(-2, -1))
+    return dt * jnp.max(
+        jnp.abs(velocity[..., 0]) / dx + jnp.abs(velocity[..., 1]) / dy, axis=(-2, -1)
+    )
 
 
 def stable_time_step(max_velocity: float, grid: SpectralGrid, cfl: float = 0.5) -> float:
@@ -383,8 +437,9 @@ def stable_time_step(max_velocity: float, grid: SpectralGrid, cfl: float = 0.5) 
         cfl: target CFL number, in (0, MAX_CFL].
     """
     if not isinstance(grid, SpectralGrid):
-        raise SimkitInputError(f"grid must be a spectral.SpectralGrid (e.g. stepper.grid), got "
-                               f"{type(grid).__name__}.")
+        raise SimkitInputError(
+            f"grid must be a spectral.SpectralGrid (e.g. stepper.grid), got {type(grid).__name__}."
+        )
     u, c = real_number(max_velocity), real_number(cfl)
     if u is None or not (math.isfinite(u) and u > 0):
         raise SimkitInputError(f"max_velocity must be a finite number > 0, got {max_velocity!r}.")
