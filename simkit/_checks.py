@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import jax
+import jax.core
 import numpy as np
 
 
@@ -19,7 +20,12 @@ class SimkitInputError(ValueError):
 
 
 def require_positive(name: str, value: Any, *, integer: bool = False) -> None:
-    """Raise `SimkitInputError` unless `value` is a finite number > 0 (an int if `integer`)."""
+    """Raise `SimkitInputError` unless `value` is a finite number > 0 (an int if `integer`).
+
+    Example:
+        >>> require_positive("dt", 0.01)
+        >>> require_positive("n_steps", 10.0, integer=True)  # raises: must be a positive integer
+    """
     if integer:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise SimkitInputError(f"{name} must be a positive integer, got {value!r}.")
@@ -39,12 +45,15 @@ def require_finite(name: str, tree: Any) -> None:
 
     Only concrete (non-traced) leaves are checked; under `jit` the check is skipped, since the
     driver and the public entry points call this before tracing.
+
+    Example:
+        >>> require_finite("params", {"k": jnp.array([1.0, jnp.nan])})  # raises, naming params['k']
     """
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     for path, leaf in leaves:
         if isinstance(leaf, jax.core.Tracer):
             continue
-        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if hasattr(leaf, "dtype") and jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             continue  # PRNG keys have no NaN
         if isinstance(leaf, (float, int, np.ndarray, np.generic, jax.Array)):
             arr = np.asarray(leaf)

@@ -8,7 +8,13 @@ import math
 
 
 def finite_float(text: str) -> float:
-    """A finite float (refuses nan and inf)."""
+    """A finite float (refuses nan and inf), as an argparse `type=`.
+
+    Example:
+        >>> parser.add_argument("--sigma", type=finite_float, default=10.0)
+        >>> finite_float("2.5")
+        2.5
+    """
     try:
         value = float(text)
     except ValueError:
@@ -19,7 +25,11 @@ def finite_float(text: str) -> float:
 
 
 def nonnegative_float(text: str) -> float:
-    """A finite float >= 0."""
+    """A finite float >= 0, as an argparse `type=`.
+
+    Example:
+        >>> parser.add_argument("--noise", type=nonnegative_float, default=0.0)
+    """
     value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
@@ -27,7 +37,11 @@ def nonnegative_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """An integer > 0."""
+    """An integer > 0, as an argparse `type=`.
+
+    Example:
+        >>> parser.add_argument("--n-steps", type=positive_int, default=1000)
+    """
     try:
         value = int(text)
     except ValueError:

@@ -60,6 +60,8 @@ def load_problem(name: str) -> ModuleType:
         known = ", ".join(problems) or f"none found in {problems_dir()}"
         raise SimkitInputError(f"unknown problem {name!r}; available problems: {known}.")
     spec = importlib.util.spec_from_file_location(f"simkit_problem_{name}", problems[name])
+    if spec is None or spec.loader is None:
+        raise SimkitInputError(f"cannot import problem script {str(problems[name])!r}.")
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, as `import` does: dataclasses (and equinox modules) defined in
     # a script with postponed annotations look their module up in sys.modules.

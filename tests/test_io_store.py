@@ -137,6 +137,22 @@ def test_resume_rejects_non_simkit_and_corrupt_files(tmp_path):
         FrameStore.open_resume(junk, config={})
 
 
+def test_resume_and_summarize_name_a_group_where_a_dataset_belongs(tmp_path, tmp_h5):
+    store = FrameStore.create(tmp_h5, VARS, config={"a": 1})
+    _fill(store, 2)
+    store.close()
+    with h5py.File(tmp_h5, "r+") as f:
+        del f["energy"]
+        f.create_group("energy")
+    with pytest.raises(StoreError, match="'energy' in .* is a Group, not a dataset"):
+        FrameStore.open_resume(tmp_h5, config={"a": 1})
+    plain = tmp_path / "plain.h5"  # a foreign file with a group named time: no progress
+    with h5py.File(plain, "w") as f:
+        f.create_group("time")
+        f["step"] = np.arange(3)
+    assert summarize(plain)["progress"] == {}
+
+
 def test_frames_flushed_before_sigkill_read_back(tmp_h5):
     """Kill -9 a writer mid-run: every frame it reported as flushed must read back intact."""
 

@@ -148,6 +148,35 @@ def test_nan_in_first_frame_of_chunk(tmp_h5):
         assert f["step"][-1] == 200
 
 
+def test_blow_up_seen_only_at_the_compiled_chunk_end_names_its_last_step(tmp_h5, monkeypatch):
+    # The step-by-step replay that looks for the first bad step may stay finite where the
+    # compiled chunk did not (the two can round differently): the run then names the chunk's
+    # last step (it failed with a TypeError on `None - int` before).
+    import simkit.run._driver as driver
+
+    class HiddenNaN(Decay):
+        def step(self, state, params):  # NaN in an unobserved leaf from step 95 on
+            new = super().step(state, params)
+            return {**new, "h": jnp.where(new["step"] >= 95, jnp.nan, state["h"])}
+
+    monkeypatch.setattr(driver, "_state_finite", lambda state: True)  # the replay stays finite
+    state = {"step": jnp.asarray(0), "x": jnp.ones(2), "h": jnp.zeros(2)}
+    with pytest.raises(SimulationBlowUp, match="state became NaN/inf at step 100") as info:
+        run(
+            HiddenNaN(dt=0.1),
+            state,
+            {"k": jnp.asarray(0.5)},
+            n_steps=200,
+            save_every=10,
+            chunk_steps=100,
+            out=tmp_h5,
+            progress=False,
+        )
+    assert info.value.step == 100
+    with h5py.File(tmp_h5, "r") as f:
+        np.testing.assert_array_equal(f["step"][:], np.arange(0, 91, 10))
+
+
 def test_overflow_regrows_and_recomputes_so_no_wrong_frame_is_written(tmp_h5):
     stepper = Buffer(capacity=4)
     state = {"n": jnp.asarray(0), "items": jnp.zeros(4)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 
 from .._checks import SimkitInputError, require_positive
@@ -74,7 +76,7 @@ def initialize_distributed(
             f"coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
             f"process_id={process_id!r}."
         )
-    if all(given):
+    if coordinator_address is not None and num_processes is not None:  # all three given
         _check_address(coordinator_address)
         require_positive("num_processes", num_processes, integer=True)
         if (
@@ -102,6 +104,7 @@ def initialize_distributed(
                 f"JAX backends are already initialised in this process. {_ORDER_HINT}"
             ) from exc
     previous = jax.config.jax_cpu_collectives_implementation
+    kwargs: dict[str, Any] = {}
     if all(given):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         kwargs = dict(
@@ -109,8 +112,6 @@ def initialize_distributed(
             num_processes=num_processes,
             process_id=process_id,
         )
-    else:
-        kwargs = {}
     try:
         jax.distributed.initialize(**kwargs)
     except RuntimeError as exc:

@@ -13,7 +13,11 @@ from .._checks import SimkitInputError
 DEFAULT_AXIS = "ensemble"
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+def make_mesh(
+    # jax exports Device as a plain alias (`Device = _xc.Device`), which pyright refuses as a type
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
+    axis_name: str = DEFAULT_AXIS,
+) -> Mesh:
     """A 1-D device mesh whose single axis carries the ensemble.
 
     The axis is built with `AxisType.Auto`: with explicit axis types, vmapped `lax.scan` /

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
@@ -58,7 +59,11 @@ def _cache_get(cache: OrderedDict, key: Any, build: Callable[[], Callable]) -> C
 
 
 def clear_cache() -> None:
-    """Forget every cached jitted function (frees the functions and meshes they hold)."""
+    """Forget every cached jitted function (frees the functions and meshes they hold).
+
+    Example:
+        >>> clear_cache()  # e.g. between tests that build many meshes
+    """
     _jit_cache.clear()
     _vmap_cache.clear()
 
@@ -190,7 +195,7 @@ def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
 
 
 def _sharded_call_padded(
-    fn: Callable, args: tuple, mesh: Mesh | None, axis_name: str, broadcast: tuple
+    fn: Callable, args: tuple, mesh: Mesh | None, axis_name: str, broadcast: Sequence[PyTree]
 ) -> tuple[PyTree, int, Mesh]:
     """Run `fn` with inputs padded and sharded; return (padded outputs, ensemble size n, mesh).
 
@@ -326,7 +331,8 @@ def sharded_vmap(
         f: the per-member function.
         *args: positional arguments; those with in_axes 0 have every leaf batched `(n, ...)`,
             those with in_axes `None` are passed unbatched (replicated) to every member.
-        mesh, axis_name: as in `sharded_call`.
+        mesh: as in `sharded_call`.
+        axis_name: as in `sharded_call`.
         in_axes: `0` (every arg batched) or one entry per positional arg, each `0` or `None`.
             Other axes: move them to the front first (`jnp.moveaxis`).
 

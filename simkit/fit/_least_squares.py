@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._lm import LMState, lm_solve
@@ -126,8 +126,8 @@ def finalise_lm(
     jac: Jac,
     absolute_sigma: bool,
     method: str,
-    rtol=1e-8,
-    atol=1e-8,
+    rtol: ArrayLike = 1e-8,
+    atol: ArrayLike = 1e-8,
     J_x: Array | None = None,
     r0_norm=None,
 ) -> FitResult:
@@ -560,9 +560,10 @@ def fit(
             solver or minimiser (the covariance costs one more Jacobian at the optimum), or
             "simkit-lm" (simkit's batched Levenberg-Marquardt on one member: its final Jacobian
             gives the covariance).
-        rtol, atol: convergence tolerances of the default solvers (for "simkit-lm": it stops
-            when a step changes every unconstrained parameter by at most `atol + rtol |u|` and
-            the cost by at most `atol + rtol cost`).
+        rtol: relative convergence tolerance of the default solvers (for "simkit-lm": it
+            stops when a step changes every unconstrained parameter by at most
+            `atol + rtol |u|` and the cost by at most `atol + rtol cost`).
+        atol: absolute convergence tolerance, used with `rtol` as above.
         max_steps: iteration limit; reaching it is a failure.
         jac: "fwd" (default) or "bwd" Jacobians. Forward mode costs one pass per parameter and
             works through diffrax solves with `diffrax.ForwardMode`; for a few parameters and
@@ -657,6 +658,10 @@ class MinimiseResult(eqx.Module):
     `covariance` is `H^-1` of the loss in the constrained parameters, which is the parameter
     covariance when the loss is a negative log-likelihood (inf-filled when H is not positive
     definite; `covariance_ok` False).
+
+    Example:
+        >>> res = minimise(nll, {"mu": 0.0, "sigma": 1.0}, throw=False)
+        >>> res.raise_if_failed().params["mu"], res.stderr["mu"]
     """
 
     params: PyTree
@@ -671,9 +676,11 @@ class MinimiseResult(eqx.Module):
 
     @property
     def success(self):
+        """True where the minimiser converged (status 0)."""
         return jnp.asarray(self.status) == 0
 
     def raise_if_failed(self) -> "MinimiseResult":
+        """Return `self`, or raise `FitError` (carrying `self`) if the minimisation failed."""
         from ._result import _STATUS_TEXT, FitStatus
 
         if not bool(np.all(np.asarray(self.status) == 0)):
@@ -682,7 +689,7 @@ class MinimiseResult(eqx.Module):
                 f"minimisation {text} after {int(self.n_steps)} steps. Pass "
                 "throw=False to inspect the result instead.",
                 self,
-            )  # type: ignore[arg-type]
+            )
         return self
 
 
@@ -745,6 +752,12 @@ def minimise(
     Returns:
         `MinimiseResult`; `covariance = H^-1` (Hessian of the loss in the constrained params),
         the parameter covariance when `loss` is a negative log-likelihood.
+
+    Example (maximum likelihood of a normal sample `x`):
+        >>> def nll(p):
+        ...     return jnp.sum(0.5 * ((x - p["mu"]) / p["s"]) ** 2 + jnp.log(p["s"]))
+        >>> res = minimise(nll, {"mu": 0.0, "s": 1.0}, bounds={"mu": None, "s": (0.0, None)})
+        >>> res.params["mu"], res.stderr["mu"]  # ~ mean(x), ~ std(x) / sqrt(len(x))
     """
     require_x64()
     require_step_limit("max_steps", max_steps)

@@ -16,7 +16,7 @@ accepted point, so the covariance at the end needs no further model evaluation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -91,7 +91,7 @@ def _spd_solve(M: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " 
     if p > _SMALL_P:
         chol = jnp.linalg.cholesky(M)
         return jax.scipy.linalg.cho_solve((chol, True), b)
-    L = [[None] * p for _ in range(p)]
+    L: list[list[Any]] = [[None] * p for _ in range(p)]
     for j in range(p):
         s = M[j, j] - sum((L[j][k] * L[j][k] for k in range(j)), jnp.zeros_like(M[j, j]))
         L[j][j] = jnp.sqrt(s)

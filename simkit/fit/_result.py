@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
+
+if TYPE_CHECKING:
+    from ._least_squares import MinimiseResult
 
 
 class FitStatus(enum.IntEnum):
@@ -45,9 +48,10 @@ _STATUS_TEXT = {
 
 
 class FitError(RuntimeError):
-    """A fit did not converge. `.result` holds the `FitResult` with the last iterate."""
+    """A fit did not converge. `.result` holds the `FitResult` (a `MinimiseResult` for
+    `minimise`) with the last iterate."""
 
-    def __init__(self, message: str, result: "FitResult"):
+    def __init__(self, message: str, result: FitResult | MinimiseResult):
         super().__init__(message)
         self.result = result
 
@@ -83,6 +87,11 @@ class FitResult(eqx.Module):
             parameter's bound (its minimum lies outside the bounds).
         param_names: names of the flat parameter entries (static).
         method: which optimiser produced this (static).
+
+    Example:
+        >>> res = fit(model, {"a": 1.0, "k": 1.0}, y, sigma=0.1)
+        >>> res.params["k"], res.stderr["k"], res.chi2 / res.dof
+        >>> print(res.message)
     """
 
     params: PyTree
@@ -109,6 +118,7 @@ class FitResult(eqx.Module):
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch shape: `()` for one fit, `(n,)` for `fit_batch` / `return_all`."""
         return tuple(np.shape(self.status))
 
     @property
@@ -188,6 +198,7 @@ def covariance_from_jacobian(
     Float[Array, ""],
     Float[Array, ""],
     Float[Array, ""],
+    Float[Array, " p"],
 ]:
     """Covariance `s^2 (J^T J)^-1` from the weighted residual Jacobian at the optimum (jittable).
 

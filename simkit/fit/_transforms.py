@@ -63,11 +63,17 @@ class ParamTransform(eqx.Module):
 
     Build it with `ParamTransform.build(params0, bounds)`; `to_params(u)` returns the user's
     pytree, `to_unconstrained(params)` the vector `u`.
+
+    Example:
+        >>> tr = ParamTransform.build({"a": 1.0, "k": 2.0}, {"a": None, "k": (0.0, None)})
+        >>> u = tr.to_unconstrained({"a": 1.0, "k": 2.0})  # (2,): k enters as log(k)
+        >>> tr.to_params(u)["k"]  # 2.0
     """
 
-    kind: Array  # (p,) int: 0 none, 1 lower, 2 upper, 3 both
-    lower: Array  # (p,) float, -inf where absent
-    upper: Array  # (p,) float, +inf where absent
+    # numpy arrays as built by `build`, jax arrays once passed through jit/vmap
+    kind: Array | np.ndarray  # (p,) int: 0 none, 1 lower, 2 upper, 3 both
+    lower: Array | np.ndarray  # (p,) float, -inf where absent
+    upper: Array | np.ndarray  # (p,) float, +inf where absent
     treedef: Any = eqx.field(static=True)
     shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
     dtypes: tuple[Any, ...] = eqx.field(static=True)
@@ -133,6 +139,7 @@ class ParamTransform(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number of flat parameters `p`."""
         return len(self.names)
 
     def to_flat(self, u: Float[Array, " p"]) -> Float[Array, " p"]:
@@ -185,9 +192,11 @@ class ParamTransform(eqx.Module):
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     def to_params(self, u: Float[Array, " p"]) -> PyTree:
+        """The user's parameter pytree from unconstrained `u` `(p,)`."""
         return self.unravel(self.to_flat(u))
 
     def to_unconstrained(self, params: PyTree) -> Float[Array, " p"]:
+        """Unconstrained `u` `(p,)` of a parameter pytree strictly inside the bounds."""
         return self.from_flat(ravel(params)[0])
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -9,7 +12,7 @@ from jaxtyping import Array, Float
 
 def vorticity_2d(
     velocity: Float[Array, "nx ny 2"],
-    periodic: tuple[bool, bool] = (True, True),
+    periodic: Sequence[bool] = (True, True),
     spacing: float = 1.0,
 ) -> Float[Array, "nx ny"]:
     """Vorticity w = dv/dx - du/dy of a 2-D velocity field by second-order central differences.
@@ -22,12 +25,15 @@ def vorticity_2d(
 
     Returns:
         `(nx, ny)` vorticity (1 / time).
+
+    Example (a lid-driven cavity: walls in both directions):
+        >>> w = vorticity_2d(velocity, periodic=(False, False))  # velocity (nx, ny, 2)
     """
 
-    def d(field, axis):
+    def d(field: Array, axis: int) -> Array:
         if periodic[axis]:
             return (jnp.roll(field, -1, axis) - jnp.roll(field, 1, axis)) / (2.0 * spacing)
-        return jnp.gradient(field, spacing, axis=axis)
+        return cast(Array, jnp.gradient(field, spacing, axis=axis))  # one axis: one array
 
     return d(velocity[..., 1], 0) - d(velocity[..., 0], 1)
 
@@ -38,7 +44,12 @@ def kinetic_energy(
     weight: Float[Array, "*grid"] | None = None,
 ) -> Float[Array, ""]:
     """Total kinetic energy sum(rho |u|^2 / 2) over the cells (times `weight` per cell, e.g. a
-    fluid mask or the cell volume). Units: density * velocity^2 * volume."""
+    fluid mask or the cell volume). Units: density * velocity^2 * volume.
+
+    Example:
+        >>> rho, u = stepper.macroscopic(state, params)  # LBM: (nx, ny), (nx, ny, 2)
+        >>> e = kinetic_energy(rho, u, weight=(state.flags == 0).astype(rho.dtype))  # fluid
+    """
     e = 0.5 * density * jnp.sum(velocity * velocity, axis=-1)
     if weight is not None:
         e = e * weight
@@ -59,6 +70,9 @@ def energy_spectrum(
         `(k, E)`: shell centres k_s = s 2 pi / max(Lx, Ly) (1 / length, numpy) and E(k_s)
         (velocity^2 x length) with sum(E) dk = <|u|^2> / 2, the box-mean kinetic energy
         (without density; the same definition as `spectral.energy_spectrum`).
+
+    Example (a periodic lattice Boltzmann velocity field, `(nx, ny, 2)`):
+        >>> k, e_k = energy_spectrum(u)
     """
     from .spectral import _diagnostics as sd
     from .spectral._grid import SpectralGrid

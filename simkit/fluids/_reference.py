@@ -32,6 +32,7 @@ GHIA_Y = np.array(
         0.0000,
     ]
 )
+"""Heights y (units of the cavity side) of Ghia et al.'s Table I, `(17,)`, 1 to 0."""
 GHIA_X = np.array(
     [
         1.0000,
@@ -53,6 +54,7 @@ GHIA_X = np.array(
         0.0000,
     ]
 )
+"""Positions x (units of the cavity side) of Ghia et al.'s Table II, `(17,)`, 1 to 0."""
 
 GHIA_U = {  # Table I: u(y) / U_lid on x = 1/2
     100: [
@@ -113,6 +115,8 @@ GHIA_U = {  # Table I: u(y) / U_lid on x = 1/2
         0.00000,
     ],
 }
+"""u(y) / U_lid on the vertical centreline x = 1/2 at `GHIA_Y`, by Reynolds number (100, 400,
+1000): Ghia et al.'s Table I."""
 GHIA_V = {  # Table II: v(x) / U_lid on y = 1/2
     100: [
         0.00000,
@@ -172,6 +176,8 @@ GHIA_V = {  # Table II: v(x) / U_lid on y = 1/2
         0.00000,
     ],
 }
+"""v(x) / U_lid on the horizontal centreline y = 1/2 at `GHIA_X`, by Reynolds number (100, 400,
+1000): Ghia et al.'s Table II."""
 
 # Cylinder wake: the Strouhal number St = f D / U of the shedding behind a circular cylinder at
 # Re = 100 (unconfined) is 0.164-0.166 in experiments (Williamson 1996, Annu. Rev. Fluid Mech.

@@ -35,6 +35,11 @@ class LatticeUnits:
         tau: BGK relaxation time, 3 * viscosity + 1/2.
         reynolds: U L / nu (the same in both unit systems).
         mach: lattice Mach number velocity / c_s.
+
+    Example:
+        >>> units = lattice_units(length=0.1, velocity=0.5, reynolds=100, resolution=64)
+        >>> n_steps = units.steps(2.0)  # 2 s of physical time
+        >>> u_lid = units.to_lattice_velocity(0.5)  # cells per step
     """
 
     dx: float
@@ -110,8 +115,10 @@ def lattice_units(
         if not (math.isfinite(viscosity) and viscosity > 0):
             raise SimkitInputError(f"viscosity must be finite and > 0, got {viscosity!r}.")
         reynolds = velocity * length / viscosity
-    elif not (math.isfinite(reynolds) and reynolds > 0):
-        raise SimkitInputError(f"reynolds must be finite and > 0, got {reynolds!r}.")
+    else:
+        assert reynolds is not None  # exactly one of viscosity and reynolds is given
+        if not (math.isfinite(reynolds) and reynolds > 0):
+            raise SimkitInputError(f"reynolds must be finite and > 0, got {reynolds!r}.")
     if collision not in MIN_TAU:
         raise SimkitInputError(f"collision must be one of {', '.join(MIN_TAU)}, got {collision!r}.")
     if lattice_velocity is not None and tau is not None:

@@ -24,7 +24,12 @@ def to_jsonable(value: Any) -> Any:
 
 
 def fingerprint(config: dict) -> str:
-    """Stable short hash of a JSON-able configuration (key order does not matter)."""
+    """Stable short hash of a JSON-able configuration (key order does not matter).
+
+    Example:
+        >>> fingerprint({"dt": 0.01, "n": 8}) == fingerprint({"n": 8, "dt": 0.01})
+        True
+    """
     blob = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

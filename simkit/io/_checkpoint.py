@@ -25,20 +25,26 @@ from ._hdf5 import (
     StoreError,
     StoreWriteError,
     _fd,
+    dataset,
     describe_os_error,
     open_h5,
     reserve_space,
+    text_attr,
 )
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
-    """Where the checkpoint of output file `out` lives."""
+    """Where the checkpoint of output file `out` lives.
+
+    Example:
+        >>> checkpoint_path("results/run.h5")  # PosixPath('results/run.h5.ckpt')
+    """
     out = Path(out)
     return out.with_name(out.name + ".ckpt")
 
 
 def _is_key(leaf) -> bool:
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    return hasattr(leaf, "dtype") and jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def tree_paths(tree: Any) -> list[str]:
@@ -57,7 +63,12 @@ def save_checkpoint(
 ) -> None:
     """Write `state` (any pytree of arrays) with its step, frames per save group and config
     fingerprint. Atomic; on failure the previous checkpoint is intact, no temporary file is left,
-    and `StoreWriteError` names the file and the cause."""
+    and `StoreWriteError` names the file and the cause.
+
+    Example:
+        >>> save_checkpoint(checkpoint_path("run.h5"), state, step=1000, n_frames={"": 11},
+        ...                 fingerprint=fingerprint(config))
+    """
     path = Path(path)
     leaves = jax.tree_util.tree_leaves(state)
     tmp = path.with_name(path.name + ".tmp")
@@ -111,6 +122,10 @@ def load_checkpoint(
         SimkitInputError: no checkpoint exists.
         StoreError: unreadable, from another configuration, or not matching the template (the
             missing or unexpected state entries are named).
+
+    Example:
+        >>> state, step, n_frames = load_checkpoint(checkpoint_path("run.h5"), state0,
+        ...                                         fingerprint=fingerprint(config))
     """
     path = Path(path)
     if not path.exists():
@@ -140,8 +155,7 @@ def load_checkpoint(
             )
         leaves = []
         for i, ref in enumerate(template):
-            ds = h5[f"leaf_{i:04d}"]
-            data = ds[()]
+            data = dataset(h5, f"leaf_{i:04d}")[()]
             if _is_key(ref):
                 leaves.append(jax.random.wrap_key_data(data, impl=jax.random.key_impl(ref)))
                 continue
@@ -164,5 +178,10 @@ def load_checkpoint(
                 leaves.append(jax.device_put(data, sharding))
             else:
                 leaves.append(jax.numpy.asarray(data))
-        n_frames = {k: int(v) for k, v in json.loads(h5.attrs["n_frames"]).items()}
-        return jax.tree_util.tree_unflatten(treedef, leaves), int(h5.attrs["step"]), n_frames
+        n_frames = {k: int(v) for k, v in json.loads(text_attr(h5, "n_frames")).items()}
+        step = h5.attrs["step"]
+        if not isinstance(step, int | np.integer):
+            raise StoreError(
+                f"cannot resume: checkpoint {str(path)!r} has a non-integer step {step!r}."
+            )
+        return jax.tree_util.tree_unflatten(treedef, leaves), int(step), n_frames

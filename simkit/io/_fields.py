@@ -45,7 +45,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -56,9 +56,11 @@ from ._hdf5 import (
     StoreWriteError,
     Variable,
     _close_quietly,
+    dataset,
     describe_os_error,
     normalize_groups,
     step_name,
+    text_attr,
     time_name,
 )
 from ._store import FrameStore
@@ -72,7 +74,11 @@ _AXES = ("X", "Y", "Z")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """The XDMF file written beside an HDF5 field file: `run.h5` -> `run.xdmf`."""
+    """The XDMF file written beside an HDF5 field file: `run.h5` -> `run.xdmf`.
+
+    Example:
+        >>> sidecar_path("results/cavity.h5")  # PosixPath('results/cavity.xdmf')
+    """
     return Path(path).with_suffix(".xdmf")
 
 
@@ -109,7 +115,7 @@ class FieldStore(FrameStore):
         time_units: str = "",
         overwrite: bool = False,
         **options: Any,
-    ) -> "FieldStore":
+    ) -> Self:
         """Create a field file and its sidecar (refuses to replace either unless `overwrite`).
 
         Args:
@@ -127,8 +133,8 @@ class FieldStore(FrameStore):
             attrs: extra file attributes.
             time_units: units of the time axes.
             overwrite: replace an existing file and sidecar.
-            spatial_dims: names of the grid dimensions in `X, Y[, Z]` order (2 or 3 names);
-                default: those of `"x", "y", "z"` that the variables use.
+            **options: `spatial_dims=`, the names of the grid dimensions in `X, Y[, Z]` order
+                (2 or 3 names); default: those of `"x", "y", "z"` that the variables use.
 
         Raises:
             SimkitInputError: bad fields, coordinates or options, or an existing file or
@@ -217,7 +223,7 @@ class FieldStore(FrameStore):
 
     def __init__(self, path: Path, h5: h5py.File, groups: Sequence[SaveGroup]):
         super().__init__(path, h5, groups)
-        layout = json.loads(h5.attrs["simkit_fields"])
+        layout = json.loads(text_attr(h5, "simkit_fields"))
         spatial = layout["spatial_dims"]
         #: `{field: stored dims}`; frames are permuted from declared to stored order on write.
         self._fields: dict[str, list[str]] = layout["fields"]
@@ -228,7 +234,7 @@ class FieldStore(FrameStore):
                     perm = tuple(var.dims.index(d) for d in self._fields[name])
                     if perm != tuple(range(len(perm))):
                         self._perm[name] = (0, *(p + 1 for p in perm))
-        self._axes = [Axis(np.asarray(h5[d][...]), h5[d].name) for d in spatial]
+        self._axes = [Axis(np.asarray(dataset(h5, d)[...]), _path(dataset(h5, d))) for d in spatial]
         # one time_units for every group (`create` takes one)
         self._time_units = str(h5[time_name(next(iter(self.groups)))].attrs.get("units", ""))
         self.sidecar = sidecar_path(path)
@@ -289,8 +295,8 @@ class FieldStore(FrameStore):
                 n = n_frames[g.name]
                 series.append(
                     Series(
-                        self._h5[time_name(g.name)][:n],
-                        self._h5[step_name(g.name)][:n],
+                        dataset(self._h5, time_name(g.name))[:n],
+                        dataset(self._h5, step_name(g.name))[:n],
                         step_name(g.name),
                         attributes,
                     )
@@ -298,18 +304,24 @@ class FieldStore(FrameStore):
         write_atomic(self.sidecar, document(series, self._axes, self.path.name, self._time_units))
 
     def _attribute(self, name: str, var: Variable) -> FieldAttribute:
-        ds = self._h5[name]
+        ds = dataset(self._h5, name)
         spatial_rank = len(self._axes)
         members = int(ds.shape[1]) if self._fields[name][0] == MEMBER_DIM else 0
         return FieldAttribute(
             name,
-            ds.name,
+            _path(ds),
             tuple(ds.shape[1:]),
             ds.dtype.str,
             ds.shape[-1] if ds.ndim - 1 - bool(members) > spatial_rank else 0,
             var.units,
             members=members,
         )
+
+
+def _path(ds: h5py.Dataset) -> str:
+    """HDF5 path of a dataset reached by name (h5py's `name` is None only for anonymous ones)."""
+    assert ds.name is not None
+    return ds.name
 
 
 def _split_extra(dims: Sequence[str], spatial: Sequence[str]) -> tuple[list[str], list[str]]:

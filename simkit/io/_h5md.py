@@ -33,14 +33,22 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
 
 from .._checks import SimkitInputError
 from ._attrs import write_attrs
-from ._hdf5 import HDF5Store, SaveGroup, StoreError, Variable, simkit_version
+from ._hdf5 import (
+    HDF5Store,
+    SaveGroup,
+    StoreError,
+    Variable,
+    dataset,
+    simkit_version,
+    text_attr,
+)
 
 #: per-particle vectors, value shape (frames, N, D).
 PARTICLE_VECTORS = ("position", "velocity", "force", "image")
@@ -110,7 +118,7 @@ class H5MDStore(HDF5Store):
         boundary: str | Sequence[str] = "periodic",
         repeat_box: bool | None = None,
         author: str | None = None,
-    ) -> "H5MDStore":
+    ) -> Self:
         """Create a new H5MD file (refuses to replace an existing one unless `overwrite`).
 
         Args:
@@ -209,13 +217,15 @@ class H5MDStore(HDF5Store):
             members = [(plan.elements[name], g.variables[name]) for name in _element_order(g)]
             if plan.repeat_box and g.name == plan.repeat_box["group"]:
                 # not a variable: the fixed box, written with every frame of position's group
+                fixed = plan.fixed_box
+                assert fixed is not None  # _plan sets repeat_box only with a fixed box
                 members.append(
                     (
                         plan.repeat_box["path"],
                         Variable(
-                            ("spatial",) * plan.fixed_box.ndim,
-                            plan.fixed_box.shape,
-                            plan.fixed_box.dtype.name,
+                            ("spatial",) * fixed.ndim,
+                            fixed.shape,
+                            fixed.dtype.name,
                             units=plan.length_units,
                         ),
                     )
@@ -231,8 +241,8 @@ class H5MDStore(HDF5Store):
                     )
                     _unit_attr(time, time_units)
                 else:  # same save group, same sampling: hard links to one step/time pair
-                    element["step"] = h5[f"{clock}/step"]
-                    element["time"] = h5[f"{clock}/time"]
+                    element["step"] = dataset(h5, f"{clock}/step")
+                    element["time"] = dataset(h5, f"{clock}/time")
                 value = element.create_dataset(
                     "value",
                     shape=(0, *var.shape),
@@ -263,53 +273,55 @@ class H5MDStore(HDF5Store):
     ) -> None:
         k = len(steps)
         for name, arr in frames.items():
-            value = self._h5[f"{self._elements[name]}/value"]
+            value = dataset(self._h5, f"{self._elements[name]}/value")
             value.resize(n + k, axis=0)
             value[n : n + k] = arr
         if self._repeat_box and group.name == self._repeat_box["group"]:
-            value = self._h5[f"{self._repeat_box['path']}/value"]
+            value = dataset(self._h5, f"{self._repeat_box['path']}/value")
             value.resize(n + k, axis=0)
             value[n : n + k] = np.broadcast_to(self._repeat_box["edges"], value.shape[1:])
         # step/time last (shared by every element of the group): a reader that sees frame i in
         # `time` finds the values of every element of the group already there.
-        clock = self._h5[self._clocks[group.name]]
+        clock = self._clocks[group.name]
         for key, values in (("step", steps), ("time", times)):
-            clock[key].resize((n + k,))
-            clock[key][n : n + k] = values
+            ds = dataset(self._h5, f"{clock}/{key}")
+            ds.resize((n + k,))
+            ds[n : n + k] = values
 
     def _resize_group(self, group: SaveGroup, n: int) -> None:
-        clock = self._h5[self._clocks[group.name]]
-        clock["time"].resize((n,))
-        clock["step"].resize((n,))
+        clock = self._clocks[group.name]
+        dataset(self._h5, f"{clock}/time").resize((n,))
+        dataset(self._h5, f"{clock}/step").resize((n,))
         for name in group.variables:
-            self._h5[f"{self._elements[name]}/value"].resize(n, axis=0)
+            dataset(self._h5, f"{self._elements[name]}/value").resize(n, axis=0)
         if self._repeat_box and group.name == self._repeat_box["group"]:
-            self._h5[f"{self._repeat_box['path']}/value"].resize(n, axis=0)
+            dataset(self._h5, f"{self._repeat_box['path']}/value").resize(n, axis=0)
 
     @classmethod
     def _frames_in_file(cls, h5: h5py.File) -> dict[str, int]:
         layout = _read_layout(h5)
         out = {}
         for g in cls._groups_in_file(h5):
-            clock = h5[layout["clocks"][g.name]]
-            n = min(clock["step"].shape[0], clock["time"].shape[0])
+            clock = layout["clocks"][g.name]
+            n = min(dataset(h5, f"{clock}/step").shape[0], dataset(h5, f"{clock}/time").shape[0])
             paths = [layout["elements"][name] for name in g.variables]
             if layout["repeat_box"] and g.name == layout["repeat_box"]["group"]:
                 paths.append(layout["repeat_box"]["path"])
             for path in paths:
                 path = f"{path}/value"
-                if h5[path].shape[0] < n:
+                frames = dataset(h5, path).shape[0]
+                if frames < n:
                     raise StoreError(
                         f"dataset {path!r} in {h5.filename!r} is truncated "
-                        f"({h5[path].shape[0]} frames, its time axis has {n})."
+                        f"({frames} frames, its time axis has {n})."
                     )
             out[g.name] = n
         return out
 
     @classmethod
     def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
-        clock = h5[_read_layout(h5)["clocks"][group.name]]
-        return int(clock["step"][i]), float(clock["time"][i])
+        clock = _read_layout(h5)["clocks"][group.name]
+        return int(dataset(h5, f"{clock}/step")[i]), float(dataset(h5, f"{clock}/time")[i])
 
     # -- writing --------------------------------------------------------------------------------
     def append(self, chunk: Mapping[str, tuple[Any, Any, Mapping[str, Any]]]) -> None:
@@ -330,9 +342,9 @@ class H5MDStore(HDF5Store):
             times = np.asarray(times, dtype=np.float64).reshape(-1)
             n = self._n[name]
             if n and len(steps):
-                clock = self._h5[self._clocks[name]]
-                steps = np.concatenate([clock["step"][n - 1 : n], steps])
-                times = np.concatenate([clock["time"][n - 1 : n], times])
+                clock = self._clocks[name]
+                steps = np.concatenate([dataset(self._h5, f"{clock}/step")[n - 1 : n], steps])
+                times = np.concatenate([dataset(self._h5, f"{clock}/time")[n - 1 : n], times])
             if np.any(np.diff(steps) <= 0) or (
                 len(times) == len(steps) and np.any(np.diff(times) < 0)
             ):
@@ -522,6 +534,7 @@ def _plan(
             plan.elements[name] = f"observables/{name}"
     plan.clocks = {g.name: plan.elements[_element_order(g)[0]] for g in groups}
     if repeat_box:
+        assert plan.fixed_box is not None  # repeat_box needs box (checked above)
         first = particle[0]  # position if saved: the box must share its step/time
         plan.repeat_box = {
             "group": owner[first].name,
@@ -613,7 +626,7 @@ def _write_coords(group: h5py.Group, groups: Sequence[SaveGroup], coords: dict) 
 
 def _read_layout(h5: h5py.File) -> dict:
     try:
-        return json.loads(h5.attrs[_LAYOUT_ATTR])
+        return json.loads(text_attr(h5, _LAYOUT_ATTR))
     except (KeyError, ValueError):
         raise StoreError(
             f"{h5.filename!r} has no readable {_LAYOUT_ATTR!r} attribute; it was "

@@ -31,7 +31,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -53,6 +53,9 @@ class Variable:
         dtype: numpy dtype name, e.g. `"float64"`.
         units: units string ("1" for dimensionless, "" if unknown).
         long_name: human-readable description.
+
+    Example (what a stepper's `variables` returns for an `(n, 3)` float64 position):
+        >>> Variable(("atom", "spatial"), (n, 3), "float64", units="nm", long_name="position")
     """
 
     dims: tuple[str, ...]
@@ -77,6 +80,9 @@ class SaveGroup:
             plain `time` and `step`).
         every: steps between frames of this group (> 0).
         variables: the saved quantities of this group, by name.
+
+    Example:
+        >>> SaveGroup("thermo", 10, {"temperature": Variable((), (), "float32", "K")})
     """
 
     name: str
@@ -115,6 +121,40 @@ def open_h5(path: str | os.PathLike, mode: str) -> h5py.File:
     """Open an HDF5 file the way simkit's writers do: no file locking (readers may open it while
     a run writes), no raw-data chunk cache (write errors raise where they happen)."""
     return h5py.File(path, mode, locking=False, rdcc_nbytes=0)
+
+
+def dataset(h5: h5py.Group, path: str) -> h5py.Dataset:
+    """The dataset at `path` under `h5`.
+
+    Raises:
+        KeyError: nothing at `path` (as h5py).
+        StoreError: `path` holds a group or a named type instead (a damaged or foreign file).
+    """
+    obj = h5[path]
+    if not isinstance(obj, h5py.Dataset):
+        raise StoreError(
+            f"{path!r} in {h5.file.filename!r} is a {type(obj).__name__}, not a dataset: the "
+            "file is damaged or was not written by simkit."
+        )
+    return obj
+
+
+def text_attr(obj: h5py.HLObject, key: str) -> str:
+    """The text attribute `key` of `obj` (stored as str or bytes).
+
+    Raises:
+        KeyError: no such attribute (as h5py).
+        StoreError: the attribute is not text (a damaged or foreign file).
+    """
+    value = obj.attrs[key]
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, str):
+        raise StoreError(
+            f"attribute {key!r} of {obj.name!r} in {obj.file.filename!r} is not text "
+            f"(got {type(value).__name__}): the file is damaged or was not written by simkit."
+        )
+    return value
 
 
 #: Disk space reserved beyond what an append writes, for HDF5's own metadata and the status
@@ -186,6 +226,12 @@ class HDF5Store:
     `_groups_in_file` (read the layout back for resume), and may extend `_after_flush`.
 
     Use `create` or `open_resume`, then `append` chunks, `set_attrs`, `close`.
+
+    Example (through a concrete layout, `FrameStore`):
+        >>> store = FrameStore.create("out.h5", {"x": Variable((), (), "float64")}, config={})
+        >>> store.append({"": ([1, 2], [0.1, 0.2], {"x": np.array([1.0, 0.9])})})
+        >>> store.set_attrs(status="finished")
+        >>> store.close()
     """
 
     #: name of the layout, stored as the `simkit_layout` file attribute.
@@ -237,7 +283,7 @@ class HDF5Store:
     @classmethod
     def _groups_in_file(cls, h5: h5py.File) -> list[SaveGroup]:
         """Default: the groups recorded in the `simkit_groups` attribute at creation."""
-        recorded = json.loads(h5.attrs["simkit_groups"])
+        recorded = json.loads(text_attr(h5, "simkit_groups"))
         return [
             SaveGroup(
                 g["name"],
@@ -303,7 +349,7 @@ class HDF5Store:
         time_units: str = "",
         overwrite: bool = False,
         **options: Any,
-    ) -> "HDF5Store":
+    ) -> Self:
         """Create a new store (refuses to replace an existing file unless `overwrite`).
 
         Args:
@@ -376,7 +422,7 @@ class HDF5Store:
         return store
 
     @classmethod
-    def open_resume(cls, path: str | os.PathLike, *, config: dict) -> "HDF5Store":
+    def open_resume(cls, path: str | os.PathLike, *, config: dict) -> Self:
         """Reopen an existing store to continue a run with the same configuration.
 
         Raises:
@@ -403,7 +449,7 @@ class HDF5Store:
                     f"cannot resume: {str(path)!r} is a {layout!r} file, this run "
                     f"writes {cls.layout!r}."
                 )
-            stored = json.loads(h5.attrs["simkit_config"])
+            stored = json.loads(text_attr(h5, "simkit_config"))
             diffs = config_difference(stored, to_jsonable(config))
             if diffs:
                 raise StoreError(
@@ -600,6 +646,7 @@ class HDF5Store:
             return False
 
     def flush(self) -> None:
+        """Write HDF5's buffers to disk; a failure raises `StoreWriteError`."""
         try:
             self._h5.flush()
         except (OSError, RuntimeError) as exc:

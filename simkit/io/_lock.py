@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._hdf5 import StoreError
+from ._hdf5 import StoreError, describe_os_error
 
 
 class WriterLockedError(StoreError):
@@ -33,6 +33,10 @@ class WriterLock:
     """Exclusive writer lock on an output file (a context manager).
 
     Raises `WriterLockedError` naming the other writer's host and PID when the file is taken.
+
+    Example:
+        >>> with WriterLock("run.h5"):  # the lock file run.h5.lock is held until the block ends
+        ...     write_output("run.h5")
     """
 
     def __init__(self, out: str | os.PathLike):
@@ -41,13 +45,19 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> "WriterLock":
+        """Take the lock (without waiting) and record this process as the writer; returns self.
+
+        Raises:
+            WriterLockedError: another live process holds it.
+            StoreError: the lock file cannot be created or locked.
+        """
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise StoreError(
                     f"cannot lock {str(self.out)!r} for writing: could not create "
-                    f"{str(self.path)!r} ({os.strerror(exc.errno)})."
+                    f"{str(self.path)!r} ({describe_os_error(exc)})."
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -63,7 +73,7 @@ class WriterLock:
                 os.close(fd)
                 raise StoreError(
                     f"cannot lock {str(self.out)!r} for writing: flock on "
-                    f"{str(self.path)!r} failed ({os.strerror(exc.errno)})."
+                    f"{str(self.path)!r} failed ({describe_os_error(exc)})."
                 ) from None
             # The lock file may have been removed (by its previous owner's release) between our
             # open and flock: then we hold a lock nobody else can see. Retry on the new file.
@@ -86,6 +96,7 @@ class WriterLock:
             return self
 
     def release(self) -> None:
+        """Remove the lock file and let go of the lock (idempotent)."""
         if self._fd is None:
             return
         # Unlink while still holding the lock, so no one can lock the old inode after we let go.
@@ -104,7 +115,12 @@ class WriterLock:
 
 def lock_owner(out: str | os.PathLike) -> dict | None:
     """The live writer of `out` (`{"host", "pid", "since", "command"}`), or None if no process
-    holds its lock (finished, or died: a `running` status then means the run was killed)."""
+    holds its lock (finished, or died: a `running` status then means the run was killed).
+
+    Example:
+        >>> owner = lock_owner("run.h5")
+        >>> owner and owner["pid"]  # the writing process, or None
+    """
     path = lock_path(out)
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -53,6 +53,10 @@ def output_path(
     Raises:
         SimkitInputError: missing folder, existing file without `overwrite`, `resume` without
             an existing `out`.
+
+    Example (in a problem script, after `add_output_arguments`):
+        >>> out = output_path(args.out, "lorenz", overwrite=args.overwrite, resume=args.resume)
+        >>> output_path(None, "lorenz")  # PosixPath('results/lorenz-20260101-120000.h5')
     """
     if out is None:
         if resume:
@@ -78,6 +82,11 @@ def add_output_arguments(parser, name: str, *, resume: bool = False) -> None:
         parser: an `argparse.ArgumentParser`.
         name: problem name (for the default file name in the help text).
         resume: also add `--resume`.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_output_arguments(parser, "lorenz", resume=True)
+        >>> args = parser.parse_args(["--out", "run.h5", "--resume"])
     """
     parser.add_argument(
         "--out", type=Path, default=None, help=f"HDF5 output (default: results/{name}-<time>.h5)"

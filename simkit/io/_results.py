@@ -106,6 +106,10 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         SimkitInputError: the file does not exist or is not readable HDF5 (names the file), or a
             live writer kept it inconsistent through every reread (names the writer).
+
+    Example:
+        >>> info = summarize("run.h5")  # keys: path, datasets, attrs, progress, groups
+        >>> info["attrs"]["status"], info["progress"]["frames"], info["datasets"]["y"]["shape"]
     """
     path = Path(path)
     if not path.exists():
@@ -156,13 +160,15 @@ def _summarize_once(path: Path) -> dict[str, Any]:
             except (KeyError, StoreError, ValueError) as exc:
                 groups = {}
                 attrs["unreadable_progress"] = str(exc)
-        elif "time" in h5 and "step" in h5 and h5["time"].ndim == 1:
-            n = h5["time"].shape[0]
+        elif (
+            isinstance(time_ds := h5.get("time"), h5py.Dataset)
+            and isinstance(step_ds := h5.get("step"), h5py.Dataset)
+            and time_ds.ndim == 1
+        ):
+            n = time_ds.shape[0]
             groups = {"": {"frames": n}}
             if n:
-                groups[""].update(
-                    last_step=int(h5["step"][n - 1]), last_time=float(h5["time"][n - 1])
-                )
+                groups[""].update(last_step=int(step_ds[n - 1]), last_time=float(time_ds[n - 1]))
         if groups:
             # The furthest group tells how far the run got.
             far = max(groups.values(), key=lambda g: g.get("last_step", -1))

@@ -26,6 +26,7 @@ from .._checks import SimkitInputError
 from ._hdf5 import (
     HDF5Store,
     SaveGroup,
+    dataset,
     step_name,
     time_name,
 )
@@ -43,6 +44,13 @@ from ._hdf5 import (
 class FrameStore(HDF5Store):
     """An open HDF5 file of frames (netCDF-style). Create with `FrameStore.create` or
     `FrameStore.open_resume` (see `HDF5Store`). Not thread-safe; one writer per file.
+
+    Example (an ensemble state y `(member, component)` saved every 10 steps):
+        >>> store = FrameStore.create("out.h5", {"y": Variable(("member", "component"), (8, 3),
+        ...                           "float64", "m")}, config={"dt": 0.01}, time_units="s")
+        >>> store.append({"": ([10, 20], [0.1, 0.2], {"y": ys})})  # ys: (2, 8, 3)
+        >>> store.close()
+        >>> xarray.open_dataset("out.h5", engine="h5netcdf")["y"]  # dims (time, member, component)
     """
 
     layout = "frames"
@@ -113,33 +121,35 @@ class FrameStore(HDF5Store):
     ) -> None:
         k = len(steps)
         for name, arr in frames.items():
-            ds = self._h5[name]
+            ds = dataset(self._h5, name)
             ds.resize(n + k, axis=0)
             ds[n : n + k] = arr
         # time/step last: a reader that sees frame i in `time` finds its data already there.
         for name, values in ((step_name(group.name), steps), (time_name(group.name), times)):
-            ds = self._h5[name]
+            ds = dataset(self._h5, name)
             ds.resize((n + k,))
             ds[n : n + k] = values
 
     def _resize_group(self, group: SaveGroup, n: int) -> None:
         for name in (time_name(group.name), step_name(group.name), *group.variables):
-            self._h5[name].resize(n, axis=0)
+            dataset(self._h5, name).resize(n, axis=0)
 
     @classmethod
     def _step_time(cls, h5: h5py.File, group: SaveGroup, i: int) -> tuple[int, float]:
-        return int(h5[step_name(group.name)][i]), float(h5[time_name(group.name)][i])
+        step, time = dataset(h5, step_name(group.name)), dataset(h5, time_name(group.name))
+        return int(step[i]), float(time[i])
 
     @classmethod
     def _frames_in_file(cls, h5: h5py.File) -> dict[str, int]:
         out = {}
         for g in cls._groups_in_file(h5):
-            n = int(h5[time_name(g.name)].shape[0])
+            n = int(dataset(h5, time_name(g.name)).shape[0])
             for name in g.variables:
-                if h5[name].shape[0] < n:
+                frames = dataset(h5, name).shape[0]
+                if frames < n:
                     raise StoreError(
                         f"dataset {name!r} in {h5.filename!r} is truncated "
-                        f"({h5[name].shape[0]} frames, its time axis has {n})."
+                        f"({frames} frames, its time axis has {n})."
                     )
             out[g.name] = n
         return out

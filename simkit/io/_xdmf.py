@@ -93,11 +93,11 @@ def mesh_xml(axes: Sequence[Axis], h5_name: str, indent: str) -> str:
     """
     dims = [len(a.values) for a in axes][::-1]  # Z Y X, slowest first
     dims = [1] * (3 - len(dims)) + dims
-    spacings = [a.uniform_spacing() for a in axes]
+    spacings = [s for a in axes if (s := a.uniform_spacing()) is not None]
     lines = []
-    if all(s is not None for s in spacings):
+    if len(spacings) == len(axes):
         origin = [float(a.values[0]) for a in axes] + [0.0] * (3 - len(axes))
-        spacing = list(spacings) + [1.0] * (3 - len(axes))
+        spacing = spacings + [1.0] * (3 - len(axes))
         lines += [
             f'<Topology TopologyType="3DCoRectMesh" Dimensions="{_dims(dims)}"/>',
             '<Geometry GeometryType="ORIGIN_DXDYDZ">',
@@ -175,7 +175,9 @@ def attribute_template(
     # The value block: 2-D fields read as "1 ny nx" (the one-point-thick z of the mesh).
     spatial_rank = len(grid_shape) - (1 if attr.components else 0)
     block = (1, *grid_shape) if spatial_rank == 2 else grid_shape
-    ntype, prec = number_type(attr.dtype)  # checked when the store was created
+    described = number_type(attr.dtype)
+    assert described is not None  # checked when the store was created
+    ntype, prec = described
     kind = "Vector" if attr.components else "Scalar"
     head = [f'<Attribute Name={quoteattr(attr.name)} AttributeType="{kind}" Center="Node">']
     if attr.units:

@@ -6,6 +6,8 @@ scatter) and energy and virial count each pair twice (hence the factors 1/2).
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
@@ -35,7 +37,7 @@ def _pairs(potential: PairPotential, params, positions, idx, species, box, rows=
         if box_a is not None:
             dd = dd - box_a[d] * jnp.round(dd / box_a[d])
         dr.append(dd)
-    r2 = sum(dd * dd for dd in dr)
+    r2 = cast(Array, sum(dd * dd for dd in dr))  # dim >= 1 terms: an array
     per_species = any(jnp.ndim(v) == 2 for v in params.values())
     if per_species:
         si = species if rows is None else species[rows]
@@ -58,7 +60,11 @@ def forces(
     species: Int[Array, " N"] | None,
     box,
 ) -> Float[Array, "N D"]:
-    """Force on each particle, `-dU/dr_i` (energy / length), from a full neighbor list."""
+    """Force on each particle, `-dU/dr_i` (energy / length), from a full neighbor list.
+
+    Example (what an integrator's state holds as `state.forces`, `(N, D)`):
+        >>> f = forces(lj, params, state.positions, state.neighbors.idx, state.species, box)
+    """
     n, k = idx.shape
 
     def block(rows, idx_rows):
@@ -86,21 +92,36 @@ def energy_virial(
     species: Int[Array, " N"] | None,
     box,
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """(potential energy, virial W = sum over pairs of r_ij . F_ij), both energy units."""
+    """(potential energy, virial W = sum over pairs of r_ij . F_ij), both energy units.
+
+    Example:
+        >>> u, w = energy_virial(lj, params, state.positions, state.neighbors.idx,
+        ...                      state.species, box)
+    """
     _, r2, u, du_dr2 = _pairs(potential, params, positions, idx, species, box)
     return 0.5 * jnp.sum(u), 0.5 * jnp.sum(-2.0 * du_dr2 * r2)
 
 
 def energy(potential: PairPotential, params, positions, idx, species, box) -> Float[Array, ""]:
     """Potential energy (energy units) from a full neighbor list; differentiable in positions
-    and params (its negative gradient equals `forces`)."""
+    and params (its negative gradient equals `forces`).
+
+    Example (the gradient with respect to the potential's parameters):
+        >>> u = energy(lj, params, state.positions, state.neighbors.idx, state.species, box)
+        >>> du = jax.grad(lambda p: energy(lj, p, state.positions, state.neighbors.idx,
+        ...                                state.species, box))(params)  # {"epsilon", "sigma"}
+    """
     return energy_virial(potential, params, positions, idx, species, box)[0]
 
 
 def energy_all_pairs(
     potential: PairPotential, params, positions, species=None, box=None
 ) -> Float[Array, ""]:
-    """Potential energy by the O(N^2) sum over all pairs (reference for tests, small N)."""
+    """Potential energy by the O(N^2) sum over all pairs (reference for tests, small N).
+
+    Example (no neighbor list needed; free space by default):
+        >>> u = energy_all_pairs(LennardJones(cutoff=2.5), lj.params(), positions, box=box)
+    """
     n = positions.shape[0]
     idx = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n, n))
     idx = jnp.where(idx == jnp.arange(n)[:, None], n, idx)

@@ -56,6 +56,10 @@ class Langevin(MDStepper):
     Attributes:
         kT: temperature (energy units), >= 0.
         gamma: friction (1 / time), > 0.
+
+    Example:
+        >>> stepper = Langevin(lj, box=box, dt=0.005, kT=1.0, gamma=1.0)
+        >>> state = stepper.init(positions, lj.params(), key=jax.random.key(0))
     """
 
     kT: float = eqx.field(static=True, kw_only=True)
@@ -99,6 +103,11 @@ class NoseHooverChain(MDStepper):
         tau: thermostat relaxation time (time units), > 0; masses Q_1 = dof kT tau^2,
             Q_k = kT tau^2.
         chain_length: thermostats in the chain, >= 1.
+
+    Example:
+        >>> stepper = NoseHooverChain(lj, box=box, dt=0.005, kT=1.0, tau=0.5)
+        >>> state = stepper.init(positions, lj.params(), v0)
+        >>> stepper.thermo(state, lj.params())["conserved_energy"]
     """
 
     kT: float = eqx.field(static=True, kw_only=True)

@@ -26,6 +26,11 @@ class FIRE(MDStepper):
         ftol: once the largest force is below this (energy / length), the state stays put
             (sticky convergence, so a driver run of fixed length ends at the minimum found);
             0 never stops.
+
+    Example (relax a random packing before dynamics):
+        >>> fire = FIRE(SoftSphere(), box=box, dt=0.01)
+        >>> state = fire.init(random_packing(jax.random.key(0), 500, box), SoftSphere().params())
+        >>> state, converged = minimise(fire, state, SoftSphere().params(), ftol=1e-6)
     """
 
     dt_max: float | None = eqx.field(static=True, default=None, kw_only=True)
@@ -135,6 +140,9 @@ def minimise(
 
     Returns:
         (state, converged) with `converged` a boolean scalar.
+
+    Example:
+        >>> state, converged = minimise(FIRE(lj, box=box, dt=0.005), state, lj.params())
     """
     require_positive("ftol", ftol)
     require_positive("max_steps", max_steps, integer=True)

@@ -53,6 +53,10 @@ class NeighborList(eqx.Module):
         overflow: True once a build needed more room than the capacities (sticky): results
             computed since then are wrong and must be recomputed after `grow`.
         n_builds: builds so far (int32), for the rebuild rate.
+
+    Example:
+        >>> nbrs = state.neighbors
+        >>> nbrs.capacity, int(nbrs.max_neighbors), bool(nbrs.overflow), int(nbrs.n_builds)
     """
 
     idx: Int[Array, "N K"]
@@ -65,10 +69,12 @@ class NeighborList(eqx.Module):
 
     @property
     def capacity(self) -> int:
+        """Neighbor slots per particle, K."""
         return self.idx.shape[-1]
 
     @property
     def cell_capacity(self) -> int:
+        """Particle slots per cell, C."""
         return self.cell_slots.shape[-1]
 
 
@@ -242,6 +248,10 @@ def build(
         occupancy, overflowed). The counts are the true maxima unless a cell overflowed (its
         extra members are then not binned); `overflowed` is set when a row needs more than
         `capacity` slots or a cell more than `cell_capacity`.
+
+    Example (the list an `MDStepper` keeps; `md.build_neighbor_list` publicly):
+        >>> idx, k_max, c_max, overflowed = build_neighbor_list(
+        ...     positions, box, stepper.grid, stepper.r_list, capacity=128, cell_capacity=16)
     """
     n, dim = positions.shape
     rl2 = jnp.asarray(r_list * r_list, positions.dtype)
@@ -251,6 +261,7 @@ def build(
         return idx, kmax, jnp.asarray(1, jnp.int32), kmax > capacity
 
     # 1. binning
+    assert box_a is not None  # cell_grid gives a grid only for a periodic box
     c_cap, k_cap = cell_capacity, capacity
     grid_a = jnp.asarray(grid, jnp.int32)
     wrapped, _ = wrap(positions, box_a)
@@ -395,7 +406,13 @@ def grown(nbrs: NeighborList, positions, box, grid, r_list: float) -> NeighborLi
 
 
 def brute_force_pairs(positions, box, r: float) -> np.ndarray:
-    """All pairs (i, j), i != j, closer than `r`: O(N^2) reference on the host, for tests."""
+    """All pairs (i, j), i != j, closer than `r`: O(N^2) reference on the host, for tests.
+
+    Returns `(M, 2)` int indices (each pair in both orders).
+
+    Example:
+        >>> pairs = brute_force_pairs(positions, box, 2.8)
+    """
     x = np.asarray(positions, np.float64)
     d = x[:, None, :] - x[None, :, :]
     if box is not None:

@@ -10,8 +10,14 @@ from jaxtyping import Array, Float
 from ._space import displacement, unwrap
 
 
-def kinetic_energy(velocities: Float[Array, "N D"], mass=1.0) -> Float[Array, ""]:
-    """sum m v^2 / 2 (energy units)."""
+def kinetic_energy(
+    velocities: Float[Array, "N D"], mass: float | Float[Array, " N"] = 1.0
+) -> Float[Array, ""]:
+    """sum m v^2 / 2 (energy units); `mass` a number or `(N,)`.
+
+    Example:
+        >>> ke = kinetic_energy(state.velocities, state.mass)
+    """
     m = jnp.broadcast_to(jnp.asarray(mass, velocities.dtype), velocities.shape[:1])
     return 0.5 * jnp.sum(m[:, None] * velocities**2)
 
@@ -19,7 +25,12 @@ def kinetic_energy(velocities: Float[Array, "N D"], mass=1.0) -> Float[Array, ""
 def temperature(
     velocities: Float[Array, "N D"], mass=1.0, *, dof: int | None = None
 ) -> Float[Array, ""]:
-    """Kinetic temperature 2 KE / dof (energy units); dof defaults to D (N - 1)."""
+    """Kinetic temperature 2 KE / dof (energy units); dof defaults to D (N - 1).
+
+    Example:
+        >>> v = maxwell_boltzmann(jax.random.key(0), (500, 3), kT=1.5)
+        >>> temperature(v)  # 1.5 (exact=True rescales to it)
+    """
     n, dim = velocities.shape
     return 2.0 * kinetic_energy(velocities, mass) / (dof if dof is not None else dim * (n - 1))
 
@@ -34,6 +45,10 @@ def radial_distribution(
 
     Returns:
         (r (bins,) bin centres, g (bins,)) with g -> 1 for an ideal gas.
+
+    Example (averaged over the saved frames of a run):
+        >>> gs = [radial_distribution(x, box, r_max=3.0, bins=150)[1] for x in frames]
+        >>> r = radial_distribution(frames[0], box, r_max=3.0, bins=150)[0]
     """
     n, dim = positions.shape
     box_a = jnp.asarray(box, positions.dtype)
@@ -62,7 +77,11 @@ def radial_distribution(
 def mean_squared_displacement(
     positions: Float[Array, "N D"], image, origin: Float[Array, "N D"], box
 ) -> Float[Array, ""]:
-    """Mean over particles of |unwrapped position - origin|^2 (length^2)."""
+    """Mean over particles of |unwrapped position - origin|^2 (length^2).
+
+    Example:
+        >>> msd = mean_squared_displacement(state.positions, state.image, state.origin, box)
+    """
     d = (
         unwrap(positions, image, None if box is None else jnp.asarray(box, positions.dtype))
         - origin
@@ -71,7 +90,14 @@ def mean_squared_displacement(
 
 
 def pressure(kinetic: Float[Array, ""], virial: Float[Array, ""], box) -> Float[Array, ""]:
-    """Pressure (2 KE + W) / (D V) from the kinetic energy and the virial W = sum r_ij . F_ij."""
+    """Pressure (2 KE + W) / (D V) from the kinetic energy and the virial W = sum r_ij . F_ij.
+
+    Units: energy / length^D.
+
+    Example:
+        >>> u, w = energy_virial(lj, params, x, idx, species, box)
+        >>> p = pressure(kinetic_energy(v), w, box)
+    """
     box_a = jnp.asarray(box)
     return (2.0 * kinetic + virial) / (box_a.size * jnp.prod(box_a))
 
@@ -84,6 +110,9 @@ def block_average(samples, n_blocks: int = 10) -> tuple[float, float]:
 
     Returns:
         (mean, standard error), floats in the units of `samples`.
+
+    Example (the saved temperature series of a run, after equilibration):
+        >>> mean, err = block_average(temperatures[200:], n_blocks=10)
     """
     import numpy as np
 

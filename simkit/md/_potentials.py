@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -39,6 +40,14 @@ class PairPotential(eqx.Module):
         shift: "none" (plain truncation: U jumps at the cutoff), "energy" (U(r) - U(rc): energy
             continuous, the usual choice for NVE), or "force" (U(r) - U(rc) - (r - rc) U'(rc):
             force continuous as well).
+
+    Example (a subclass; `PairFunction` does the same from a function):
+        >>> class Gaussian(PairPotential):
+        ...     param_names = ("epsilon", "sigma")
+        ...     defaults = (1.0, 1.0)
+        ...     def raw(self, r2, p):
+        ...         return p["epsilon"] * jnp.exp(-r2 / (2 * p["sigma"] ** 2))
+        >>> params = Gaussian(cutoff=3.0, shift="energy").params(epsilon=2.0)
     """
 
     cutoff: float = eqx.field(static=True)
@@ -177,6 +186,11 @@ class WCA(PairPotential):
     """Weeks-Chandler-Andersen: Lennard-Jones cut at its minimum 2^(1/6) sigma and shifted up by
     epsilon, purely repulsive. `cutoff` must be >= 2^(1/6) x the largest sigma (default for
     sigma = 1); each pair uses its own 2^(1/6) sigma_ij.
+
+    Example:
+        >>> wca = WCA()  # cutoff 2^(1/6), shifted
+        >>> stepper = Langevin(wca, box=box, dt=0.005, kT=1.0)
+        >>> params = wca.params(epsilon=1.0, sigma=1.0)
     """
 
     cutoff: float = eqx.field(static=True, default=2.0 ** (1.0 / 6.0))
@@ -194,7 +208,12 @@ class WCA(PairPotential):
 
 class Morse(PairPotential):
     """U(r) = epsilon [(1 - exp(-alpha (r - r0)))^2 - 1]: well depth `epsilon` (energy) at `r0`
-    (length), stiffness `alpha` (1/length)."""
+    (length), stiffness `alpha` (1/length).
+
+    Example:
+        >>> morse = Morse(cutoff=2.5, shift="energy")
+        >>> params = morse.params(epsilon=1.0, alpha=5.0, r0=1.0)
+    """
 
     param_names: ClassVar[tuple[str, ...]] = ("epsilon", "alpha", "r0")
     defaults: ClassVar[tuple[float, ...]] = (1.0, 5.0, 1.0)
@@ -207,7 +226,12 @@ class Morse(PairPotential):
 class SoftSphere(PairPotential):
     """U(r) = (epsilon / alpha) (1 - r / sigma)^alpha for r < sigma, else 0 (harmonic for
     alpha = 2): jammed-packing and granular models. Each pair is cut at its own `sigma_ij`;
-    `cutoff` must be >= the largest sigma."""
+    `cutoff` must be >= the largest sigma.
+
+    Example (a 50:50 mixture of diameters 1 and 1.4, as an `(S, S)` table of sigma_ij):
+        >>> soft = SoftSphere(cutoff=1.4)
+        >>> params = soft.params(sigma=jnp.array([[1.0, 1.2], [1.2, 1.4]]))
+    """
 
     cutoff: float = eqx.field(static=True, default=1.0)
     alpha: float = eqx.field(static=True, default=2.0)
@@ -231,9 +255,10 @@ class PairFunction(PairPotential):
         ...                       shift="energy", param_names=("A", "kappa"), defaults=(1.0, 1.0))
     """
 
-    fn: Callable[..., Float[Array, "..."]] = eqx.field(static=True)
-    param_names: tuple[str, ...] = eqx.field(static=True)
-    defaults: tuple[float, ...] = eqx.field(static=True)
+    # kw_only: fields without defaults after the base's `shift` (the __init__ below sets them)
+    fn: Callable[..., Float[Array, "..."]] = eqx.field(static=True, kw_only=True)
+    param_names: tuple[str, ...] = eqx.field(static=True, kw_only=True)
+    defaults: tuple[float, ...] = eqx.field(static=True, kw_only=True)
 
     def __init__(
         self,

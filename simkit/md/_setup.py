@@ -58,6 +58,7 @@ def lattice(
         require_positive("density", density)
         a = (len(basis) / density) ** (1.0 / dim)
     else:
+        assert lattice_constant is not None  # exactly one of the two is given
         require_positive("lattice_constant", lattice_constant)
         a = float(lattice_constant)
     grid = np.stack(np.meshgrid(*[np.arange(c) for c in cells], indexing="ij"), -1).reshape(-1, dim)
@@ -75,6 +76,9 @@ def random_packing(
     Raises:
         SimkitInputError: the packing is too dense for insertion (random sequential addition
             jams near a packing fraction of 0.38 in 3D, 0.55 in 2D); use a lattice and melt it.
+
+    Example:
+        >>> positions = random_packing(jax.random.key(0), 1000, (12.0, 12.0, 12.0))  # (1000, 3)
     """
     require_positive("n", n, integer=True)
     require_positive("min_distance", min_distance)
@@ -128,6 +132,9 @@ def maxwell_boltzmann(
 
     With `exact=True` (default) they are rescaled so the kinetic temperature, with
     D (N - 1) degrees of freedom, is exactly `kT` (as LAMMPS's `velocity create` does).
+
+    Example:
+        >>> v0 = maxwell_boltzmann(jax.random.key(87287), positions.shape, kT=1.44)
     """
     n, dim = shape
     if not (math.isfinite(kT) and kT >= 0):

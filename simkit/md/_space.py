@@ -19,6 +19,11 @@ def displacement(
     With a periodic `box` each component is folded into `[-L/2, L/2]`, which is the true minimum
     image for orthorhombic cells. With `box=None` (free space) it is the plain difference.
     The gradient is 1 (resp. -1) almost everywhere, so forces by autodiff are exact.
+
+    Example:
+        >>> box = jnp.array([10.0, 10.0, 10.0])
+        >>> displacement(jnp.array([9.5, 0.0, 0.0]), jnp.array([0.5, 0.0, 0.0]), box)
+        >>> # [-1, 0, 0]: the image of 0.5 at 10.5 is the nearest
     """
     dr = ri - rj
     if box is None:
@@ -37,6 +42,10 @@ def wrap(
     Returns:
         (wrapped positions, image) with `unwrapped = wrapped + image * box`; `image` is the given
         count plus the crossings (int32), or `None` when `box` is None (free space: unchanged).
+
+    Example:
+        >>> x, image = wrap(jnp.array([[10.5, -0.5]]), jnp.array([10.0, 10.0]))
+        >>> x, image  # [[0.5, 9.5]], [[1, -1]]
     """
     if box is None:
         return positions, image
@@ -55,7 +64,11 @@ def wrap(
 def unwrap(
     positions: Float[Array, "N D"], image: Int[Array, "N D"], box: Float[Array, " D"] | None
 ) -> Float[Array, "N D"]:
-    """Unwrapped positions `positions + image * box` (for diffusion / MSD)."""
+    """Unwrapped positions `positions + image * box` (for diffusion / MSD).
+
+    Example:
+        >>> r = unwrap(state.positions, state.image, jnp.asarray(box))  # (N, D), length units
+    """
     if box is None:
         return positions
     box = jnp.broadcast_to(jnp.asarray(box, positions.dtype), positions.shape)
@@ -63,5 +76,9 @@ def unwrap(
 
 
 def volume(box: Float[Array, " D"]) -> Float[Array, ""]:
-    """Volume (area in 2D) of an orthorhombic box, length units^D."""
+    """Volume (area in 2D) of an orthorhombic box, length units^D.
+
+    Example:
+        >>> density = positions.shape[0] / volume(jnp.asarray(box))
+    """
     return jnp.prod(jnp.asarray(box))

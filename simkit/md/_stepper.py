@@ -9,6 +9,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
@@ -38,6 +39,10 @@ class MDState(eqx.Module):
         step: integer step count; model time is `step * dt`.
         key: PRNG key (stochastic integrators).
         extra: integrator variables (thermostat chain, FIRE time step...), a dict of arrays.
+
+    Example:
+        >>> state = stepper.init(positions, params, velocities)
+        >>> state.positions.shape, state.neighbors.capacity  # (N, D), K neighbor slots
     """
 
     positions: Float[Array, "N D"]
@@ -64,6 +69,11 @@ class MDStepper(AbstractStepper):
             is rebuilt when a particle has moved more than skin / 2.
         tail_correction: add the analytic long-range corrections to the reported potential
             energy and pressure (Lennard-Jones with plain truncation only).
+
+    Example (any integrator; here NVT with a Langevin thermostat):
+        >>> stepper = Langevin(LennardJones(cutoff=2.5), box=box, dt=0.005, kT=1.0, gamma=1.0)
+        >>> state = stepper.init(positions, params, key=jax.random.key(0))
+        >>> stepper.thermo(state, params)["temperature"]
     """
 
     potential: PairPotential = eqx.field(static=True)
@@ -95,10 +105,12 @@ class MDStepper(AbstractStepper):
     # ---- static helpers ----------------------------------------------------------------
     @property
     def r_list(self) -> float:
+        """Neighbor-list radius cutoff + skin (length units)."""
         return self.potential.cutoff + self.skin
 
     @property
     def grid(self):
+        """Cells per axis of the cell list, or None (free space or a box under 3 cells wide)."""
         return nb.cell_grid(self.box, self.r_list)
 
     def _box(self, dtype):
@@ -133,8 +145,10 @@ class MDStepper(AbstractStepper):
             key: PRNG key for stochastic integrators (default `jax.random.key(0)`).
             min_distance: refuse pairs closer than this (length); default half the smallest
                 sigma for Lennard-Jones / WCA, no check for other potentials.
-            capacity, cell_capacity: neighbors per particle and particles per cell (default:
-                estimated from the density with headroom; the driver grows them if needed).
+            capacity: neighbors per particle (default: estimated from the density with
+                headroom; the driver grows it if needed).
+            cell_capacity: particles per cell of the cell list (default and growth as for
+                `capacity`).
 
         Raises:
             SimkitInputError: wrong shapes, NaN/inf, species out of range or not matching the
@@ -214,8 +228,10 @@ class MDStepper(AbstractStepper):
     def _check_cell_density(self, n: int) -> None:
         # A cell of side >= cutoff + skin cannot hold more particles than close packing allows;
         # a mean occupancy far beyond that means positions are nonsense or the box is wrong.
-        per_cell = n / float(np.prod(self.grid))
-        cell_vol = float(np.prod(np.asarray(self.box) / np.asarray(self.grid)))
+        grid = self.grid
+        assert grid is not None  # called only with a cell list
+        per_cell = n / float(np.prod(grid))
+        cell_vol = float(np.prod(np.asarray(self.box) / np.asarray(grid)))
         if per_cell > 64 * max(cell_vol, 1.0):
             raise SimkitInputError(
                 f"density too high for the cell list: {per_cell:.0f} particles per cell of volume "
@@ -251,7 +267,11 @@ class MDStepper(AbstractStepper):
 
     def move(self, state: MDState, displacement_: Array) -> tuple[Array, Array]:
         """Positions after a displacement, wrapped, with updated image counts."""
-        return wrap(state.positions + displacement_, self._box(state.positions.dtype), state.image)
+        x, image = wrap(
+            state.positions + displacement_, self._box(state.positions.dtype), state.image
+        )
+        assert image is not None  # wrap returns the image count it is given, updated
+        return x, image
 
     def time(self, state: MDState) -> Array:
         return state.step.astype(state.positions.dtype) * jnp.asarray(
@@ -295,6 +315,7 @@ class MDStepper(AbstractStepper):
             vol = jnp.prod(box)
             pressure = obs.pressure(ke, w, box)
             if self.tail_correction:
+                assert isinstance(self.potential, LennardJones)  # checked in __init__
                 rho = n / vol
                 frac = jnp.bincount(state.species, length=_n_species(params)) / n
                 out["potential_energy"] = out["potential_energy"] + self.potential.tail_energy(
@@ -309,6 +330,7 @@ class MDStepper(AbstractStepper):
         return {k: jnp.asarray(v, dtype) for k, v in out.items()}
 
     def extra_observables(self, state: MDState, params, potential_energy) -> dict[str, Array]:
+        """Integrator-specific thermo quantities (named by `extra_names`); default none."""
         return {}
 
     def observe(self, state: MDState, params) -> dict[str, Array]:
@@ -330,6 +352,7 @@ class MDStepper(AbstractStepper):
         return {"trajectory": ("position", "velocity", "image", "species"), "thermo": thermo}
 
     def extra_names(self) -> tuple[str, ...]:
+        """Names of `extra_observables`, saved in the thermo group; default none."""
         return ()
 
     def variables(self, state: MDState, params) -> dict[str, Variable]:

@@ -57,6 +57,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
@@ -136,6 +137,7 @@ def _rk_step(
         y1 = y + hb * acc
     err = None
     if with_error:
+        assert tab.b_err is not None  # only adaptive (embedded) tableaux ask for the error
         acc = None
         for e_j, k in zip(tab.b_err, ks, strict=False):
             if e_j != 0.0:
@@ -249,7 +251,7 @@ def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, 
     dtype = y0_b.dtype
     n, dim = y0_b.shape
     gaps = [s for s in np.diff((0,) + tuple(save_steps)) if s > 0]
-    g = functools.reduce(math.gcd, gaps) if gaps else 1
+    g = int(functools.reduce(math.gcd, gaps)) if gaps else 1
     n_chunks = max(save_steps) // g
     t0_ = jnp.asarray(t0, dtype)
     dt_ = jnp.asarray(dt, dtype)
@@ -584,6 +586,7 @@ def _adaptive_loop(
         y = s.y
         h = s.tnext - s.t
         y1, err, k_last = _rk_step(F, tab, s.t, y, h, s.k1, params, with_error=True)
+        assert err is not None and k_last is not None  # embedded tableaux here are all FSAL
         err = jnp.where(jnp.isnan(err), jnp.inf, err)
         y1_nan = jnp.isnan(jnp.sum(y1, axis=1))  # any NaN (inf - inf also flags: fine)
         y1_for_scale = jnp.where(y1_nan[:, None], y, y1)
@@ -716,6 +719,10 @@ class FusedSolution(eqx.Module):
         num_steps, num_accepted, num_rejected: per-member step counts `(n,)` (fixed step: every
             member takes the same steps, up to the last save time, none rejected).
         success: per-member flag `(n,)`; False where `max_steps` was reached before `t1`.
+
+    Example:
+        >>> sol = solve_ensemble_fused(prob, params=jnp.linspace(0.5, 2.0, 100), throw=False)
+        >>> sol.ys[:, -1], sol.num_steps.max(), bool(sol.success.all())
     """
 
     ts: Float[Array, " n_save"]
@@ -926,7 +933,8 @@ def solve_ensemble_fused(
         dt0: the constant step (fixed step; `t1 - t0` and every save time must be whole multiples
             of it), or the initial step (adaptive; default: chosen per member by the
             Hairer-Norsett-Wanner heuristic), in model time units.
-        rtol, atol: tolerances of the PI step-size controller (diffrax defaults otherwise).
+        rtol: relative tolerance of the PI step-size controller (diffrax default otherwise).
+        atol: absolute tolerance of the PI step-size controller (diffrax default otherwise).
         controller: a `diffrax.PIDController` to copy every setting from (pcoeff, icoeff,
             dcoeff, safety, factormin, factormax, dtmax); overrides `rtol`/`atol`.
         saveat: save times `(n_save,)` in `[t0, t1]`, non-decreasing; default `t1` only.

@@ -43,6 +43,7 @@ class ODEProblem(eqx.Module):
 
     @property
     def dim(self) -> int:
+        """Number of state components (the length of `y0`)."""
         return int(jnp.shape(self.y0)[-1])
 
 
@@ -51,6 +52,10 @@ def validate_problem(problem: ODEProblem) -> None:
 
     Raises:
         SimkitInputError: naming the offending input.
+
+    Example (a vector field that returns the wrong shape is refused before any compile):
+        >>> validate_problem(ODEProblem(lambda t, y, p: y[:1], jnp.ones(2), None, 0.0, 1.0))
+        >>> # SimkitInputError: vector_field returned shape (1,), expected the shape of y0 (2,).
     """
     y0 = jnp.asarray(problem.y0)
     if y0.ndim != 1:

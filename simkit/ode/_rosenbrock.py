@@ -491,6 +491,12 @@ class Rodas5(AbstractRodas):
     `simkit.ode.solve(problem, solver=Rodas5())`. See `AbstractRodas` for the cost per step.
     Like most Rosenbrock methods it loses order on stiff problems driven by a fast-varying
     forcing (Prothero-Robinson type, y' = -lam (y - g(t))): prefer `Rodas5P` there.
+
+    Example (Robertson's kinetics, y `(3,)`, over 1e5 time units):
+        >>> sol = solve_stiff(prob, solver=Rodas5(), rtol=1e-8, atol=1e-12)
+        >>> controller = diffrax.PIDController(rtol=1e-8, atol=1e-12)
+        >>> sol = diffrax.diffeqsolve(diffrax.ODETerm(f), Rodas5(), 0.0, 1e5, None, y0, args=k,
+        ...                           stepsize_controller=controller)
     """
 
     tableau: ClassVar[RodasTableau] = RODAS5_TABLEAU
@@ -499,6 +505,12 @@ class Rodas5(AbstractRodas):
 class Rodas5P(AbstractRodas):
     """Rodas5P (Steinebach 2023): Rodas5's structure with coefficients chosen to avoid order
     reduction on Prothero-Robinson-type stiff problems and to give a better dense output.
-    A drop-in `diffrax` solver, used by default by `solve_stiff`."""
+    A drop-in `diffrax` solver, as `Rodas5`.
+
+    Example (y' = -1000 (y - cos t), a stiff problem driven by a fast forcing):
+        >>> prob = ODEProblem(lambda t, y, p: -p * (y - jnp.cos(t)), jnp.zeros(1),
+        ...                   jnp.array(1000.0), 0.0, 10.0)
+        >>> sol = solve_stiff(prob, solver=Rodas5P(), rtol=1e-6, atol=1e-9)
+    """
 
     tableau: ClassVar[RodasTableau] = RODAS5P_TABLEAU

@@ -7,9 +7,10 @@ from typing import Any
 
 import diffrax
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._checks import SimkitInputError, require_finite, require_positive
 from ._problem import ODEProblem, validate_problem
@@ -81,6 +82,9 @@ def default_solver(stiff: bool) -> diffrax.AbstractSolver:
     ~100x faster than diffrax's Kvaerno5 (benchmarks/bench_robertson.py). Pass
     `solver=diffrax.Kvaerno5()` for an ESDIRK method instead (e.g. very large systems, where
     Kvaerno5's Newton iterations with a reused Jacobian can be cheaper than fresh LUs).
+
+    Example:
+        >>> default_solver(stiff=True)  # Rodas5()
     """
     from ._rosenbrock import Rodas5
 
@@ -132,8 +136,9 @@ def solve(
         dt0: initial (or, with `fixed_step`, constant) step in model time units; must be > 0.
             Default: chosen by diffrax's step-size controller.
         fixed_step: constant steps of `dt0` (no error control).
-        rtol, atol: relative/absolute tolerance of the PID step-size controller, both > 0;
-            rtol at least one machine epsilon of `y0`'s dtype (float32: ~1.2e-7). Unused with
+        rtol: relative tolerance of the PID step-size controller, > 0 and at least one
+            machine epsilon of `y0`'s dtype (float32: ~1.2e-7). Unused with `fixed_step`.
+        atol: absolute tolerance of the PID step-size controller, > 0. Unused with
             `fixed_step`.
         saveat: times at which to save, shape `(n_save,)`, inside `[t0, t1]`; default `t1` only.
             Times (t0, t1, dt0, saveat) are cast to `y0`'s precision, so a float32 state is
@@ -153,6 +158,11 @@ def solve(
         SimkitInputError: (with `validate`) bad problem, dt0, max_steps, tolerances or save
             times, before anything is compiled.
         RuntimeError: the solve failed or reached `max_steps` (with `throw`).
+
+    Example:
+        >>> prob = ODEProblem(lambda t, y, p: -p * y, jnp.ones(1), jnp.array(2.0), 0.0, 1.0)
+        >>> sol = solve(prob, rtol=1e-8, atol=1e-8, saveat=jnp.linspace(0.0, 1.0, 11))
+        >>> sol.ys[-1]  # ~exp(-2), shape (1,)
     """
     if validate:
         validate_problem(problem)
@@ -268,7 +278,7 @@ def _raise_on_failure(result, solver, max_steps: int) -> None:
     raise RuntimeError(f"ODE solve failed in {n_failed} solve(s) (diffrax result {result}).")
 
 
-def broadcast_ensemble(problem: ODEProblem, y0: Array | None, params: PyTree | None):
+def broadcast_ensemble(problem: ODEProblem, y0: ArrayLike | None, params: PyTree | None):
     """Leading-axis batch of (y0, params) for an ensemble; validates shapes and agreement.
 
     Returns:
@@ -359,8 +369,9 @@ def solve_ensemble(
             inputs are concrete; diffrax otherwise), "fused", or "diffrax". Adaptive fused solves
             run a host loop, so under `jax.grad`/`jit` "auto" picks diffrax.
         shard: spread members over all local devices with `simkit.ensemble` (padding handled).
-        Other arguments as in `solve` (rtol, atol > 0; max_steps <= 2**31 - 1; fixed-step fused
-        solves need `t1 - t0` and the save times to be whole multiples of `dt0`).
+
+    The other arguments are as in `solve` (rtol, atol > 0; max_steps <= 2**31 - 1; fixed-step
+    fused solves need `t1 - t0` and the save times to be whole multiples of `dt0`).
 
     Returns:
         (ts `(n_save,)`, ys `(n_members, n_save, dim)`).

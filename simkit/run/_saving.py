@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,13 @@ class SavePlan:
     """Resolved save groups: `groups[i] = (name, every, quantities)`, sorted by rate.
 
     The single-rate form (`save_every=100`) is one group named "" holding every quantity.
+
+    Example:
+        >>> plan = resolve_save_plan({"thermo": 10, "trajectory": 1000},
+        ...                          ("position", "energy"), {"thermo": ("energy",),
+        ...                                                   "trajectory": ("position",)})
+        >>> plan.rates, plan.period, plan.every("thermo"), plan.quantities("trajectory")
+        >>> # (10, 1000), 1000, 10, ("position",)
     """
 
     groups: tuple[tuple[str, int, tuple[str, ...]], ...]
@@ -53,12 +60,15 @@ class SavePlan:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Group names, in the order of `groups` (ascending rate)."""
         return tuple(name for name, _, _ in self.groups)
 
     def every(self, name: str) -> int:
+        """Steps between frames of group `name`."""
         return next(every for g, every, _ in self.groups if g == name)
 
     def quantities(self, name: str) -> tuple[str, ...]:
+        """The quantities saved by group `name`."""
         return next(q for g, _, q in self.groups if g == name)
 
     def describe(self) -> dict:
@@ -86,6 +96,11 @@ def resolve_save_plan(
         SimkitInputError: a rate that is not a positive integer, a key that is neither a group
             nor a quantity, a quantity in two groups or in none, rates that do not divide one
             another.
+
+    Example (an MD stepper's groups, thermo every 10 steps and the trajectory every 1000):
+        >>> names = tuple(jax.eval_shape(stepper.observe, state, params))
+        >>> plan = resolve_save_plan({"thermo": 10, "trajectory": 1000}, names,
+        ...                          stepper.save_groups())
     """
     observed = tuple(observed)
     if not isinstance(save_every, Mapping):
@@ -210,6 +225,11 @@ def scan_plan(
         with a leading `(n_frames_of_group,)` axis, `times[group]` the model time of each frame,
         `overflow (n_periods * plan.period // plan.rates[0],)` whether a capacity overflow
         occurred in each block of `plan.rates[0]` steps.
+
+    Example (what `simulate` does, here 5 frames of 100 steps each, jittable):
+        >>> plan = resolve_save_plan(100, tuple(jax.eval_shape(stepper.observe, state, params)))
+        >>> final, frames, times, overflow = scan_plan(stepper, state, params, 5, plan)
+        >>> frames[""]["y"].shape  # (5, n_members, dim) for an ODEStepper
     """
     rates = plan.rates
     at_rate = {r: [g for g, every, _ in plan.groups if every == r] for r in rates}
@@ -258,7 +278,7 @@ def scan_plan(
     state, out = scan(block(len(rates) - 1), state, n_periods)
     # Unnest: level L's outputs have leading axes (n_periods, r_top/r_{top-1}, ..., r_{L+1}/r_L).
     frames, times = {}, {}
-    level_out = out
+    level_out: Any = out  # nested (sub, (obs, t)) pairs, one level per rate
     for _level in range(len(rates) - 1, -1, -1):
         sub, (obs, t) = level_out
         for g, values in obs.items():

@@ -19,8 +19,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: a signal disposition, as `signal.getsignal` returns it and `signal.signal` takes it
+_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -45,7 +51,7 @@ class InterruptGuard:
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _Handler] = {}
         self._depth = 0  # nesting of critical sections
         self._pending: int | None = None
         self._raised = False

@@ -22,6 +22,20 @@ class AbstractStepper(eqx.Module):
     that a buffer was too small during a step; `grow` returns a stepper and state with larger
     capacity. The driver then recomputes the chunk from its last good state, so a result computed
     with an overflowing buffer is never written.
+
+    Example (exponential decay x <- x exp(-k dt), one value per member):
+        >>> class Decay(AbstractStepper):
+        ...     dt: float = eqx.field(static=True, default=0.1)
+        ...     def step(self, state, params):
+        ...         return {"n": state["n"] + 1, "x": state["x"] * jnp.exp(-params * self.dt)}
+        ...     def observe(self, state, params):
+        ...         return {"x": state["x"]}
+        ...     def time(self, state):
+        ...         return state["n"] * self.dt
+        ...     def variables(self, state, params):
+        ...         return {"x": Variable(("member",), state["x"].shape, "float64", units="1")}
+        >>> state = {"n": jnp.asarray(0), "x": jnp.ones(4)}
+        >>> final, frames = simulate(Decay(), state, jnp.asarray(0.5), 100, 10)  # x: (10, 4)
     """
 
     @abc.abstractmethod

@@ -177,6 +177,9 @@ def shard_members(tree: PyTree, mesh: jax.sharding.Mesh | None = None) -> PyTree
     Returns:
         The pytree with each leaf placed as `NamedSharding(mesh, P(axis))`; the run driver's
         jitted chunks keep this placement, so each device steps its own members.
+
+    Example:
+        >>> states = shard_members(ens.stack([ns.init(params, vorticity=w) for w in ws]))
     """
     from jax.sharding import NamedSharding, PartitionSpec
 
@@ -190,6 +193,7 @@ def shard_members(tree: PyTree, mesh: jax.sharding.Mesh | None = None) -> PyTree
             f"axis, got leading sizes {sorted(map(str, sizes))}."
         )
     n = sizes.pop()
+    assert n is not None  # refused above
     if mesh is None:
         devices = jax.devices()
         d = max(k for k in range(1, min(n, len(devices)) + 1) if n % k == 0)

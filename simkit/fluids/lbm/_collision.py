@@ -19,6 +19,10 @@ def moments(lattice: Lattice, f, force=None):
 
     With a body force (D scalars, force per volume), u = (sum_i f_i c_i + F/2) / rho: Guo,
     Zheng & Shi (2002), Phys. Rev. E 65:046308, eq. (20); this is the physical velocity.
+    Lattice units (density 1 at rest, velocity in cells per step).
+
+    Example:
+        >>> rho, (ux, uy) = moments(D2Q9, list(state.f))  # rho, ux, uy: (nx, ny)
     """
     return _moments(lattice, f, force)[1:]
 
@@ -56,7 +60,13 @@ def equilibrium(lattice: Lattice, rho, u, *, deviation: bool = False, drho=None)
     """Second-order Maxwell-Boltzmann equilibrium f_i^eq(rho, u) (list of Q arrays).
 
     f_i^eq = w_i rho (1 + c.u / cs2 + (c.u)^2 / (2 cs4) - u.u / (2 cs2)); with `deviation`,
-    f_i^eq - w_i, the form the solver stores (computed without the cancellation).
+    f_i^eq - w_i, the form the solver stores (computed without the cancellation). `rho` and
+    each of the D arrays of `u` share one shape; lattice units.
+
+    Example (a uniform flow at 0.05 cells per step on a 16 x 16 grid):
+        >>> rho = jnp.ones((16, 16))
+        >>> feq = equilibrium(D2Q9, rho, [jnp.full((16, 16), 0.05), jnp.zeros((16, 16))])
+        >>> f0 = jnp.stack(equilibrium(D2Q9, rho, [0.05, 0.0], deviation=True))  # (9, 16, 16)
     """
     usq = u[0] * u[0]
     for ua in u[1:]:
@@ -101,11 +111,16 @@ class BGK:
 
     Bhatnagar, Gross & Krook (1954); kinematic viscosity nu = c_s^2 (tau - 1/2). Refuses
     tau < `min_tau` (default 0.51): closer to 1/2 the scheme is unstable at any useful Mach.
+
+    Example:
+        >>> stepper = LBMStepper(D2Q9, (128, 64), BGK())  # the default collision
     """
 
     min_tau: float = 0.51
 
     def relax(self, lattice, f, feq, tau, source):
+        """Post-collision populations (list of Q arrays) from `f`, `feq` (lists of Q arrays, the
+        same grid shape), `tau` and the Guo `source` terms (None without a body force)."""
         omega = 1.0 / tau
         out = []
         for i in range(lattice.q):
@@ -126,6 +141,10 @@ class TRT:
     Ginzburg, Verhaeghe & d'Humieres (2008), Commun. Comput. Phys. 3:427. Lambda = 1/4 (default)
     is the most stable choice; Lambda = 3/16 puts halfway bounce-back walls exactly halfway for
     Poiseuille flow, making its profile exact. Refuses tau < `min_tau` (default 0.505).
+
+    Example (a channel whose Poiseuille profile is exact):
+        >>> stepper = LBMStepper(D2Q9, (32, 34), TRT(magic=3 / 16), periodic=(True, False),
+        ...                      body_force=True)
     """
 
     magic: float = 0.25
@@ -136,6 +155,8 @@ class TRT:
             raise SimkitInputError(f"TRT magic parameter must be > 0, got {self.magic}.")
 
     def relax(self, lattice, f, feq, tau, source):
+        """Post-collision populations (list of Q arrays) from `f`, `feq` (lists of Q arrays, the
+        same grid shape), `tau` and the Guo `source` terms (None without a body force)."""
         omega_p = 1.0 / tau
         omega_m = 1.0 / (self.magic / (tau - 0.5) + 0.5)
         opp = lattice.opposite
@@ -162,11 +183,16 @@ class Regularized:
     + (u F + F u) / 2: BGK with Guo forcing is f* = f^eq + (1 - omega) g + S/2 for
     g = f - f^eq + S/2, whose second moment is Pi^neq; regularising g gives this form.
     Refuses tau < `min_tau` (default 0.505).
+
+    Example:
+        >>> stepper = LBMStepper(D3Q19, (64, 64, 64), Regularized())
     """
 
     min_tau: float = 0.505
 
     def relax(self, lattice, f, feq, tau, source):
+        """Post-collision populations (list of Q arrays) from `f`, `feq` (lists of Q arrays, the
+        same grid shape), `tau` and the Guo `source` terms (None without a body force)."""
         omega = 1.0 / tau
         d = lattice.d
         c = lattice.velocities

@@ -25,7 +25,11 @@ def parse_side(side: str, ndim: int) -> tuple[int, int]:
 
 
 def face(shape: Sequence[int], side: str, thickness: int = 1) -> np.ndarray:
-    """Mask of the `thickness` outermost cell layers on `side` ("x-", "x+", "y-", ...)."""
+    """Mask of the `thickness` outermost cell layers on `side` ("x-", "x+", "y-", ...).
+
+    Example:
+        >>> lid = face((66, 66), "y+")  # bool (66, 66), True on the top row
+    """
     shape = tuple(int(n) for n in shape)
     axis, end = parse_side(side, len(shape))
     mask = np.zeros(shape, bool)
@@ -36,7 +40,11 @@ def face(shape: Sequence[int], side: str, thickness: int = 1) -> np.ndarray:
 
 
 def box_walls(shape: Sequence[int], sides: Sequence[str] | None = None) -> np.ndarray:
-    """Mask of one-cell-thick walls on the given sides (default: every side of the grid)."""
+    """Mask of one-cell-thick walls on the given sides (default: every side of the grid).
+
+    Example (a channel along x: walls at the bottom and the top only):
+        >>> walls = box_walls((256, 34), sides=("y-", "y+"))
+    """
     shape = tuple(int(n) for n in shape)
     sides = SIDES[: 2 * len(shape)] if sides is None else tuple(sides)
     mask = np.zeros(shape, bool)
@@ -46,7 +54,11 @@ def box_walls(shape: Sequence[int], sides: Sequence[str] | None = None) -> np.nd
 
 
 def box(shape: Sequence[int], lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
-    """Mask of the cells whose centres lie in the box `lower <= x <= upper` (lattice units)."""
+    """Mask of the cells whose centres lie in the box `lower <= x <= upper` (lattice units).
+
+    Example (a square obstacle of 8 x 8 cells):
+        >>> obstacle = box((128, 64), lower=(20, 28), upper=(27, 35))
+    """
     shape = tuple(int(n) for n in shape)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     mask = np.ones(shape, bool)
@@ -57,7 +69,11 @@ def box(shape: Sequence[int], lower: Sequence[float], upper: Sequence[float]) ->
 
 def cylinder(shape: Sequence[int], center: Sequence[float], radius: float) -> np.ndarray:
     """Mask of the cells whose centres lie within `radius` of `center` (2-D: a disc; 3-D: a
-    cylinder along z through `center = (x, y)`). Lattice units."""
+    cylinder along z through `center = (x, y)`). Lattice units.
+
+    Example (the cylinder of a wake benchmark, diameter 20 cells):
+        >>> obstacle = cylinder((400, 82), center=(40.0, 40.5), radius=10.0)
+    """
     shape = tuple(int(n) for n in shape)
     if not radius > 0:
         raise SimkitInputError(f"cylinder radius must be > 0, got {radius}.")
@@ -69,10 +85,14 @@ def cylinder(shape: Sequence[int], center: Sequence[float], radius: float) -> np
 
 
 def sphere(shape: Sequence[int], center: Sequence[float], radius: float) -> np.ndarray:
-    """Mask of the cells whose centres lie within `radius` of `center` (3-D; in 2-D a disc)."""
+    """Mask of the cells whose centres lie within `radius` of `center` (3-D; in 2-D a disc).
+
+    Example:
+        >>> ball = sphere((64, 64, 64), center=(31.5, 31.5, 31.5), radius=8.0)
+    """
     shape = tuple(int(n) for n in shape)
     if not radius > 0:
         raise SimkitInputError(f"sphere radius must be > 0, got {radius}.")
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     r2 = sum((g - c) ** 2 for g, c in zip(grids, center, strict=True))
-    return r2 <= radius**2
+    return np.asarray(r2 <= radius**2)

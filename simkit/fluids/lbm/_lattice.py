@@ -21,6 +21,9 @@ class Lattice:
         weights: `(Q,)` quadrature weights w_i (sum 1).
         opposite: `(Q,)` index of -c_i.
         cs2: squared lattice speed of sound (1/3).
+
+    Example:
+        >>> D2Q9.q, D2Q9.d, D2Q9.velocities[1], D2Q9.opposite[1]
     """
 
     name: str
@@ -44,10 +47,12 @@ class Lattice:
 
     @property
     def cs2(self) -> float:
+        """Squared lattice speed of sound c_s^2 = 1/3 (cells^2 / step^2)."""
         return CS2
 
     @property
     def opposite(self) -> np.ndarray:
+        """`(Q,)` index of the velocity -c_i, for each i (bounce-back pairs)."""
         c = self.velocities
         return np.array([int(np.flatnonzero((c == -ci).all(axis=1))[0]) for ci in c])
 
@@ -76,8 +81,11 @@ def _make(name: str, d: int, allowed_norms: dict[int, float]) -> Lattice:
 
 # Weights: Qian, d'Humieres & Lallemand (1992), Europhys. Lett. 17:479.
 D2Q9 = _make("D2Q9", 2, {0: 4 / 9, 1: 1 / 9, 2: 1 / 36})
+"""The 2-D lattice of 9 velocities (rest, 4 axis, 4 diagonal)."""
 D3Q19 = _make("D3Q19", 3, {0: 1 / 3, 1: 1 / 18, 2: 1 / 36})
+"""The 3-D lattice of 19 velocities (rest, 6 face, 12 edge neighbours)."""
 D3Q27 = _make("D3Q27", 3, {0: 8 / 27, 1: 2 / 27, 2: 1 / 54, 3: 1 / 216})
+"""The 3-D lattice of 27 velocities (rest, 6 face, 12 edge, 8 corner neighbours)."""
 
 LATTICES = {lat.name: lat for lat in (D2Q9, D3Q19, D3Q27)}
 

@@ -196,7 +196,7 @@ class ShardedLBMStepper(AbstractStepper):
         return _mesh(self.devices, self.axis_name)
 
     def _grid_spec(self) -> P:
-        spec = [None] * self.stepper.lattice.d
+        spec: list[str | None] = [None] * self.stepper.lattice.d
         spec[self.axis] = self.axis_name
         return P(*spec)
 
@@ -207,6 +207,7 @@ class ShardedLBMStepper(AbstractStepper):
         v = params.get("inlet_velocity")
         if v is not None and jnp.ndim(v) > 1:
             # A profile (*face_shape, D): the face is the grid without the inlet's axis.
+            assert self.stepper.inlet is not None  # params() refuses inlet_velocity otherwise
             inlet_axis, _ = parse_side(self.stepper.inlet, self.stepper.lattice.d)
             p_spec["inlet_velocity"] = P(*[s for a, s in enumerate(grid) if a != inlet_axis], None)
         return f_spec, grid, p_spec
@@ -243,6 +244,7 @@ class ShardedLBMStepper(AbstractStepper):
         return self.shard(self.stepper.init(params, density, velocity, **kwargs))
 
     def tau(self, params) -> Array:
+        """Relaxation time tau = 3 nu + 1/2 of `params` (as `LBMStepper.tau`)."""
         return self.stepper.tau(params)
 
     # ---- the step -------------------------------------------------------------------------

@@ -37,6 +37,10 @@ class LBMState(eqx.Module):
         flags: `shape` int8 node types (0 fluid, 1 wall, 2 obstacle, 3 + k moving wall k), or
             None on a fully periodic grid without solids.
         step: int32 step count; model time is `step` (lattice units, dt = 1).
+
+    Example:
+        >>> state = stepper.init(params, walls=walls)
+        >>> state.f.shape, state.step  # (9, nx, ny) for D2Q9, 0
     """
 
     f: Float[Array, "Q *shape"]  # noqa: F821 (a jaxtyping shape, not an expression)
@@ -92,7 +96,7 @@ class LBMStepper(AbstractStepper):
     lattice: Lattice = eqx.field(static=True)
     shape: tuple[int, ...] = eqx.field(static=True)
     collision: Any = eqx.field(static=True, default=BGK())
-    periodic: tuple[bool, ...] | None = eqx.field(static=True, default=None)
+    periodic: tuple[bool, ...] = eqx.field(static=True, default=())  # set by __init__
     dtype: str = eqx.field(static=True, default="float32")
     body_force: bool = eqx.field(static=True, default=False)
     moving_walls: tuple[str, ...] = eqx.field(static=True, default=())
@@ -556,7 +560,9 @@ class LBMStepper(AbstractStepper):
         return out
 
     def coords(self, state, params) -> dict[str, tuple[Any, str]]:
-        out = {"xyz"[a]: (np.arange(n, dtype=np.float64), "1") for a, n in enumerate(self.shape)}
+        out: dict[str, tuple[Any, str]] = {
+            "xyz"[a]: (np.arange(n, dtype=np.float64), "1") for a, n in enumerate(self.shape)
+        }
         out["component"] = (list("xyz"[: self.lattice.d]), "")
         return out
 

@@ -11,8 +11,11 @@ the Q inputs (no multi-output fusion); the blocked step below keeps those re-rea
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array
 
 from ._collision import collide, equilibrium, moments
 from ._geometry import parse_side
@@ -155,7 +158,7 @@ def _strip_shift(rows, shape):
     return shift
 
 
-def update_blocked(stepper, f, flags, params, rows: int):
+def update_blocked(stepper, f, flags, params, rows: int) -> Array:
     """`update` on stacked populations `f` (Q, *shape) -> (Q, *shape), in strips of `rows`.
 
     The strips overwrite `f`'s buffer in place (inside a loop of steps XLA reuses it, so no
@@ -217,7 +220,7 @@ def update_blocked(stepper, f, flags, params, rows: int):
         buf, below = lax.fori_loop(1, n_full, body, (buf, below))
     x0 = n_full * rows
     buf, _ = strip(buf, below, x0, nx - x0, above=row_first)
-    return _faces(stepper, buf, flags, params)
+    return cast(Array, _faces(stepper, buf, flags, params))  # stacked in, stacked out
 
 
 def _force(stepper, params):

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import jax
+import jax.core
 import numpy as np
 
 from ..._checks import SimkitInputError

@@ -27,6 +27,10 @@ class Kolmogorov:
 
     Args:
         wavenumber: integer number of forcing periods across the box in y (k_f = 2 pi n / Ly).
+
+    Example:
+        >>> ns = NavierStokes2D((128, 128), dt=5e-3, forcing=Kolmogorov(4))
+        >>> params = ns.params(viscosity=1e-3, drag=0.1, forcing_amplitude=1.0)
     """
 
     wavenumber: int = 4
@@ -80,10 +84,17 @@ class Kolmogorov:
 
 def curl(grid: SpectralGrid, force: Float[Array, "nx ny 2"]) -> Float[Array, "nx ny"]:
     """The curl df_y/dx - df_x/dy of a physical force field `(nx, ny, 2)`, spectrally; what
-    `NavierStokes2D(forcing="field")` takes as `params["forcing"]`."""
+    `NavierStokes2D(forcing="field")` takes as `params["forcing"]` (force per mass / length).
+
+    Example (a shear force f = (sin y, 0)):
+        >>> ns = NavierStokes2D((64, 64), dt=1e-2, forcing="field")
+        >>> x, y = ns.grid.mesh()
+        >>> force = jnp.stack([jnp.sin(y), jnp.zeros_like(y)], axis=-1)  # (64, 64, 2)
+        >>> params = ns.params(viscosity=1e-2, forcing=curl(ns.grid, force))
+    """
     f_hat = grid.to_spectral(jnp.moveaxis(jnp.asarray(force), -1, 0))
     kx, ky = grid.wavenumbers()
-    return grid.to_physical(1j * kx * f_hat[1] - 1j * ky * f_hat[0])
+    return grid.to_physical(f_hat[1] * (1j * kx) - f_hat[0] * (1j * ky))
 
 
 def forcing_hat(grid: SpectralGrid, forcing, params, dtype) -> Complex[Array, "nx nk"] | None:

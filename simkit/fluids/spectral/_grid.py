@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -45,8 +46,8 @@ class SpectralGrid(eqx.Module):
     box: tuple[float, float] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int], box: Sequence[float] = (2 * math.pi, 2 * math.pi)):
-        shape, box = check_grid(shape, box, 2)
-        self.shape, self.box = shape, box
+        shape, box = check_grid(shape, box, 2)  # checked: two entries each
+        self.shape, self.box = cast(tuple[int, int], shape), cast(tuple[float, float], box)
 
     # ---- geometry -------------------------------------------------------------------------
 
@@ -62,7 +63,8 @@ class SpectralGrid(eqx.Module):
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """1-D coordinates `(x (nx,), y (ny,))` of the grid points (length), float64."""
-        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
+        x, y = (np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
+        return x, y
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """2-D coordinates `(X, Y)`, each `(nx, ny)` (length), float64, axis 0 = x."""
@@ -139,7 +141,7 @@ class SpectralGrid(eqx.Module):
             lift(k.astype(_real_dtype(vorticity_hat)), vorticity_hat) for k in self.wavenumbers()
         )
         psi = self.streamfunction_hat(vorticity_hat)
-        return 1j * ky * psi, -1j * kx * psi
+        return psi * (1j * ky), psi * (-1j * kx)
 
     def velocity(
         self, vorticity_hat: Complex[Array, "*batch nx nk"]
@@ -158,7 +160,7 @@ class SpectralGrid(eqx.Module):
         kx, ky = (
             lift(k.astype(_real_dtype(uv_hat)), uv_hat[..., 0, :, :]) for k in self.wavenumbers()
         )
-        return 1j * kx * uv_hat[..., 1, :, :] - 1j * ky * uv_hat[..., 0, :, :]
+        return uv_hat[..., 1, :, :] * (1j * kx) - uv_hat[..., 0, :, :] * (1j * ky)
 
 
 def lift(constant: np.ndarray, x) -> np.ndarray:

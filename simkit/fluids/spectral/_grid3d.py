@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -44,15 +45,17 @@ class SpectralGrid3D(eqx.Module):
     box: tuple[float, float, float] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int], box: Sequence[float] = (2 * math.pi,) * 3):
-        shape, box = check_grid(shape, box, 3)
-        self.shape, self.box = shape, box
+        shape, box = check_grid(shape, box, 3)  # checked: three entries each
+        self.shape = cast(tuple[int, int, int], shape)
+        self.box = cast(tuple[float, float, float], box)
 
     # ---- geometry -------------------------------------------------------------------------
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Grid spacing `(dx, dy, dz)` (length)."""
-        return tuple(b / n for b, n in zip(self.box, self.shape, strict=False))
+        dx, dy, dz = (b / n for b, n in zip(self.box, self.shape, strict=False))
+        return dx, dy, dz
 
     @property
     def spectral_shape(self) -> tuple[int, int, int]:
@@ -61,7 +64,8 @@ class SpectralGrid3D(eqx.Module):
 
     def points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """1-D coordinates `(x (nx,), y (ny,), z (nz,))` of the grid points (length), float64."""
-        return tuple(np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
+        x, y, z = (np.arange(n) * (b / n) for n, b in zip(self.shape, self.box, strict=False))
+        return x, y, z
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """3-D coordinates `(X, Y, Z)`, each `(nx, ny, nz)` (length), float64."""
@@ -80,10 +84,11 @@ class SpectralGrid3D(eqx.Module):
     def wavenumbers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Wavenumbers `(kx, ky, kz)` broadcastable to the rfftn layout (1 / length), float64.
         An even axis' Nyquist mode gets k = 0 (its sign is ambiguous; the 2/3 rule drops it)."""
-        return tuple(
+        kx, ky, kz = (
             (np.where(2 * np.abs(m) == n, 0, m) * (2 * math.pi / b)).astype(np.float64)
             for m, n, b in zip(self.mode_numbers(), self.shape, self.box, strict=False)
         )
+        return kx, ky, kz
 
     def k_vector(self) -> np.ndarray:
         """The wavevector `(3, nx, ny, nz//2+1)` (1 / length), float64."""

@@ -26,8 +26,10 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 from jaxtyping import Array, Complex, Float, Int
 
 from ..._checks import SimkitInputError
@@ -41,6 +43,8 @@ from ._initial import default_spectrum
 from ._stepper import _INTERNAL_DIRS, MAX_CFL
 
 FFTS_PER_STEP_3D = 36  # 4 stages x (6 inverse + 3 forward); +3 with a force field
+"""FFTs of one `NavierStokes3D` step (4 RK4 stages x (6 inverse + 3 forward); 3 more with a
+force field): the unit of the benchmarks' cost model."""
 
 
 class SpectralState3D(eqx.Module):
@@ -51,6 +55,10 @@ class SpectralState3D(eqx.Module):
             (length / time), divergence-free, dealiased, zero mean. Memory: 3 nx ny (nz/2+1)
             x 8 bytes in float32 (64^3: 3.2 MiB).
         step: int32 number of steps taken; model time is `step * dt`.
+
+    Example:
+        >>> state = ns.init(params, taylor_green_3d(ns.grid))
+        >>> state.velocity_hat.shape  # (3, 64, 64, 33) on a 64^3 grid
     """
 
     velocity_hat: Complex[Array, "3 nx ny nk"]
@@ -122,6 +130,7 @@ class NavierStokes3D(AbstractStepper):
 
     @property
     def complex_dtype(self) -> np.dtype:
+        """dtype of the spectral state: complex64 for float32, complex128 for float64."""
         return np.result_type(np.dtype(self.dtype), np.complex64)
 
     # ---- parameters and initial state ----------------------------------------------------
@@ -388,7 +397,11 @@ def box_mean_product_3d(
     b_hat: Complex[Array, "*b 3 nx ny nk"],
 ) -> Float[Array, "*b"]:
     """<a . b>, the box mean of the dot product of two real vector fields given by their
-    rfftn (Parseval)."""
+    rfftn (Parseval).
+
+    Example (twice the kinetic energy per unit volume):
+        >>> u2 = box_mean_product_3d(ns.grid, state.velocity_hat, state.velocity_hat)
+    """
     n2 = float(math.prod(grid.shape)) ** 2
     w = lift(grid.rfft_weights().astype(_real_dtype(a_hat)) / n2, a_hat)
     return jnp.sum(w * jnp.real(jnp.conj(a_hat) * b_hat), axis=(-4, -3, -2, -1))
@@ -397,12 +410,20 @@ def box_mean_product_3d(
 def energy_3d(
     grid: SpectralGrid3D, velocity_hat: Complex[Array, "*b 3 nx ny nk"]
 ) -> Float[Array, "*b"]:
-    """Kinetic energy per unit volume <|u|^2> / 2 (velocity^2)."""
+    """Kinetic energy per unit volume <|u|^2> / 2 (velocity^2), of each field of a batch.
+
+    Example:
+        >>> e = energy_3d(ns.grid, state.velocity_hat)  # 1/8 for a unit Taylor-Green vortex
+    """
     return 0.5 * box_mean_product_3d(grid, velocity_hat, velocity_hat)
 
 
 def shell_wavenumbers_3d(grid: SpectralGrid3D) -> np.ndarray:
-    """Centres k_s = s dk of the spectrum's shells, dk = 2 pi / max(box) (1 / length)."""
+    """Centres k_s = s dk of the spectrum's shells, dk = 2 pi / max(box) (1 / length).
+
+    Example:
+        >>> k = shell_wavenumbers_3d(SpectralGrid3D((64, 64, 64)))  # numpy (n_shells,)
+    """
     dk = 2 * math.pi / max(grid.box)
     k_max = math.sqrt(sum(float(np.max(k**2)) for k in grid.wavenumbers()))
     return np.arange(int(np.rint(k_max / dk)) + 1) * dk
@@ -413,7 +434,12 @@ def energy_spectrum_3d(
 ) -> Float[Array, "*b nshell"]:
     """Shell-summed energy spectrum E(k_s) at `shell_wavenumbers_3d(grid)` (velocity^2 x
     length): the energy of the modes with |k| in [k_s - dk/2, k_s + dk/2), divided by dk, so
-    that sum_s E(k_s) dk = `energy_3d`."""
+    that sum_s E(k_s) dk = `energy_3d`.
+
+    Example:
+        >>> k = shell_wavenumbers_3d(ns.grid)
+        >>> e_k = energy_spectrum_3d(ns.grid, state.velocity_hat)  # (len(k),)
+    """
     dk = 2 * math.pi / max(grid.box)
     n_shells = len(shell_wavenumbers_3d(grid))
     n2 = float(math.prod(grid.shape)) ** 2
@@ -429,7 +455,11 @@ def cfl_number_3d(
     grid: SpectralGrid3D, velocity: Float[Array, "*b nx ny nz 3"], dt: float
 ) -> Float[Array, "*b"]:
     """Advective CFL number dt max(|u|/dx + |v|/dy + |w|/dz) of a velocity
-    `(..., nx, ny, nz, 3)`."""
+    `(..., nx, ny, nz, 3)`.
+
+    Example:
+        >>> cfl = cfl_number_3d(ns.grid, taylor_green_3d(ns.grid), ns.dt)
+    """
     dx, dy, dz = grid.spacing
     return dt * jnp.max(
         jnp.abs(velocity[..., 0]) / dx
@@ -476,6 +506,9 @@ def taylor_green_3d(
     with k = 2 pi n / L per axis (on a cubic box v = -A cos x sin y cos z; divergence-free on any
     box). Not a steady solution: its nonlinear term creates the k = 2n modes that start the
     transition to turbulence. Energy A^2 (1 + kx^2/ky^2) / 16 (1/8 for A = 1 on a cube).
+
+    Example:
+        >>> u0 = taylor_green_3d(SpectralGrid3D((64, 64, 64)))  # numpy (64, 64, 64, 3)
     """
     grid = _check_grid(grid)
     _check_mode(grid, wavenumber)
@@ -501,6 +534,9 @@ def abc_flow(
 
     A Beltrami field, curl u = k u, so u x w = 0: an exact Navier-Stokes solution that decays as
     exp(-(nu k^2 + mu) t). Energy (A^2 + B^2 + C^2) / 2.
+
+    Example:
+        >>> state = ns.init(params, abc_flow(ns.grid, a=1.0, b=0.8, c=0.6))
     """
     grid = _check_grid(grid)
     if len(set(grid.box)) != 1:
@@ -531,12 +567,17 @@ def random_velocity_3d(
     energy: float = 0.5,
     peak_wavenumber: float = 4.0,
     spectrum: Callable[[Array], Array] | None = None,
-    dtype: str | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Float[Array, "nx ny nz 3"]:
     """A Gaussian random divergence-free velocity `(nx, ny, nz, 3)` with a prescribed energy
     spectrum (default k^4 exp(-2 (k/k_p)^2), as `random_vorticity`), random phases from `seed`,
     total energy <|u|^2>/2 exactly `energy`, zero mean, no modes the 2/3 rule removes.
-    Jittable and vmappable over `seed` (a key or an int array)."""
+    Jittable and vmappable over `seed` (a key or an int array).
+
+    Example:
+        >>> u0 = random_velocity_3d(ns.grid, seed=1, energy=0.5, peak_wavenumber=3.0)
+        >>> state = ns.init(params, u0)
+    """
     grid = _check_grid(grid)
     if not isinstance(energy, jax.core.Tracer):
         e = real_number(energy)
@@ -547,11 +588,9 @@ def random_velocity_3d(
         if p is None or not (math.isfinite(p) and p > 0):
             raise SimkitInputError(f"peak_wavenumber must be > 0, got {peak_wavenumber!r}.")
         spectrum = _default_spectrum(p)
-    key = (
-        seed
-        if (hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key))
-        else jax.random.key(seed)
-    )
+    seed_dtype = getattr(seed, "dtype", None)
+    is_key = seed_dtype is not None and jnp.issubdtype(seed_dtype, jax.dtypes.prng_key)
+    key = seed if is_key else jax.random.key(seed)
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     amp = _amplitude(grid, spectrum, dtype)
     if not isinstance(amp, jax.core.Tracer):

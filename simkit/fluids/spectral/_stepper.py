@@ -24,6 +24,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int
@@ -49,6 +50,8 @@ MAX_CFL = 1.0
 imaginary eigenvalues up to 2 sqrt(2), and the largest dealiased wavenumber is (2/3) pi / dx,
 so the stability limit is ~1.35; 1.0 leaves a margin for the flow's growth."""
 FFTS_PER_STEP = 16  # 4 stages x (2 inverse + 2 forward); +1 with a user forcing field
+"""FFTs of one `NavierStokes2D` step (4 RK4 stages x (2 inverse + 2 forward); one more with a
+`"field"` forcing): the unit of the benchmarks' cost model."""
 
 
 class SpectralState(eqx.Module):
@@ -58,6 +61,10 @@ class SpectralState(eqx.Module):
         vorticity_hat: `(nx, ny // 2 + 1)` complex rfft2 of the vorticity (1 / time),
             dealiased, zero mean. Memory: nx (ny/2+1) x 8 bytes in float32 (256^2: 264 KiB).
         step: int32 number of steps taken; model time is `step * dt`.
+
+    Example:
+        >>> state = ns.init(params, vorticity=w0)
+        >>> w = ns.grid.to_physical(state.vorticity_hat)  # (nx, ny) vorticity
     """
 
     vorticity_hat: Complex[Array, "nx nk"]
@@ -134,6 +141,7 @@ class NavierStokes2D(AbstractStepper):
 
     @property
     def complex_dtype(self) -> np.dtype:
+        """dtype of the spectral state: complex64 for float32, complex128 for float64."""
         return np.result_type(np.dtype(self.dtype), np.complex64)
 
     # ---- parameters and initial state ----------------------------------------------------
@@ -316,7 +324,7 @@ class NavierStokes2D(AbstractStepper):
         v_hat = 1j * c["v_of_w"] * vorticity_hat
         u, v = grid.to_physical(jnp.stack([u_hat, v_hat]))
         products = grid.to_spectral(jnp.stack([u * v, v * v - u * u]))
-        return c["a"] * products[0] + c["b"] * products[1]
+        return products[0] * c["a"] + products[1] * c["b"]
 
     def step(self, state: SpectralState, params) -> SpectralState:
         """One integrating-factor RK4 step (Lawson 1967, SIAM J. Numer. Anal. 4:372): with
@@ -419,7 +427,11 @@ class NavierStokes2D(AbstractStepper):
 def cfl_number(
     grid: SpectralGrid, velocity: Float[Array, "*b nx ny 2"], dt: float
 ) -> Float[Array, "*b"]:
-    """Advective CFL number dt max(|u| / dx + |v| / dy) of a velocity field `(..., nx, ny, 2)`."""
+    """Advective CFL number dt max(|u| / dx + |v| / dy) of a velocity field `(..., nx, ny, 2)`.
+
+    Example:
+        >>> cfl = cfl_number(ns.grid, ns.grid.velocity(state.vorticity_hat), ns.dt)  # ()
+    """
     dx, dy = grid.spacing
     return dt * jnp.max(
         jnp.abs(velocity[..., 0]) / dx + jnp.abs(velocity[..., 1]) / dy, axis=(-2, -1)
@@ -435,6 +447,9 @@ def stable_time_step(max_velocity: float, grid: SpectralGrid, cfl: float = 0.5) 
         max_velocity: the largest speed the run will reach (length / time), > 0.
         grid: the `SpectralGrid`.
         cfl: target CFL number, in (0, MAX_CFL].
+
+    Example (speeds up to 2 on a 256^2 grid of a 2 pi box):
+        >>> dt = stable_time_step(2.0, SpectralGrid((256, 256)))  # 0.5 * (2 pi / 256) / 4
     """
     if not isinstance(grid, SpectralGrid):
         raise SimkitInputError(
