@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# simkit developer entry point: sets up .venv (once) and runs the demo, the tests or the benchmarks.
+# simkit developer entry point: sets up .venv (once), runs the demos, tests, benchmarks; builds docs.
 #   ./dev.sh demo [problem options]   set up if needed, run problems/lorenz_ensemble.py
 #   ./dev.sh md [problem options]     set up if needed, run the MD demo problems/lj_melt.py
 #   ./dev.sh fluids [problem options] set up if needed, run the fluids demo problems/cavity.py
 #   ./dev.sh test [pytest options]    set up if needed, run the default test suite (not slow)
 #   ./dev.sh slow                     set up if needed, run only the slow validations
 #   ./dev.sh bench [name]             set up if needed, run benchmarks (peers installed on demand)
+#   ./dev.sh docs                     set up if needed, execute the notebooks, build the site in site/
 #   ./dev.sh setup                    only set up
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -76,5 +77,8 @@ case "$cmd" in
   test)  setup; exec "$venv/bin/python" -m pytest "$@" ;;
   slow)  setup; exec "$venv/bin/python" -m pytest -m slow "$@" ;;
   bench) setup; exec "$venv/bin/python" benchmarks/run_all.py "$@" ;;
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
+  docs)  setup  # the notebooks run into notebooks/_executed/ (again only when they change)
+         SIMKIT_DOCS_NOTEBOOKS=execute NO_MKDOCS_2_WARNING=1 "$venv/bin/python" -m mkdocs build --strict "$@"
+         echo "[docs] site built: $here/site/index.html (browse: .venv/bin/python -m http.server -d site)" >&2 ;;
+  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
 esac
