@@ -32,17 +32,21 @@ from ._solve import broadcast_ensemble, check_max_steps, check_tolerances
 
 def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndarray:
     """Validated save times `(n_save,)`; default `[t1]`."""
+    return _save_times_span(problem.t0, problem.t1, saveat, dtype)
+
+
+def _save_times_span(t0: float, t1: float, saveat: ArrayLike | None, dtype) -> np.ndarray:
     if saveat is None:
-        return np.asarray([problem.t1], dtype=dtype)
+        return np.asarray([t1], dtype=dtype)
     ts = np.asarray(saveat, dtype=float)
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise SimkitInputError(
             f"saveat must be a non-empty 1-D array of times, got shape {ts.shape}."
         )
     require_finite("saveat", ts)
-    if ts.min() < problem.t0 or ts.max() > problem.t1:
+    if ts.min() < t0 or ts.max() > t1:
         raise SimkitInputError(
-            f"saveat times must lie inside [t0, t1] = [{problem.t0}, {problem.t1}], got min "
+            f"saveat times must lie inside [t0, t1] = [{t0}, {t1}], got min "
             f"{ts.min()}, max {ts.max()}; change saveat or the problem's time span."
         )
     if np.any(np.diff(ts) < 0):
@@ -130,8 +134,11 @@ _MAX_STEPS_REACHED = int(diffrax.RESULTS.max_steps_reached._value)
 
 def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
     # Compare the enumeration's integer codes on the host: `result != RESULTS.successful`
-    # dispatches a jax op (~30 us), a tenth of a small compiled solve.
-    codes = np.asarray(result._value).reshape(-1)
+    # dispatches a jax op (~30 us), a fifth of a small compiled solve.
+    codes = np.asarray(result._value)
+    if codes.ndim == 0 and int(codes) == _SUCCESSFUL:
+        return
+    codes = codes.reshape(-1)
     failed = codes != _SUCCESSFUL
     if not failed.any():
         return
@@ -208,106 +215,111 @@ def _check_common(problem: ODEProblem, solver, rtol, atol, max_steps, dt0, savea
 # call only values are checked: y0 and params finite, and the save times (cached per immutable
 # jax array).
 _FAST_CACHE_SIZE = 64
-_fast_entries: dict[tuple, tuple] = {}
+_NUMBER_TYPES = (float, int)
+_fast_entries: dict[tuple, list] = {}
 _fast_fns: dict[tuple, Callable] = {}
 _fast_ts: dict[int, tuple] = {}
 
 
-def _is_number(x) -> bool:
-    return type(x) in (float, int)
-
-
-def _fast_key(problem: ODEProblem, solver, rtol, atol, dt0, max_steps):
-    """The static configuration of a call, or None when it holds something that is not a plain
-    number (traced or array tolerances, ...): such calls take the fully checked path."""
-    if not (_is_number(rtol) and _is_number(atol) and _is_number(max_steps)):
+def _fast_key(vector_field, y0, leaves, treedef, t0, t1, solver, rtol, atol, dt0, max_steps):
+    """The static configuration of a call, or None when it holds something other than plain
+    numbers and concrete arrays (traced or array tolerances, ...): those take the checked path."""
+    if (
+        type(rtol) not in _NUMBER_TYPES
+        or type(atol) not in _NUMBER_TYPES
+        or type(max_steps) is not int
+        or (dt0 is not None and type(dt0) not in _NUMBER_TYPES)
+    ):
         return None
-    if dt0 is not None and not _is_number(dt0):
+    arrays = (jax.Array, np.ndarray)
+    if not isinstance(y0, arrays) or isinstance(y0, jax.core.Tracer):
         return None
-    y0 = problem.y0
-    if not isinstance(y0, jax.Array | np.ndarray) or isinstance(y0, jax.core.Tracer):
-        return None
-    leaves, treedef = jax.tree_util.tree_flatten(problem.params)
     struct = []
     for x in leaves:
-        if isinstance(x, jax.core.Tracer) or not isinstance(x, jax.Array | np.ndarray):
+        if not isinstance(x, arrays) or isinstance(x, jax.core.Tracer):
             return None
         struct.append((x.shape, x.dtype))
-    try:
-        key = (
-            problem.vector_field,
-            problem.t0,
-            problem.t1,
-            solver,
-            max_steps,
-            rtol,
-            atol,
-            dt0,
-            y0.shape,
-            y0.dtype,
-            treedef,
-            tuple(struct),
-        )
-        hash(key)
-    except TypeError:
-        return None
-    return key
+    return (
+        vector_field,
+        t0,
+        t1,
+        solver,
+        max_steps,
+        rtol,
+        atol,
+        dt0,
+        y0.shape,
+        y0.dtype,
+        treedef,
+        *struct,
+    )
 
 
-def _values_finite(tree) -> bool:
-    for x in jax.tree_util.tree_leaves(tree):
-        a = np.asarray(x)  # jax caches this host copy on the array: repeat calls are free
-        if a.dtype.kind in "fc" and not np.isfinite(a).all():
-            return False
-    return True
+def _finite(x) -> bool:
+    a = np.asarray(x)  # jax keeps this host copy on the array: a repeat is free
+    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
 
 
-def _fast_save_times(problem: ODEProblem, saveat, dtype):
+def _fast_save_times(t0, t1, saveat, dtype):
     if not isinstance(saveat, jax.Array):  # numpy arrays are mutable: check them every call
-        return jnp.asarray(_save_times(problem, saveat, dtype))
+        return jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
     hit = _fast_ts.get(id(saveat))
-    if hit is not None and hit[0] is saveat and hit[1] == (problem.t0, problem.t1, dtype):
+    if hit is not None and hit[0] is saveat and hit[1] == (t0, t1, dtype):
         return hit[2]
-    ts = jnp.asarray(_save_times(problem, saveat, dtype))
+    ts = jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
     if len(_fast_ts) >= _FAST_CACHE_SIZE:
         _fast_ts.clear()
-    _fast_ts[id(saveat)] = (saveat, (problem.t0, problem.t1, dtype), ts)  # pins the id
+    _fast_ts[id(saveat)] = (saveat, (t0, t1, dtype), ts)  # holding saveat pins its id
     return ts
 
 
 def _fast_call(problem: ODEProblem, solver, rtol, atol, saveat, dt0, max_steps):
     """A thunk running the solve with per-call checks only, or None for the checked path."""
-    key = _fast_key(problem, solver, rtol, atol, dt0, max_steps)
+    vector_field, y0, params = problem.vector_field, problem.y0, problem.params
+    t0, t1 = problem.t0, problem.t1
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    key = _fast_key(vector_field, y0, leaves, treedef, t0, t1, solver, rtol, atol, dt0, max_steps)
     if key is None:
         return None
-    entry = _fast_entries.get(key)
+    try:
+        entry = _fast_entries.get(key)
+    except TypeError:  # an unhashable vector field or solver
+        return None
     if entry is None:
-        # First call of this configuration: every check, then remember it passed.
+        # First call of this configuration: every check, then remember that it passed.
         _validate(problem)
         default_ts = jnp.asarray(_check_common(problem, solver, rtol, atol, max_steps, dt0, None))
-        dtype = problem.y0.dtype
-        fn_key = (problem.vector_field, solver, problem.t0, problem.t1, max_steps)
+        fn_key = (vector_field, solver, t0, t1, max_steps)
         fn = _fast_fns.get(fn_key)
         if fn is None:
             fn = jax.jit(functools.partial(_diffeqsolve, *fn_key))
             if len(_fast_fns) >= _FAST_CACHE_SIZE:
                 _fast_fns.clear()
             _fast_fns[fn_key] = fn
-        entry = (
+        dtype = y0.dtype
+        entry = [
             fn,
             jnp.asarray(rtol, dtype),
             jnp.asarray(atol, dtype),
             None if dt0 is None else jnp.asarray(dt0, dtype),
             default_ts,
-        )
+            (y0, *leaves),  # the arrays last checked finite (jax arrays are immutable)
+        ]
         if len(_fast_entries) >= _FAST_CACHE_SIZE:
             _fast_entries.clear()
         _fast_entries[key] = entry
-    elif not (_values_finite(problem.y0) and _values_finite(problem.params)):
-        _validate(problem)  # raises, naming the leaf
-    fn, rtol_a, atol_a, dt0_a, default_ts = entry
-    ts = default_ts if saveat is None else _fast_save_times(problem, saveat, problem.y0.dtype)
-    return lambda: fn(problem.y0, problem.params, rtol_a, atol_a, ts, dt0_a)
+    else:
+        checked = entry[5]
+        arrays = (y0, *leaves)
+        if any(
+            x is not c or not isinstance(x, jax.Array) for x, c in zip(arrays, checked, strict=True)
+        ):
+            if not all(_finite(x) for x in arrays):
+                _validate(problem)  # raises, naming the leaf
+            entry[5] = arrays
+    fn, rtol_a, atol_a, dt0_a, default_ts, _ = entry
+    ts = default_ts if saveat is None else _fast_save_times(t0, t1, saveat, y0.dtype)
+    return lambda: fn(y0, params, rtol_a, atol_a, ts, dt0_a)
 
 
 def solve_stiff(
