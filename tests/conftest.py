@@ -18,3 +18,17 @@ import pytest  # noqa: E402
 def tmp_h5(tmp_path):
     """A path for an HDF5 file that does not exist yet."""
     return tmp_path / "out.h5"
+
+
+def pytest_collection_finish(session):
+    # Start the single-threaded subprocess checks now, to overlap with the compile-bound tests.
+    from _background import start_for
+
+    if not session.config.option.collectonly:
+        start_for(session.items)
+
+
+def pytest_sessionfinish(session):
+    from _background import stop_all
+
+    stop_all()

@@ -28,11 +28,14 @@ import contextlib
 import difflib
 import doctest
 import io
+import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import _background
 import jax
 import pytest
 
@@ -139,11 +142,10 @@ PAGES = [
 ]
 
 
-@pytest.mark.parametrize("path", PAGES, ids=[_name(p) for p in PAGES])
-def test_page_examples(path, tmp_path, monkeypatch):
+def run_page(path: Path) -> str | None:
+    """Run a page's Python blocks in order in the current directory; the failure, or None."""
     pairs = examples(path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    os.environ["MPLBACKEND"] = "Agg"
     namespace = {"__name__": "__main__"}
     try:
         with fresh_jax_config():
@@ -156,9 +158,8 @@ def test_page_examples(path, tmp_path, monkeypatch):
                     with contextlib.redirect_stdout(printed):
                         exec(code, namespace)
                 except Exception as e:
-                    raise AssertionError(
-                        f"the Python block at {where} raised {type(e).__name__}: {e}"
-                    ) from e
+                    trace = "".join(traceback.format_exception(e)[-12:])
+                    return f"the Python block at {where} raised {type(e).__name__}: {e}\n{trace}"
                 if shown is not None and not output_matches(shown.source, printed.getvalue()):
                     diff = "".join(
                         difflib.unified_diff(
@@ -168,11 +169,20 @@ def test_page_examples(path, tmp_path, monkeypatch):
                             "printed",
                         )
                     )
-                    pytest.fail(f"the output of the Python block at {where} differs:\n{diff}")
+                    return f"the output of the Python block at {where} differs:\n{diff}"
     finally:
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is not None:
             plt.close("all")
+    return None
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[_name(p) for p in PAGES])
+def test_page_examples(path):
+    # Each page runs in a fresh interpreter in an empty folder (this file run as a script),
+    # started at collection so it overlaps with the compile-bound tests (tests/_background.py).
+    proc = _background.result(_background.page_job(path))
+    assert proc.returncode == 0, proc.stderr[-12000:] or proc.stdout[-4000:]
 
 
 def test_extractor_follows_the_convention(tmp_path):
@@ -209,3 +219,13 @@ def test_output_matching():
     assert not output_matches("a\nb", "a\nc")
     assert output_matches("took ... s\nresult 3", "took 1.25 s\nresult 3")
     assert not output_matches("took ... s\nresult 3", "took 1.25 s\nresult 4")
+
+
+if __name__ == "__main__":  # worker: python tests/test_doc_examples.py PAGE WORKDIR
+    page, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)
+    failure = run_page(page)
+    if failure is not None:
+        print(failure, file=sys.stderr)
+        sys.exit(1)

@@ -6,8 +6,6 @@ The notebooks are rendered as stored (unexecuted) to keep this quick; `./dev.sh 
 them. The site goes to a temporary folder.
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 
+import _background  # noqa: E402
 import _hooks  # noqa: E402 - docs/_hooks.py, the site's MkDocs hooks
 
 API_PAGES = {
@@ -32,19 +31,11 @@ API_PAGES = {
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("docs") / "site"
-    env = {**os.environ, "SIMKIT_DOCS_NOTEBOOKS": "source", "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def site() -> Path:
+    # built by a subprocess started at collection (tests/_background.py)
+    proc = _background.result("docs")
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
+    return _background.site_dir()
 
 
 def page(site: Path, path: str) -> str:

@@ -4,15 +4,8 @@ against its annotations, array shapes and dtypes included), calls their public e
 tiny problems, and shows that wrong shapes and types are rejected (tests/_jaxtyping_worker.py).
 A failure prints jaxtyping's message: the annotation (or the call) to fix."""
 
-import subprocess
-import sys
-from pathlib import Path
+import _background
 
-import pytest
-
-pytest.importorskip("beartype")
-
-WORKER = Path(__file__).with_name("_jaxtyping_worker.py")
 ENTRY_POINTS = (
     "solve",
     "solve_ensemble",
@@ -25,13 +18,9 @@ ENTRY_POINTS = (
 )
 
 
-def test_ode_and_run_pass_jaxtyping_import_hook(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_ode_and_run_pass_jaxtyping_import_hook():
+    # tests/_jaxtyping_worker.py, started at collection (tests/_background.py)
+    proc = _background.result("jaxtyping")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-8000:]
     lines = proc.stdout.splitlines()
     for name in ENTRY_POINTS:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _background
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -33,5 +35,5 @@ def test_ruff_format_is_clean():
 
 
 def test_pyright_basic_is_clean_on_simkit():
-    out = _tool("pyright", timeout=600)
+    out = _background.result("pyright")  # started at collection (tests/_background.py)
     assert out.returncode == 0, out.stdout[-20000:] + out.stderr
