@@ -3,8 +3,10 @@ rank promotion raises (catches silent broadcasting bugs)."""
 
 import os
 
-# Must happen before jax initialises its backends.
+# Must happen before jax initialises its backends. Two test workers share a GPU where there is
+# one: neither may take most of its memory up front.
 os.environ.setdefault("XLA_FLAGS", "")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
@@ -24,7 +26,9 @@ def pytest_collection_finish(session):
     # Start the single-threaded subprocess checks now, to overlap with the compile-bound tests.
     from _background import start_for
 
-    if not session.config.option.collectonly:
+    # Under pytest-xdist every worker collects every test and which one runs a file is decided
+    # later: the jobs then start when their tests ask (the workers overlap each other instead).
+    if not session.config.option.collectonly and "PYTEST_XDIST_WORKER" not in os.environ:
         start_for(session.items)
 
 

@@ -12,7 +12,14 @@ from simkit.cli import load_problem
 sir = load_problem("sir_epidemic")
 
 
-@pytest.mark.parametrize("beta, gamma", [(0.3, 0.1), (0.25, 0.125)])
+@pytest.mark.parametrize(
+    "beta, gamma",
+    [
+        # default-suite time: one R0 suffices there; the second (R0 = 3) is in the slow run
+        pytest.param(0.3, 0.1, marks=pytest.mark.slow),
+        (0.25, 0.125),
+    ],
+)
 def test_peak_final_size_and_sensitivities_match_closed_forms(beta, gamma):
     i0 = 1e-4
     params = {"beta": jnp.asarray(beta), "gamma": jnp.asarray(gamma)}
