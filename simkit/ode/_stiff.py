@@ -218,7 +218,7 @@ _FAST_CACHE_SIZE = 64
 _NUMBER_TYPES = (float, int)
 _fast_entries: dict[tuple, list] = {}
 _fast_fns: dict[tuple, Callable] = {}
-_fast_ts: dict[int, tuple] = {}
+_fast_ts: dict[tuple, tuple] = {}
 
 
 def _fast_key(vector_field, y0, leaves, treedef, t0, t1, solver, rtol, atol, dt0, max_steps):
@@ -261,15 +261,22 @@ def _finite(x) -> bool:
 
 
 def _fast_save_times(t0, t1, saveat, dtype):
-    if not isinstance(saveat, jax.Array):  # numpy arrays are mutable: check them every call
+    """Checked save times on the device, cached: a jax array (immutable) by identity, a NumPy
+    array (mutable: a later call may hold other values) by its contents."""
+    if isinstance(saveat, jax.Array):
+        key, pin = ("id", id(saveat)), saveat  # holding the array pins its id
+    elif isinstance(saveat, np.ndarray) and saveat.size <= 4096:
+        key, pin = ("bytes", saveat.dtype.str, saveat.shape, saveat.tobytes()), None
+    else:
         return jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
-    hit = _fast_ts.get(id(saveat))
-    if hit is not None and hit[0] is saveat and hit[1] == (t0, t1, dtype):
-        return hit[2]
+    key = (*key, t0, t1, np.dtype(dtype).str)
+    hit = _fast_ts.get(key)
+    if hit is not None and hit[0] is pin:
+        return hit[1]
     ts = jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
     if len(_fast_ts) >= _FAST_CACHE_SIZE:
         _fast_ts.clear()
-    _fast_ts[id(saveat)] = (saveat, (t0, t1, dtype), ts)  # holding saveat pins its id
+    _fast_ts[key] = (pin, ts)
     return ts
 
 

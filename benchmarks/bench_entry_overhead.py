@@ -1,0 +1,165 @@
+"""Entry-point overhead (issue 13): simkit's public calls against the bare jitted call they wrap,
+after the first (compiling) call, side by side in interleaved rounds.
+
+1. `simkit.ode.solve_stiff` on one Robertson solve (t1 = 1e5, rtol 1e-8, atol 1e-12, 11 save
+   times) against `jax.jit(diffrax.diffeqsolve)` with the same Rodas5 solver, returning the
+   whole `diffrax.Solution` (what `solve_stiff` returns: the call it wraps) and returning only
+   `(ys, num_steps)` (bench_robertson.py's "bare" candidate: fewer output buffers). Save times
+   as a jax array (checked once, cached) and as a NumPy array (mutable: checked every call).
+2. `simkit.fit.fit` with defaults on the Lotka-Volterra fit of bench_fit.py against plain
+   jitted optimistix LM on the same model, and against the same plus the Jacobian at the
+   optimum (what `fit` adds to report standard errors).
+
+Target: every entry point within 1.2x of the bare jitted call it wraps.
+Run: .venv/bin/python benchmarks/bench_entry_overhead.py  (writes results/entry_overhead.json)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import diffrax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optimistix as optx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_fit as lvfit  # noqa: E402
+import bench_robertson as rob  # noqa: E402
+from _runner import Candidate, compare, write_report  # noqa: E402
+
+from simkit.fit import fit, ode_model  # noqa: E402
+from simkit.ode import ODEProblem, Rodas5, solve_stiff  # noqa: E402
+
+ATOL = 1e-12
+
+
+def stiff() -> dict:
+    k = jnp.asarray(rob.K)
+    y0 = jnp.array([1.0, 0.0, 0.0])
+    ts_np = np.asarray(rob.TS)
+    ts = jnp.asarray(ts_np)
+    prob = ODEProblem(rob.robertson, y0, k, 0.0, rob.T1)
+    solver = Rodas5()
+
+    def wrapped(k, ts):
+        return diffrax.diffeqsolve(
+            diffrax.ODETerm(rob.robertson),
+            solver,
+            0.0,
+            rob.T1,
+            None,
+            y0,
+            args=k,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=rob.RTOL, atol=ATOL),
+            max_steps=100_000,
+            throw=False,
+        )
+
+    full = jax.jit(wrapped)
+    lean = jax.jit(lambda k, ts: (lambda s: (s.ys, s.stats["num_steps"]))(wrapped(k, ts)))
+
+    def simkit_jax_ts():
+        return jax.block_until_ready(solve_stiff(prob, rtol=rob.RTOL, atol=ATOL, saveat=ts).ys)
+
+    def simkit_numpy_ts():
+        return jax.block_until_ready(solve_stiff(prob, rtol=rob.RTOL, atol=ATOL, saveat=ts_np).ys)
+
+    def bare_full():
+        return jax.block_until_ready(full(k, ts).ys)
+
+    def bare_lean():
+        return jax.block_until_ready(lean(k, ts))
+
+    np.testing.assert_allclose(simkit_jax_ts(), bare_full(), rtol=1e-12)
+    return compare(
+        "Robertson, one solve_stiff call vs the jitted diffeqsolve it wraps",
+        [
+            Candidate("jit(diffeqsolve) -> Solution", bare_full, setup=bare_full),
+            Candidate("solve_stiff, jax save times", simkit_jax_ts, setup=simkit_jax_ts),
+            Candidate("solve_stiff, numpy save times", simkit_numpy_ts, setup=simkit_numpy_ts),
+            Candidate(
+                "jit(diffeqsolve) -> (ys, num_steps)",
+                bare_lean,
+                setup=bare_lean,
+                note="bench_robertson's bare candidate: 2 output buffers instead of ~10",
+            ),
+        ],
+        rounds=9,
+        min_time=0.3,
+    )
+
+
+def fitting() -> dict:
+    problem = ODEProblem(lvfit.lv, jnp.asarray(lvfit.Y0), lvfit.TRUE, 0.0, 15.0)
+    model = ode_model(problem, lvfit.TS)
+    rng = np.random.default_rng(0)
+    clean = lvfit.reference(lvfit.TRUE)
+    data = jnp.asarray(clean + lvfit.NOISE * rng.normal(size=clean.shape))
+    start = {k: jnp.asarray(v) for k, v in lvfit.START.items()}
+    plain = lvfit.plain_optimistix()
+
+    def residuals(p, data):
+        return (model(p) - data) / lvfit.NOISE
+
+    @jax.jit
+    def plain_with_jacobian(p0, data):
+        p = optx.least_squares(
+            residuals,
+            optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
+            p0,
+            data,
+            options={"jac": "fwd"},
+            max_steps=256,
+        ).value
+        return p, jax.jacfwd(residuals)(p, data)
+
+    def simkit_fit():
+        return jax.block_until_ready(
+            fit(model, lvfit.START, data, sigma=lvfit.NOISE, bounds=lvfit.BOUNDS).params
+        )
+
+    def bare():
+        return jax.block_until_ready(plain(start, data))
+
+    def bare_jac():
+        return jax.block_until_ready(plain_with_jacobian(start, data))
+
+    return compare(
+        "Lotka-Volterra 4-parameter fit: fit (defaults) vs plain jitted optimistix LM",
+        [
+            Candidate("optimistix LM (plain, jitted)", bare, setup=bare),
+            Candidate("simkit fit (defaults)", simkit_fit, setup=simkit_fit),
+            Candidate(
+                "optimistix LM + Jacobian at the optimum",
+                bare_jac,
+                setup=bare_jac,
+                note="the extra work fit does for standard errors",
+            ),
+        ],
+        rounds=7,
+        min_time=0.3,
+    )
+
+
+def main() -> int:
+    results = [stiff(), fitting()]
+    ratios = {}
+    for r in results:
+        base = r["rows"][0]["median_s"]
+        for row in r["rows"][1:]:
+            ratios[f"{r['workload']}: {row['candidate']}"] = row["median_s"] / base
+    print("\ntime / the bare jitted call (target <= 1.2):")
+    for name, ratio in ratios.items():
+        print(f"  {ratio:5.2f}x  {name}")
+    write_report("entry_overhead", results, {"ratio_to_bare": ratios})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
