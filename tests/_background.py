@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SCRATCH = Path(tempfile.mkdtemp(prefix="simkit-bg-"))
+# Created on first use: a page worker imports this module too, and must leave no folder behind.
+SCRATCH = Path(tempfile.gettempdir()) / f"simkit-bg-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ _running: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
 def start(name: str) -> None:
     if name in _running:
         return
+    SCRATCH.mkdir(exist_ok=True)
     job = JOBS[name]
     tag = f"{len(_running)}-{Path(name).name.replace(':', '-')}"
     out, err = SCRATCH / f"{tag}.out", SCRATCH / f"{tag}.err"
