@@ -6,7 +6,14 @@ after the first (compiling) call, side by side in interleaved rounds.
    whole `diffrax.Solution` (what `solve_stiff` returns: the call it wraps) and returning only
    `(ys, num_steps)` (bench_robertson.py's "bare" candidate: fewer output buffers). Save times
    as a jax array (checked once, cached) and as a NumPy array (mutable: checked every call).
-2. `simkit.fit.fit` with defaults on the Lotka-Volterra fit of bench_fit.py against plain
+   `simkit.ode.solve(stiff=True)` on the same solve against the same bare call.
+2. `simkit.ode.solve` (Tsit5) on the Lotka-Volterra model of bench_fit.py (t1 = 15, rtol 1e-8,
+   31 save times) against `jax.jit(diffrax.diffeqsolve)` returning the `Solution`.
+3. `simkit.ode.solve_ensemble` on 16 Lotka-Volterra members (a sweep over alpha), each engine
+   against the bare call it wraps: method="diffrax" (adaptive and fixed step) against
+   `jax.jit(jax.vmap(diffrax.diffeqsolve))`; the default fused engine against its kernels,
+   `fixed_step_solve` (jitted) and `adaptive_solve` (a host loop over compiled segments).
+4. `simkit.fit.fit` with defaults on the Lotka-Volterra fit of bench_fit.py against plain
    jitted optimistix LM on the same model, and against the same plus the Jacobian at the
    optimum (what `fit` adds to report standard errors).
 
@@ -33,7 +40,9 @@ import bench_robertson as rob  # noqa: E402
 from _runner import Candidate, compare, write_report  # noqa: E402
 
 from simkit.fit import fit, ode_model  # noqa: E402
-from simkit.ode import ODEProblem, Rodas5, solve_stiff  # noqa: E402
+from simkit.ode import ODEProblem, Rodas5, solve, solve_ensemble, solve_stiff  # noqa: E402
+from simkit.ode._fused import ControllerConfig, adaptive_solve, fixed_step_solve  # noqa: E402
+from simkit.ode._tableau import tableau_for  # noqa: E402
 
 ATOL = 1e-12
 
@@ -70,6 +79,11 @@ def stiff() -> dict:
     def simkit_numpy_ts():
         return jax.block_until_ready(solve_stiff(prob, rtol=rob.RTOL, atol=ATOL, saveat=ts_np).ys)
 
+    def simkit_solve():
+        return jax.block_until_ready(
+            solve(prob, stiff=True, rtol=rob.RTOL, atol=ATOL, saveat=ts).ys
+        )
+
     def bare_full():
         return jax.block_until_ready(full(k, ts).ys)
 
@@ -77,18 +91,159 @@ def stiff() -> dict:
         return jax.block_until_ready(lean(k, ts))
 
     np.testing.assert_allclose(simkit_jax_ts(), bare_full(), rtol=1e-12)
+    np.testing.assert_allclose(simkit_solve(), bare_full(), rtol=1e-12)
     return compare(
         "Robertson, one solve_stiff call vs the jitted diffeqsolve it wraps",
         [
             Candidate("jit(diffeqsolve) -> Solution", bare_full, setup=bare_full),
             Candidate("solve_stiff, jax save times", simkit_jax_ts, setup=simkit_jax_ts),
             Candidate("solve_stiff, numpy save times", simkit_numpy_ts, setup=simkit_numpy_ts),
+            Candidate("solve(stiff=True), jax save times", simkit_solve, setup=simkit_solve),
             Candidate(
                 "jit(diffeqsolve) -> (ys, num_steps)",
                 bare_lean,
                 setup=bare_lean,
                 note="bench_robertson's bare candidate: 2 output buffers instead of ~10",
             ),
+        ],
+        rounds=9,
+        min_time=0.3,
+    )
+
+
+LV_RTOL = 1e-8
+N_MEMBERS = 16
+DT = 0.01  # fixed step: 1500 steps over [0, 15]; the save times are on the grid
+
+
+def _lv_problem() -> ODEProblem:
+    return ODEProblem(lvfit.lv, jnp.asarray(lvfit.Y0), _lv_params(), 0.0, 15.0)
+
+
+def _lv_params(n: int | None = None) -> dict:
+    p = {k: jnp.asarray(v) for k, v in lvfit.TRUE.items()}
+    if n is None:
+        return p
+    p = {k: jnp.full((n,), v) for k, v in p.items()}
+    p["alpha"] = jnp.linspace(0.8, 1.2, n)
+    return p
+
+
+def _lv_diffeqsolve(y0, p, ts, *, fixed: bool):
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(lvfit.lv),
+        diffrax.Tsit5(),
+        0.0,
+        15.0,
+        DT if fixed else None,
+        y0,
+        args=p,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=(
+            diffrax.ConstantStepSize()
+            if fixed
+            else diffrax.PIDController(rtol=LV_RTOL, atol=LV_RTOL)
+        ),
+        max_steps=100_000,
+        throw=False,
+    )
+
+
+def nonstiff() -> dict:
+    prob = _lv_problem()
+    p, y0, ts = prob.params, prob.y0, jnp.asarray(lvfit.TS)
+    full = jax.jit(lambda p, ts: _lv_diffeqsolve(y0, p, ts, fixed=False))
+
+    def bare():
+        return jax.block_until_ready(full(p, ts).ys)
+
+    def simkit_solve():
+        return jax.block_until_ready(solve(prob, rtol=LV_RTOL, atol=LV_RTOL, saveat=ts).ys)
+
+    np.testing.assert_allclose(simkit_solve(), bare(), rtol=1e-12)
+    return compare(
+        "Lotka-Volterra, one solve (Tsit5) vs the jitted diffeqsolve it wraps",
+        [
+            Candidate("jit(diffeqsolve) -> Solution", bare, setup=bare),
+            Candidate("solve, jax save times", simkit_solve, setup=simkit_solve),
+        ],
+        rounds=9,
+        min_time=0.3,
+    )
+
+
+def ensemble_diffrax(fixed: bool) -> dict:
+    prob = _lv_problem()
+    ps, ts = _lv_params(N_MEMBERS), jnp.asarray(lvfit.TS)
+    y0 = prob.y0
+
+    def one(p, ts):
+        sol = _lv_diffeqsolve(y0, p, ts, fixed=fixed)
+        return sol.ts, sol.ys, sol.result
+
+    batched = jax.jit(jax.vmap(one, in_axes=(0, None)))
+    kw = {"fixed_step": True, "dt0": DT} if fixed else {"rtol": LV_RTOL, "atol": LV_RTOL}
+
+    def bare():
+        return jax.block_until_ready(batched(ps, ts)[1])
+
+    def simkit_ens():
+        return jax.block_until_ready(
+            solve_ensemble(prob, params=ps, saveat=ts, method="diffrax", **kw)[1]
+        )
+
+    np.testing.assert_allclose(simkit_ens(), bare(), rtol=1e-12)
+    kind = f"fixed step dt0={DT}" if fixed else f"adaptive rtol={LV_RTOL}"
+    return compare(
+        f"Lotka-Volterra ensemble of {N_MEMBERS}, {kind}: solve_ensemble(method='diffrax') vs "
+        "the jitted vmap of diffeqsolve it wraps",
+        [
+            Candidate("jit(vmap(diffeqsolve))", bare, setup=bare),
+            Candidate("solve_ensemble, method='diffrax'", simkit_ens, setup=simkit_ens),
+        ],
+        rounds=9,
+        min_time=0.3,
+    )
+
+
+def ensemble_fused(fixed: bool) -> dict:
+    prob = _lv_problem()
+    ps, ts = _lv_params(N_MEMBERS), jnp.asarray(lvfit.TS)
+    y0s = jnp.broadcast_to(prob.y0, (N_MEMBERS, 2))
+    tab = tableau_for("tsit5")
+    ts_np = np.asarray(lvfit.TS)
+    save_steps = tuple(int(round(t / DT)) for t in ts_np)
+
+    def bare():
+        if fixed:
+            ys = fixed_step_solve(lvfit.lv, tab, y0s, ps, t0=0.0, dt=DT, save_steps=save_steps)
+        else:
+            ys = adaptive_solve(
+                lvfit.lv,
+                tab,
+                y0s,
+                ps,
+                t0=0.0,
+                t1=15.0,
+                cfg=ControllerConfig(rtol=LV_RTOL, atol=LV_RTOL),
+                save_ts=ts_np,
+            ).ys
+        return jax.block_until_ready(ys)
+
+    kw = {"fixed_step": True, "dt0": DT} if fixed else {"rtol": LV_RTOL, "atol": LV_RTOL}
+
+    def simkit_ens():
+        return jax.block_until_ready(solve_ensemble(prob, params=ps, saveat=ts, **kw)[1])
+
+    np.testing.assert_allclose(simkit_ens(), bare(), rtol=1e-12)
+    kind = f"fixed step dt0={DT}" if fixed else f"adaptive rtol={LV_RTOL}"
+    kernel = "fixed_step_solve" if fixed else "adaptive_solve"
+    return compare(
+        f"Lotka-Volterra ensemble of {N_MEMBERS}, {kind}: solve_ensemble (fused, default) vs "
+        f"the fused kernel it wraps ({kernel})",
+        [
+            Candidate(kernel, bare, setup=bare),
+            Candidate("solve_ensemble (fused)", simkit_ens, setup=simkit_ens),
         ],
         rounds=9,
         min_time=0.3,
@@ -148,7 +303,15 @@ def fitting() -> dict:
 
 
 def main() -> int:
-    results = [stiff(), fitting()]
+    results = [
+        stiff(),
+        nonstiff(),
+        ensemble_diffrax(fixed=False),
+        ensemble_diffrax(fixed=True),
+        ensemble_fused(fixed=False),
+        ensemble_fused(fixed=True),
+        fitting(),
+    ]
     ratios = {}
     for r in results:
         base = r["rows"][0]["median_s"]

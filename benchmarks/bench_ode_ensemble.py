@@ -180,7 +180,9 @@ def adaptive_workload(n: int, rounds: int) -> dict:
         return jax.block_until_ready(dfx(y0, p))
 
     cands = [
-        Candidate("simkit fused", fused_run, setup=fused_run, note="regroup, segment 128"),
+        Candidate(
+            "simkit fused", fused_run, setup=fused_run, note="regroup when it pays, segment 128"
+        ),
         Candidate("fused, no regroup", no_regroup, setup=no_regroup),
         Candidate(
             "diffrax vmap",
@@ -256,7 +258,9 @@ def straggler_workload(n: int, rounds: int) -> dict:
         return jax.block_until_ready(dfx(y0, p4))
 
     cands = [
-        Candidate("simkit fused", fused(True), setup=fused(True), note="regroup, segment 128"),
+        Candidate(
+            "simkit fused", fused(True), setup=fused(True), note="regroup when it pays, segment 128"
+        ),
         Candidate("fused, no regroup", fused(False), setup=fused(False)),
         Candidate("diffrax vmap", diffrax_run, setup=diffrax_run),
     ]
@@ -278,6 +282,61 @@ def straggler_workload(n: int, rounds: int) -> dict:
         "max": int(steps.max()),
     }
     return res
+
+
+def flops_per_member_step() -> float:
+    """Floating-point operations of one fixed Tsit5 step of one Lorenz-63 member, as XLA counts
+    them (`cost_analysis()` of one compiled member-last step on 1024 members, divided by 1024):
+    the stage combinations, six field evaluations and the state update."""
+    b = 1024
+    field = _fused._batched_field(lorenz, False, t_batched=False, member_last=True)
+
+    def one_step(y, k1, p):
+        y1, _, k_last = _fused._rk_step(
+            field, TSIT5, 0.0, y, DT, k1, p, with_error=False, materialize_stages=True
+        )
+        return y1, k_last
+
+    y = jnp.ones((3, b))
+    cost = jax.jit(one_step).lower(y, y, jnp.ones((3, b))).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / b
+
+
+def dgemm_flops_per_cpu_second(n: int = 2048, reps: int = 5) -> float:
+    """This machine's practical float64 flop bound: an n x n DGEMM (2 n^3 flops), the best of
+    NumPy's BLAS and XLA's, divided by the process CPU time it took (so per core, however many
+    threads it used; and robust to other load on a shared machine)."""
+    a = np.random.default_rng(1).standard_normal((n, n))
+    aj = jnp.asarray(a)
+    xla = jax.jit(lambda x: x @ x)
+    best = float("inf")
+    for f, x in ((lambda x: x @ x, a), (lambda x: xla(x).block_until_ready(), aj)):
+        f(x)
+        for _ in range(reps):
+            c0 = time.process_time()
+            f(x)
+            best = min(best, time.process_time() - c0)
+    return 2.0 * n**3 / best
+
+
+def flop_fraction(results: list[dict]) -> dict:
+    """Achieved flop rate of each fixed-step `simkit fused` row, against the DGEMM bound."""
+    per_step = flops_per_member_step()
+    peak = dgemm_flops_per_cpu_second()
+    rows = {}
+    for r in results:
+        if not r["workload"].startswith("Lorenz-63 fixed-step"):
+            continue
+        n = int(r["workload"].rsplit("N=", 1)[1])
+        row = next(x for x in r["rows"] if x["candidate"] == "simkit fused")
+        rate = per_step * n * round(T1 / DT) / row["median_s"]
+        rows[f"N={n}"] = {"gflop_s": rate / 1e9, "fraction_of_dgemm": rate / peak}
+    return {
+        "flops_per_member_step": per_step,
+        "dgemm_gflop_per_cpu_s": peak / 1e9,
+        "fixed_step": rows,
+    }
 
 
 def scipy_workload(n_sub: int, rounds: int) -> dict:
@@ -335,6 +394,16 @@ def main(argv: list[str] | None = None) -> int:
             results.append(straggler_workload(n, rounds))
     if "scipy" not in args.skip:
         results.append(scipy_workload(args.scipy_members, rounds))
+    flops = flop_fraction(results)
+    print(
+        f"flop bound: {flops['flops_per_member_step']:.0f} flops per member-step (XLA count); "
+        f"DGEMM {flops['dgemm_gflop_per_cpu_s']:.1f} GFLOP per CPU-second"
+    )
+    for key, v in flops["fixed_step"].items():
+        print(
+            f"  fixed step {key}: {v['gflop_s']:.1f} GFLOP/s = "
+            f"{100 * v['fraction_of_dgemm']:.0f}% of the DGEMM bound"
+        )
     summary = {}
     for r in results:
         thr = {row["candidate"]: row.get("throughput") for row in r["rows"]}
@@ -342,7 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     write_report(
         "ode_ensemble",
         results,
-        extra={"summary_throughput": summary, "wall_s": time.perf_counter() - t_start},
+        extra={
+            "summary_throughput": summary,
+            "flop_bound": flops,
+            "wall_s": time.perf_counter() - t_start,
+        },
     )
     return 0
 

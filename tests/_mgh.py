@@ -260,6 +260,25 @@ def biggs_exp6(x):  # (18) here m = 13; f = 5.65565e-3, and f = 0 at (1, 10, 1, 
     return x[2] * jnp.exp(-t * x[0]) - x[3] * jnp.exp(-t * x[1]) + x[5] * jnp.exp(-t * x[4]) - y
 
 
+# (19) data y_i, i = 1..65, at t_i = (i - 1) / 10 (the paper's table for Osborne 2).
+_OSB2_Y = np.asarray(
+    [1.366, 1.191, 1.112, 1.013, 0.991, 0.885, 0.831, 0.847, 0.786, 0.725, 0.746, 0.679, 0.608,
+     0.655, 0.616, 0.606, 0.602, 0.626, 0.651, 0.724, 0.649, 0.649, 0.694, 0.644, 0.624, 0.661,
+     0.612, 0.558, 0.533, 0.495, 0.500, 0.423, 0.395, 0.375, 0.372, 0.391, 0.396, 0.405, 0.428,
+     0.429, 0.523, 0.562, 0.607, 0.653, 0.672, 0.708, 0.633, 0.668, 0.645, 0.632, 0.591, 0.559,
+     0.597, 0.625, 0.739, 0.710, 0.729, 0.720, 0.636, 0.581, 0.428, 0.292, 0.162, 0.098, 0.054]
+)  # fmt: skip
+
+
+def osborne2(x):  # (19) n = 11, m = 65; f = 4.01377e-2
+    # One decaying exponential plus three Gaussian bumps centred at x9, x10, x11.
+    t = jnp.arange(0.0, 65.0) / 10.0
+    model = x[0] * jnp.exp(-t * x[4])
+    for amp, width, centre in ((1, 5, 8), (2, 6, 9), (3, 7, 10)):
+        model = model + x[amp] * jnp.exp(-((t - x[centre]) ** 2) * x[width])
+    return _OSB2_Y - model
+
+
 # ---------------------------------------------------------------------------------------------
 # Variable-size problems 20-35 (one size each, chosen from the sizes the paper reports)
 
@@ -283,6 +302,24 @@ def _extended_rosenbrock(n):
         return jnp.stack([10.0 * (even - odd**2), 1.0 - odd], axis=1).reshape(-1)
 
     return extended_rosenbrock
+
+
+def _extended_powell(n):
+    def extended_powell(x):  # (22) m = n, n a multiple of 4; f = 0 at the origin
+        # Problem 13 on each block of four (x1, x2, x3, x4), blocks independent.
+        b = x.reshape(n // 4, 4)
+        r = jnp.stack(
+            [
+                b[:, 0] + 10.0 * b[:, 1],
+                math.sqrt(5.0) * (b[:, 2] - b[:, 3]),
+                (b[:, 1] - 2.0 * b[:, 2]) ** 2,
+                math.sqrt(10.0) * (b[:, 0] - b[:, 3]) ** 2,
+            ],
+            axis=1,
+        )
+        return r.reshape(n)
+
+    return extended_powell
 
 
 def _penalty1(n):
@@ -390,6 +427,18 @@ def _linear_rank1(n, m):
     return linear_rank1
 
 
+def _linear_rank1_zero(n, m):
+    def linear_rank1_zero(x):  # (34) f = (m^2 + 3m - 6) / (2(2m - 3))
+        # Rows 1 and m and columns 1 and n are zero: r_1 = r_m = -1, and for i = 2..m-1
+        # r_i = (i - 1) sum_{j=2}^{n-1} j x_j - 1.
+        s = jnp.sum(jnp.arange(2.0, n) * x[1 : n - 1])
+        i = jnp.arange(1.0, m + 1.0)
+        inner = (i > 1.0) & (i < m)
+        return jnp.where(inner, (i - 1.0) * s, 0.0) - 1.0
+
+    return linear_rank1_zero
+
+
 def _chebyquad(n):
     m = n
     even = np.arange(1, m + 1) % 2 == 0
@@ -443,6 +492,15 @@ def _build() -> dict[str, Problem]:
             _arr(1.0, 2.0, 1.0, 1.0, 1.0, 1.0),
             (5.65565e-3, 0.0),
         ),
+        Problem(
+            19,
+            "Osborne 2",
+            11,
+            65,
+            osborne2,
+            _arr(1.3, 0.65, 0.65, 0.7, 0.6, 3.0, 5.0, 7.0, 2.0, 4.5, 5.5),
+            (4.01377e-2,),
+        ),
         Problem(20, "Watson", 6, 31, _watson(6), np.zeros(6), (2.28767e-3,)),
         Problem(
             21,
@@ -451,6 +509,15 @@ def _build() -> dict[str, Problem]:
             10,
             _extended_rosenbrock(10),
             np.tile(_arr(-1.2, 1.0), 5),
+            (0.0,),
+        ),
+        Problem(
+            22,
+            "Extended Powell singular",
+            8,
+            8,
+            _extended_powell(8),
+            np.tile(_arr(3.0, -1.0, 0.0, 1.0), 2),
             (0.0,),
         ),
         Problem(23, "Penalty I", 4, 5, _penalty1(4), np.arange(1.0, 5.0), (2.24997e-5,)),
@@ -463,6 +530,15 @@ def _build() -> dict[str, Problem]:
             _variably_dimensioned(10),
             1.0 - np.arange(1.0, 11.0) / 10.0,
             (0.0,),
+        ),
+        Problem(
+            26,
+            "Trigonometric",
+            10,
+            10,
+            _trigonometric(10),
+            np.full(10, 0.1),
+            (0.0, 2.79506e-5),
         ),
         Problem(
             27,
@@ -497,6 +573,15 @@ def _build() -> dict[str, Problem]:
         Problem(31, "Broyden banded", 10, 10, _broyden_banded(10), np.full(10, -1.0), (0.0,)),
         Problem(32, "Linear full rank", 5, 10, _linear_full_rank(5, 10), np.ones(5), (5.0,)),
         Problem(33, "Linear rank 1", 5, 10, _linear_rank1(5, 10), np.ones(5), (10 * 9 / (2 * 21),)),
+        Problem(
+            34,
+            "Linear rank 1 with zero columns and rows",
+            5,
+            10,
+            _linear_rank1_zero(5, 10),
+            np.ones(5),
+            ((10 * 10 + 3 * 10 - 6) / (2 * (2 * 10 - 3)),),
+        ),
         Problem(35, "Chebyquad", 8, 8, _chebyquad(8), np.arange(1.0, 9.0) / 9.0, (3.51687e-3,)),
     ]
     return {p.key: p for p in ps}

@@ -239,3 +239,20 @@ def test_summarize_rereads_a_file_caught_mid_update_by_its_live_writer(tmp_h5, m
     # Nobody writing: the damage is the file's, and is not hidden behind rereads.
     with pytest.raises(IndexError):
         summarize(tmp_h5)
+
+
+def test_resume_refused_by_the_layout_check_closes_the_file(tmp_h5):
+    store = FrameStore.create(tmp_h5, VARS, config={"n": 5})
+    _fill(store, 3)
+    store.set_attrs(status="finished")
+    store.close()
+    with h5py.File(tmp_h5, "r+") as f:  # damage: a variable shorter than its time axis
+        f["y"].resize(1, axis=0)
+    with pytest.raises(StoreError, match="truncated") as excinfo:
+        FrameStore.open_resume(tmp_h5, config={"n": 5})
+    # The traceback (held by excinfo) keeps open_resume's locals alive, so a leaked handle
+    # would still be open here; HDF5's own list of open files must be empty.
+    assert excinfo.value is not None
+    assert h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE) == []
+    with h5py.File(tmp_h5, "r") as f:
+        assert f.attrs["status"] == "finished"  # the refused resume left the file as it was

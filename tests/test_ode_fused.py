@@ -337,6 +337,7 @@ def test_regrouping_gives_identical_results(monkeypatch):
         segment_steps=8,
         regroup=True,
         min_bucket=2,
+        regroup_cost=0,  # regroup whenever it saves work (the default weighs the host cost)
     )
     assert len(calls) >= 2 and calls == sorted(calls, reverse=True)  # it did shrink the batch
     np.testing.assert_array_equal(a.ys, b.ys)
@@ -357,11 +358,44 @@ def test_regrouping_gives_identical_results(monkeypatch):
         segment_steps=8,
         regroup=True,
         min_bucket=2,
+        regroup_cost=0,
         shard=True,
     )
     assert len(calls) >= 1 and all(m % 8 == 0 for m in calls)
     np.testing.assert_array_equal(a.ys, c.ys)
     np.testing.assert_array_equal(a.num_steps, c.num_steps)
+
+
+def test_regroup_only_when_the_predicted_saving_beats_its_cost(monkeypatch):
+    # 64 members of y' = -k y: 60 slow ones (k = 1, few steps) and 4 stiff-ish ones that need
+    # ~10x more steps. After the first 8-step segment only the 4 are running.
+    calls = []
+    take = _fused._take
+    monkeypatch.setattr(_fused, "_take", lambda *a: calls.append(a[2].shape[0]) or take(*a))
+    k = jnp.concatenate([jnp.ones(60), jnp.full(4, 300.0)])
+    kw = dict(
+        t0=0.0, t1=1.0, cfg=_fused.ControllerConfig(1e-9, 1e-9), segment_steps=8, min_bucket=4
+    )
+
+    def run(cost):
+        calls.clear()
+        return _fused.adaptive_solve(decay, TSIT5, jnp.ones((64, 1)), k, regroup_cost=cost, **kw)
+
+    # Predicted saving: (64 - 4) members x the stragglers' remaining steps (they have covered
+    # a small part of [0, 1]); far more than 100 member-steps, far less than 1e9.
+    cheap = run(100.0)
+    assert calls == [4]
+    costly = run(1e9)
+    assert calls == []
+    np.testing.assert_array_equal(cheap.num_steps, costly.num_steps)
+    np.testing.assert_array_equal(cheap.ys, costly.ys)
+    assert int(cheap.num_steps[-1]) > 5 * int(cheap.num_steps[0])
+    # The prediction itself: a member at t = 0.25 after 10 steps needs ~30 more; one that has
+    # not moved is unknown (capped at the steps max_steps still allows).
+    left = _fused._predicted_steps_left(np.array([0.25, 0.0]), np.array([10, 3]), 0.0, 1.0, 50)
+    assert left == 47.0
+    left = _fused._predicted_steps_left(np.array([0.25]), np.array([10]), 0.0, 1.0, 50)
+    assert left == pytest.approx(30.0)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -545,8 +579,8 @@ def test_adaptive_blocking_gives_identical_steps():
     whole = run(0, regroup=False)
     for block, kw in (
         (4, dict(regroup=False)),
-        (4, dict(regroup=True)),
-        (3, dict(regroup=True, shard=True)),
+        (4, dict(regroup=True, regroup_cost=0)),
+        (3, dict(regroup=True, regroup_cost=0, shard=True)),
     ):
         sol = run(block, **kw)
         # Each member takes its own steps, whichever block it is in: identical step counts,
@@ -609,3 +643,41 @@ def test_max_steps_reached_raises_with_stiff_hint():
     np.testing.assert_array_equal(sol.success, [True, False])
     assert int(sol.num_steps[1]) == 200
     assert not np.isfinite(float(sol.ys[1, 0, 0]))  # unreached save stays inf, as in diffrax
+
+
+def test_controller_root_matches_float64_power_to_a_few_ulps():
+    # The controller's x ** (1/5) (float32 root + two float64 Newton steps) against NumPy's
+    # correctly rounded-to-~1-ulp pow, over the range where the step factor is not clipped
+    # (inverse scaled errors ~5e-4 to ~2e5 for the defaults) and well beyond it.
+    x = np.logspace(-30, 30, 100_001)
+    r = np.asarray(_fused._power(jnp.asarray(x), 0.2))
+    ref = x**0.2
+    ulps = np.abs(r - ref) / np.spacing(x**0.2)
+    assert np.max(ulps) <= 16  # measured 8 (near 1e-29)
+    relevant = (x > 1e-4) & (x < 1e6)
+    assert np.max(ulps[relevant]) <= 4  # measured 3
+    # Ends: 0 and inf map to themselves (the factor is then clipped to factormin / factormax).
+    ends = np.asarray(_fused._power(jnp.array([0.0, np.inf, 1.0]), 0.2))
+    np.testing.assert_array_equal(ends, [0.0, np.inf, 1.0])
+    # Other exponents (PID coefficients) and float32 take exp(c log x).
+    np.testing.assert_allclose(np.asarray(_fused._power(jnp.asarray(x), 0.3)), x**0.3, rtol=1e-13)
+    x32 = jnp.asarray(np.logspace(-5, 5, 101), jnp.float32)
+    np.testing.assert_allclose(
+        np.asarray(_fused._power(x32, 0.2)), np.asarray(x32) ** 0.2, rtol=1e-5
+    )
+
+
+def test_a_nan_step_is_rejected_and_shrunk_not_propagated():
+    # y' = -p y, with a field that is NaN for y < 0 (unphysical; the true solution stays
+    # positive). A first step of 5 puts stage states below 0, so the step's error estimate is
+    # NaN: the controller must count that as an infinite error, reject the step, shrink it by
+    # factormin and go on to the right answer at t1.
+    def field(t, y, p):
+        return jnp.where(y < 0, jnp.nan, -p * y)
+
+    prob = ODEProblem(field, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
+    k = jnp.array([1.0, 2.0])
+    sol = solve_ensemble_fused(prob, params=k, rtol=1e-8, atol=1e-8, dt0=5.0)
+    np.testing.assert_allclose(sol.ys[:, 0, 0], np.exp(-np.asarray(k)), rtol=1e-7)
+    assert bool(sol.success.all())
+    assert int(sol.num_rejected.min()) >= 1  # the NaN steps were rejected, not accepted

@@ -7,7 +7,9 @@ Here the batch is advanced by a vectorised Levenberg-Marquardt (simkit's, see `_
 size or smaller. They then get a few more iterations in place (a short tail costs no new
 compilation), and whatever still runs is gathered into that smaller batch. Batch sizes come
 from a ladder (the full size, then 16 * 4^j), so at most a handful of shapes are compiled, each
-only when a long tail makes it worth a compilation.
+only when a long tail makes it worth a compilation. (A finer ladder, 16 * 2^j compacting at
+half, measured the same on a quiet machine for 1000 Lotka-Volterra fits, RK4 97 vs 99 ms and
+simkit's adaptive model 475 vs 480 ms, at the cost of more compiled shapes.)
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from ._result import FitError, FitResult, FitStatus
 from ._transforms import ParamTransform
 
 _MIN_BUCKET = 16
-_COMPACT = 0.25  # compact when the running members fit a batch <= 1/4 of the current
+_GROWTH = 4  # buckets 16 * 4^j ...
+_COMPACT = 0.25  # ... compacted when the running members fit a batch <= 1/4 of the current
 _GRACE = 4  # iterations run in place first: a short tail never compiles a new shape
 
 
@@ -160,7 +163,7 @@ def _bucket(n_active: int, n_total: int) -> int:
     """Batch size for `n_active` running members: the next of 16, 64, 256, ... (at most n)."""
     size = _MIN_BUCKET
     while size < n_active:
-        size *= 4
+        size *= _GROWTH
     return min(size, n_total)
 
 
@@ -168,8 +171,8 @@ def _stop_below(size: int) -> int:
     """Running count at which a batch of `size` is worth compacting: the largest bucket of at
     most `_COMPACT * size` (0 when there is none: run until every member is done)."""
     b = 0
-    while max(4 * b, _MIN_BUCKET) <= _COMPACT * size:
-        b = max(4 * b, _MIN_BUCKET)
+    while max(_GROWTH * b, _MIN_BUCKET) <= _COMPACT * size:
+        b = max(_GROWTH * b, _MIN_BUCKET)
     return b
 
 

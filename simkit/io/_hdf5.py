@@ -459,13 +459,16 @@ class HDF5Store:
                     "run with --overwrite."
                 )
             groups = cls._groups_in_file(h5)
+            # The constructor reads the layout back (frame counts, layout attributes) and can
+            # refuse a damaged file: the handle must not outlive that refusal (nor the file be
+            # marked running by it).
+            store = cls(path, h5, groups)
             h5.attrs["status"] = "running"
             h5.flush()
+            store._post_open({})
         except BaseException:
             _close_quietly(h5)
             raise
-        store = cls(path, h5, groups)
-        store._post_open({})
         return store
 
     def _post_open(self, options: dict) -> None:

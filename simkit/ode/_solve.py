@@ -12,7 +12,25 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .._checks import SimkitInputError, require_finite, require_positive
+from .._checks import SimkitInputError, require_positive
+from ._fastpath import (
+    FAST_CACHE_SIZE,
+    NOT_REMEMBERED,
+    IdentityCache,
+    LastCall,
+    _as_jax,
+    _cache_put,
+    checked_arrays,
+    device_constant,
+    device_save_times,
+    input_key,
+    is_concrete_array,
+    known_finite,
+    plain_options,
+    require_finite_once,
+    save_times_token,
+    validate_problem_once,
+)
 from ._problem import ODEProblem, validate_problem
 
 # A relative tolerance below this many machine epsilons of the state's dtype cannot be met:
@@ -164,15 +182,18 @@ def solve(
         >>> sol = solve(prob, rtol=1e-8, atol=1e-8, saveat=jnp.linspace(0.0, 1.0, 11))
         >>> sol.ys[-1]  # ~exp(-2), shape (1,)
     """
+    fast = (
+        _solve_fast(problem, solver, stiff, dt0, fixed_step, rtol, atol, saveat, dense, max_steps)
+        if validate and event is None and adjoint is None
+        else None
+    )
+    if fast is not None:
+        sol, solver = fast
+        if throw:
+            _raise_on_failure(sol.result, solver, max_steps)
+        return sol
     if validate:
-        validate_problem(problem)
-        if dt0 is not None:
-            require_positive("dt0", dt0)
-        check_max_steps(max_steps)
-        if fixed_step and dt0 is None:
-            raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
-        if not fixed_step:
-            check_tolerances(rtol, atol, jnp.asarray(problem.y0), min_eps=_RTOL_MIN_EPS_EXPLICIT)
+        _check_solve(problem, dt0, fixed_step, rtol, atol, max_steps)
     solver = default_solver(stiff) if solver is None else solver
     if fixed_step:
         controller = diffrax.ConstantStepSize()
@@ -255,14 +276,46 @@ def _state_time_dtype(y0):
     return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else None
 
 
+# diffrax result codes that end a solve well (a terminating event is a successful end, not a
+# failure), and the one that says the step limit was hit.
+_OK_CODES = (int(diffrax.RESULTS.successful._value), int(diffrax.RESULTS.event_occurred._value))
+MAX_STEPS_CODE = int(diffrax.RESULTS.max_steps_reached._value)
+
+
+def result_traced(result) -> bool:
+    """Whether a diffrax result (scalar or batched) is traced (inside the caller's jit)."""
+    return isinstance(result._value, jax.core.Tracer)
+
+
+def failed_codes(result) -> np.ndarray | None:
+    """The integer codes `(n,)` of a scalar or batched diffrax result when some solve did not
+    end well, else None (also when the result is traced: see `result_traced`).
+
+    Compared on the host: `result != RESULTS.successful` dispatches a jax op (~30 us), a fifth
+    of a small compiled solve (issue 13).
+    """
+    value = result._value
+    if isinstance(value, jax.core.Tracer):
+        return None
+    codes = np.asarray(value)
+    if codes.ndim == 0 and int(codes) in _OK_CODES:
+        return None
+    codes = codes.reshape(-1)
+    return codes if failed_mask(codes).any() else None
+
+
+def failed_mask(codes: np.ndarray) -> np.ndarray:
+    """Which of `failed_codes`' codes `(n,)` are failures (bool `(n,)`)."""
+    return (codes != _OK_CODES[0]) & (codes != _OK_CODES[1])  # np.isin: ~30 us
+
+
 def _raise_on_failure(result, solver, max_steps: int) -> None:
     """Raise a `RuntimeError` if any (possibly batched) diffrax result is not successful."""
-    # A terminating event is a successful end of the solve, not a failure.
-    failed = ~diffrax.is_okay(result)
-    if isinstance(failed, jax.core.Tracer) or not bool(jnp.any(failed)):
+    codes = failed_codes(result)
+    if codes is None:
         return
-    n_failed = int(jnp.sum(failed))
-    if bool(jnp.any(result == diffrax.RESULTS.max_steps_reached)):
+    n_failed = int(np.count_nonzero(failed_mask(codes)))
+    if bool(np.any(codes == MAX_STEPS_CODE)):
         hint = ""
         from ._rosenbrock import AbstractRodas
 
@@ -284,17 +337,27 @@ def broadcast_ensemble(problem: ODEProblem, y0: ArrayLike | None, params: PyTree
     Returns:
         (y0s `(n, dim)`, params with every leaf batched `(n, ...)`, n)
     """
-    base_y0 = jnp.asarray(problem.y0)
+    inputs = (problem.y0, problem.params, y0, params)
+    last = _broadcast_last.repeat((), (), inputs)
+    if last is not None:  # the very arrays of the last call, checked then (jax: immutable)
+        return last
+    out = _broadcast_ensemble(problem, y0, params)
+    _broadcast_last.remember((), (), inputs, True, out)
+    return out
+
+
+def _broadcast_ensemble(problem: ODEProblem, y0, params):
+    base_y0 = _as_jax(problem.y0)
     dim = base_y0.shape[-1]
     sizes: dict[str, int] = {}
     if y0 is not None:
-        y0 = jnp.asarray(y0)
+        y0 = _as_jax(y0)
         if y0.ndim != 2 or y0.shape[1] != dim:
             raise SimkitInputError(
                 f"ensemble y0 must have shape (n_members, {dim}), got {tuple(y0.shape)}."
             )
         sizes["y0"] = y0.shape[0]
-        require_finite("ensemble y0", y0)
+        require_finite_once("ensemble y0", y0)
     if params is not None:
         leaves = jax.tree_util.tree_leaves(params)
         base_leaves = jax.tree_util.tree_leaves(problem.params)
@@ -303,16 +366,16 @@ def broadcast_ensemble(problem: ODEProblem, y0: ArrayLike | None, params: PyTree
                 "ensemble params must have the same structure as problem.params."
             )
         for leaf, base in zip(leaves, base_leaves, strict=False):
-            leaf = jnp.asarray(leaf)
-            if leaf.ndim != jnp.ndim(base) + 1:
+            shape = leaf.shape if is_concrete_array(leaf) else jnp.shape(leaf)
+            if len(shape) != np.ndim(base) + 1:
                 raise SimkitInputError(
                     f"ensemble params leaves need one leading ensemble axis: got shape "
-                    f"{tuple(leaf.shape)} for a parameter of shape {tuple(jnp.shape(base))}."
+                    f"{tuple(shape)} for a parameter of shape {tuple(jnp.shape(base))}."
                 )
-            sizes.setdefault("params", leaf.shape[0])
-            if leaf.shape[0] != sizes["params"]:
+            sizes.setdefault("params", shape[0])
+            if shape[0] != sizes["params"]:
                 raise SimkitInputError("ensemble params leaves disagree on the ensemble size.")
-        require_finite("ensemble params", params)
+        require_finite_once("ensemble params", params)
     if not sizes:
         raise SimkitInputError("solve_ensemble needs batched y0 and/or params.")
     ns = set(sizes.values())
@@ -321,12 +384,26 @@ def broadcast_ensemble(problem: ODEProblem, y0: ArrayLike | None, params: PyTree
     n = ns.pop()
     if n == 0:
         raise SimkitInputError("ensemble size must be >= 1, got 0 members.")
-    y0s = y0 if y0 is not None else jnp.broadcast_to(base_y0, (n, dim))
+    y0s = y0 if y0 is not None else _broadcast(base_y0, n)
     if params is None:
-        params = jax.tree_util.tree_map(
-            lambda p: jnp.broadcast_to(p, (n, *jnp.shape(p))), problem.params
-        )
+        params = jax.tree_util.tree_map(lambda p: _broadcast(p, n), problem.params)
     return y0s, params, n
+
+
+_broadcasts = IdentityCache()
+
+
+def _broadcast(x, n: int):
+    """`x` repeated along a new leading axis of size `n`; cached for jax arrays (immutable), so
+    a repeated ensemble call does not dispatch a broadcast per shared input."""
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return jnp.broadcast_to(x, (n, *jnp.shape(x)))
+    out = _broadcasts.get(x, (n,))
+    if out is None:
+        with jax.ensure_compile_time_eval():  # concrete even inside the caller's jit
+            out = jnp.broadcast_to(x, (n, *x.shape))
+        _broadcasts.put(x, out, (n,))
+    return out
 
 
 def solve_ensemble(
@@ -380,7 +457,70 @@ def solve_ensemble(
         >>> prob = ODEProblem(lambda t, y, p: -p * y, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
         >>> ts, ys = solve_ensemble(prob, params=jnp.linspace(0.5, 2.0, 8))  # fused Tsit5
     """
-    from ._fused import _is_traced, solve_ensemble_fused
+    fast = _ensemble_fast(
+        problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps, shard,
+        throw, method,
+    )  # fmt: skip
+    if fast is not None:
+        return fast
+    from ._fused import solve_ensemble_fused
+
+    engine, solver = _ensemble_plan(
+        problem, y0, params, solver, stiff, fixed_step, rtol, atol, max_steps, method
+    )
+    if engine == "fused":
+        sol = solve_ensemble_fused(
+            problem,
+            y0=y0,
+            params=params,
+            solver=solver,
+            dt0=dt0,
+            fixed_step=fixed_step,
+            rtol=rtol,
+            atol=atol,
+            saveat=saveat,
+            max_steps=max_steps,
+            shard=shard,
+            throw=throw,
+        )
+        return sol.ts, sol.ys
+    validate_problem_once(problem)
+    y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
+    if dt0 is not None:
+        require_positive("dt0", dt0)
+    if fixed_step and dt0 is None:
+        raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+    save = _saveat(problem, saveat, False)  # validates the save times
+    save_ts = None if saveat is None else save.subs.ts
+    batched = _vmapped_diffrax(
+        problem.vector_field,
+        solver,
+        bool(fixed_step),
+        float(rtol),
+        float(atol),
+        dt0,
+        int(max_steps),
+        problem.t0,
+        problem.t1,
+        save_ts is not None,
+    )
+    extra = () if save_ts is None else (save_ts,)
+    del save
+    if shard:
+        from ..ensemble import sharded_call
+
+        ts, ys, res = sharded_call(batched, y0s, batched_params, broadcast=extra)
+    else:
+        ts, ys, res = _jit(batched)(y0s, batched_params, *extra)
+    if throw:
+        _raise_on_failure(res, solver, max_steps)
+    return ts[0], ys
+
+
+def _ensemble_plan(problem, y0, params, solver, stiff, fixed_step, rtol, atol, max_steps, method):
+    """`solve_ensemble`'s checks of its options and its choice of engine: ("fused" or
+    "diffrax", the solver; a name for the fused engine, a diffrax solver for diffrax)."""
+    from ._fused import _is_traced
     from ._tableau import TABLEAUS, tableau_for
 
     if method not in ("auto", "fused", "diffrax"):
@@ -419,21 +559,7 @@ def solve_ensemble(
         )
         raise SimkitInputError(f"method='fused' is not possible: {why}; use method='diffrax'.")
     if fusable and method != "diffrax":
-        sol = solve_ensemble_fused(
-            problem,
-            y0=y0,
-            params=params,
-            solver=solver,
-            dt0=dt0,
-            fixed_step=fixed_step,
-            rtol=rtol,
-            atol=atol,
-            saveat=saveat,
-            max_steps=max_steps,
-            shard=shard,
-            throw=throw,
-        )
-        return sol.ts, sol.ys
+        return "fused", solver
     if isinstance(solver, str):
         named = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
         if solver.lower() not in named:
@@ -442,44 +568,27 @@ def solve_ensemble(
                 "method='fused' (fixed_step=True) or a diffrax solver."
             )
         solver = named[solver.lower()]()
-
-    validate_problem(problem)
-    y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
-    if dt0 is not None:
-        require_positive("dt0", dt0)
-    if fixed_step and dt0 is None:
-        raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
-    save = _saveat(problem, saveat, False)  # validates the save times
-    save_ts = None if saveat is None else save.subs.ts
-    batched = _vmapped_diffrax(
-        problem.vector_field,
-        solver,
-        bool(fixed_step),
-        float(rtol),
-        float(atol),
-        dt0,
-        int(max_steps),
-        problem.t0,
-        problem.t1,
-        save_ts is not None,
-    )
-    extra = () if save_ts is None else (save_ts,)
-    del save
-    if shard:
-        from ..ensemble import sharded_call
-
-        ts, ys, res = sharded_call(batched, y0s, batched_params, broadcast=extra)
-    else:
-        ts, ys, res = _jit(batched)(y0s, batched_params, *extra)
-    if throw:
-        _raise_on_failure(res, solver, max_steps)
-    return ts[0], ys
+    return "diffrax", solver
 
 
 @functools.lru_cache(maxsize=64)
-def _vmapped_diffrax(vector_field, solver, fixed_step, rtol, atol, dt0, max_steps, t0, t1, with_ts):
+def _vmapped_diffrax(
+    vector_field,
+    solver,
+    fixed_step,
+    rtol,
+    atol,
+    dt0,
+    max_steps,
+    t0,
+    t1,
+    with_ts,
+    y0_axis=0,
+    params_axis=0,
+):
     """`vmap` of one diffrax solve, built once per configuration so jit caches hit on repeated
-    `solve_ensemble` calls (a fresh closure per call would recompile every time)."""
+    `solve_ensemble` calls (a fresh closure per call would recompile every time). An axis None
+    shares that input between members (no broadcast copy per call)."""
     controller = (
         diffrax.ConstantStepSize() if fixed_step else diffrax.PIDController(rtol=rtol, atol=atol)
     )
@@ -500,9 +609,266 @@ def _vmapped_diffrax(vector_field, solver, fixed_step, rtol, atol, dt0, max_step
         )
         return sol.ts, sol.ys, sol.result
 
-    return jax.vmap(one, in_axes=(0, 0) + ((None,) if with_ts else ()))
+    return jax.vmap(one, in_axes=(y0_axis, params_axis) + ((None,) if with_ts else ()))
 
 
 @functools.lru_cache(maxsize=64)
 def _jit(fn):
     return jax.jit(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeat-call fast paths (issue 13: every entry point within 1.2x of the bare jitted call it
+# wraps). What depends only on a call's static configuration (vector field, time span, solver,
+# options, and the shapes and dtypes of y0 and params) is checked once per configuration; what
+# depends on the values is checked on every call: y0 and params finite (skipped only for the
+# very jax arrays checked before: they are immutable) and the save times (cached per immutable
+# jax array, or per content of a NumPy array, which may be mutated between calls).
+
+
+_broadcast_last = LastCall()
+
+
+_solve_entries: dict[tuple, list] = {}
+_solve_last = LastCall()
+
+
+@functools.lru_cache(maxsize=FAST_CACHE_SIZE)
+def _solve_fn(vector_field, solver, t0, t1, fixed_step, dense, max_steps, with_ts):
+    """`solve`'s jitted diffrax call for one static configuration; tolerances, dt0 and the save
+    times are arguments (new values do not recompile)."""
+
+    def run(y0, params, rtol, atol, dt0, ts):
+        controller = (
+            diffrax.ConstantStepSize()
+            if fixed_step
+            else diffrax.PIDController(rtol=rtol, atol=atol)
+        )
+        saveat = (
+            diffrax.SaveAt(ts=ts, dense=dense) if with_ts else diffrax.SaveAt(t1=True, dense=dense)
+        )
+        return diffeqsolve_problem(
+            vector_field,
+            y0,
+            params,
+            t0,
+            t1,
+            solver=solver,
+            controller=controller,
+            dt0=dt0,
+            saveat=saveat,
+            max_steps=max_steps,
+        )
+
+    return jax.jit(run)
+
+
+def _solve_fast(problem, solver, stiff, dt0, fixed_step, rtol, atol, saveat, dense, max_steps):
+    """`solve` on its fast path: (solution, solver), or None when the call is not plain
+    (array/traced options or inputs, unhashable vector field or solver): the checked path."""
+    if not plain_options(rtol, atol, dt0, max_steps):
+        return None
+    options = (stiff, fixed_step, dense, rtol, atol, dt0, max_steps, save_times_token(saveat))
+    hit = _solve_last.repeat((problem, solver, saveat), options, (problem.y0, problem.params))
+    if hit is not None:
+        return hit[0](), hit[1]
+    vf, y0, params = problem.vector_field, problem.y0, problem.params
+    t0, t1 = problem.t0, problem.t1
+    base, leaves, concrete = input_key(vf, t0, t1, y0, params)
+    if not concrete:
+        return None
+    with_ts = saveat is not None
+    key = (base, solver, stiff, bool(fixed_step), bool(dense), rtol, atol, dt0, max_steps, with_ts)
+    try:
+        entry = _solve_entries.get(key)
+    except TypeError:
+        return None
+    arrays = (y0, *leaves)
+    if entry is None:
+        # First call of this configuration: every check, then remember that it passed.
+        _check_solve(problem, dt0, fixed_step, rtol, atol, max_steps)
+        resolved = default_solver(stiff) if solver is None else solver
+        dtype = y0.dtype
+        fn = _solve_fn(vf, resolved, t0, t1, bool(fixed_step), bool(dense), max_steps, with_ts)
+        entry = [
+            resolved,
+            fn,
+            device_constant(rtol, dtype),
+            device_constant(atol, dtype),
+            None if dt0 is None else device_constant(dt0, dtype),
+            checked_arrays(arrays),
+        ]
+        _cache_put(_solve_entries, key, entry)
+    elif any(x is not c for x, c in zip(arrays, entry[5], strict=True)):
+        if not known_finite(arrays, entry[5]):
+            validate_problem(problem)  # raises, naming the leaf
+        entry[5] = checked_arrays(arrays)
+    resolved, fn, rtol_a, atol_a, dt0_a, _ = entry
+    ts = device_save_times(t0, t1, saveat, y0.dtype) if with_ts else None
+
+    def thunk():
+        return fn(y0, params, rtol_a, atol_a, dt0_a, ts)
+
+    immutable = save_times_token(saveat) is not NOT_REMEMBERED
+    _solve_last.remember(
+        (problem, solver, saveat), options, (y0, params), immutable, (thunk, resolved)
+    )
+    return thunk(), resolved
+
+
+def _check_solve(problem, dt0, fixed_step, rtol, atol, max_steps) -> None:
+    """`solve`'s host-side checks of the problem and its options."""
+    validate_problem_once(problem)
+    if dt0 is not None:
+        require_positive("dt0", dt0)
+    check_max_steps(max_steps)
+    if fixed_step and dt0 is None:
+        raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+    if not fixed_step:
+        check_tolerances(rtol, atol, jnp.asarray(problem.y0), min_eps=_RTOL_MIN_EPS_EXPLICIT)
+
+
+_ensemble_entries: dict[tuple, list] = {}
+_ensemble_last = LastCall()
+_local_devices: list[int] = []
+
+
+def _local_device_count() -> int:
+    if not _local_devices:
+        _local_devices.append(jax.local_device_count())
+    return _local_devices[0]
+
+
+def _batched_struct(tree) -> tuple | None:
+    """(tree structure, shape and dtype of every leaf) of a batched input, or None when some
+    leaf is not a concrete array."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    if not all(is_concrete_array(x) for x in leaves):
+        return None
+    return (treedef, *((x.shape, x.dtype) for x in leaves))
+
+
+def _ensemble_fast(
+    problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps, shard,
+    throw, method,
+):  # fmt: skip
+    """`solve_ensemble` on its fast path: (ts, ys), or None for the checked path (array or
+    traced options or inputs, several devices to shard over, unhashable configuration)."""
+    if (
+        not plain_options(rtol, atol, dt0, max_steps)
+        or type(fixed_step) is not bool
+        or (shard and _local_device_count() > 1)
+    ):
+        return None
+    options = (stiff, fixed_step, rtol, atol, dt0, max_steps, method, save_times_token(saveat))
+    same = (problem, solver, saveat, y0, params)
+    tree = (problem.y0, problem.params, y0, params)
+    remembered = _ensemble_last.repeat(same, options, tree)
+    if remembered is not None:
+        return remembered(throw)
+    base, leaves, concrete = input_key(
+        problem.vector_field, problem.t0, problem.t1, problem.y0, problem.params
+    )
+    y0_struct = None if y0 is None else _batched_struct(y0)
+    params_struct = None if params is None else _batched_struct(params)
+    if (
+        not concrete
+        or (y0 is not None and y0_struct is None)
+        or (params is not None and params_struct is None)
+    ):
+        return None
+    key = (base, y0_struct, params_struct, solver, options, saveat is None)
+    try:
+        entry = _ensemble_entries.get(key)
+    except TypeError:
+        return None
+    arrays = tuple(jax.tree_util.tree_leaves(tree))
+    if entry is None:
+        entry = _ensemble_entry(
+            problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps,
+            method, arrays,
+        )  # fmt: skip
+        _cache_put(_ensemble_entries, key, entry)
+    elif entry[0] == "diffrax" and any(x is not c for x, c in zip(arrays, entry[4], strict=True)):
+        if not known_finite(arrays, entry[4]):
+            broadcast_ensemble(problem, y0, params)  # raises, naming the input
+            validate_problem(problem)
+        entry[4] = checked_arrays(arrays)
+    if entry[0] == "fused":
+        fused_solver = entry[1]
+        from ._fused import solve_ensemble_fused
+
+        def run_fused(throw):
+            sol = solve_ensemble_fused(
+                problem,
+                y0=y0,
+                params=params,
+                solver=fused_solver,
+                dt0=dt0,
+                fixed_step=fixed_step,
+                rtol=rtol,
+                atol=atol,
+                saveat=saveat,
+                max_steps=max_steps,
+                shard=shard,
+                throw=throw,
+            )
+            return sol.ts, sol.ys
+
+        # The fused solve checks its inputs' values itself, on every call.
+        _ensemble_last.remember(same, options, tree, True, run_fused)
+        return run_fused(throw)
+    _, resolved, fn, t1_ts, _ = entry
+    ts = t1_ts if saveat is None else device_save_times(problem.t0, problem.t1, saveat, t1_ts.dtype)
+    y0_in = problem.y0 if y0 is None else y0
+    params_in = problem.params if params is None else params
+    extra = () if saveat is None else (ts,)
+
+    def run(throw):
+        _, ys, res = fn(y0_in, params_in, *extra)
+        if throw:
+            _raise_on_failure(res, resolved, max_steps)
+        return ts, ys
+
+    immutable = save_times_token(saveat) is not NOT_REMEMBERED
+    _ensemble_last.remember(same, options, tree, immutable, run)
+    return run(throw)
+
+
+def _ensemble_entry(
+    problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps, method,
+    arrays,
+):  # fmt: skip
+    """First call of a `solve_ensemble` configuration: every check, and what the next calls
+    need: ["fused", solver] or ["diffrax", solver, jitted fn, [t1] on the device, the arrays
+    found finite]."""
+    engine, resolved = _ensemble_plan(
+        problem, y0, params, solver, stiff, fixed_step, rtol, atol, max_steps, method
+    )
+    if engine == "fused":
+        return ["fused", resolved]
+    validate_problem_once(problem)
+    broadcast_ensemble(problem, y0, params)  # shapes, sizes, finite values
+    if dt0 is not None:
+        require_positive("dt0", dt0)
+    if fixed_step and dt0 is None:
+        raise SimkitInputError("fixed_step=True needs dt0 (the constant step size).")
+    dtype = _state_time_dtype(problem.y0)
+    if saveat is not None:
+        device_save_times(problem.t0, problem.t1, saveat, dtype)
+    batched = _vmapped_diffrax(
+        problem.vector_field,
+        resolved,
+        bool(fixed_step),
+        float(rtol),
+        float(atol),
+        dt0,
+        int(max_steps),
+        problem.t0,
+        problem.t1,
+        saveat is not None,
+        None if y0 is None else 0,
+        None if params is None else 0,
+    )
+    t1_ts = device_constant(np.asarray([problem.t1], dtype))
+    return ["diffrax", resolved, _jit(batched), t1_ts, checked_arrays(arrays)]

@@ -24,34 +24,38 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .._checks import SimkitInputError, require_finite, require_positive
-from ._problem import ODEProblem, validate_problem
+from .._checks import SimkitInputError, require_positive
+from ._fastpath import (
+    FAST_CACHE_SIZE,
+    NOT_REMEMBERED,
+    LastCall,
+    check_save_times,
+    checked_arrays,
+    device_constant,
+    device_save_times,
+    input_key,
+    known_finite,
+    plain_options,
+    save_times_token,
+    validate_problem_once,
+)
+from ._problem import ODEProblem
 from ._rosenbrock import AbstractRodas, Rodas5
-from ._solve import broadcast_ensemble, check_max_steps, check_tolerances
+from ._solve import (
+    MAX_STEPS_CODE,
+    broadcast_ensemble,
+    check_max_steps,
+    check_tolerances,
+    failed_codes,
+    failed_mask,
+)
 
 
 def _save_times(problem: ODEProblem, saveat: ArrayLike | None, dtype) -> np.ndarray:
     """Validated save times `(n_save,)`; default `[t1]`."""
-    return _save_times_span(problem.t0, problem.t1, saveat, dtype)
-
-
-def _save_times_span(t0: float, t1: float, saveat: ArrayLike | None, dtype) -> np.ndarray:
     if saveat is None:
-        return np.asarray([t1], dtype=dtype)
-    ts = np.asarray(saveat, dtype=float)
-    if ts.ndim != 1 or ts.shape[0] == 0:
-        raise SimkitInputError(
-            f"saveat must be a non-empty 1-D array of times, got shape {ts.shape}."
-        )
-    require_finite("saveat", ts)
-    if ts.min() < t0 or ts.max() > t1:
-        raise SimkitInputError(
-            f"saveat times must lie inside [t0, t1] = [{t0}, {t1}], got min "
-            f"{ts.min()}, max {ts.max()}; change saveat or the problem's time span."
-        )
-    if np.any(np.diff(ts) < 0):
-        raise SimkitInputError("saveat times must be non-decreasing; sort them first.")
-    return ts.astype(dtype)
+        return np.asarray([problem.t1], dtype=dtype)
+    return check_save_times(problem.t0, problem.t1, saveat, dtype)
 
 
 def _diffeqsolve(
@@ -128,20 +132,11 @@ def _traced(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
-_SUCCESSFUL = int(diffrax.RESULTS.successful._value)
-_MAX_STEPS_REACHED = int(diffrax.RESULTS.max_steps_reached._value)
-
-
 def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
-    # Compare the enumeration's integer codes on the host: `result != RESULTS.successful`
-    # dispatches a jax op (~30 us), a fifth of a small compiled solve.
-    codes = np.asarray(result._value)
-    if codes.ndim == 0 and int(codes) == _SUCCESSFUL:
+    codes = failed_codes(result)  # on the host: no jax op on the fast path
+    if codes is None:
         return
-    codes = codes.reshape(-1)
-    failed = codes != _SUCCESSFUL
-    if not failed.any():
-        return
+    failed = failed_mask(codes)
     idx = np.flatnonzero(failed)
     name = type(solver).__name__
     which = (
@@ -149,8 +144,7 @@ def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
         if failed.size == 1
         else (f" in {idx.size} of {failed.size} members (first: {idx[:5].tolist()})")
     )
-    hit_max = codes == _MAX_STEPS_REACHED
-    if hit_max.any():
+    if np.any(codes == MAX_STEPS_CODE):
         raise RuntimeError(
             f"{where}: {name} reached max_steps={max_steps} before t1{which}. {name} is already "
             "a stiff (L-stable) solver, so stiffness is not the cause: raise max_steps, loosen "
@@ -158,38 +152,6 @@ def _raise_on_failure(result, solver, max_steps: int, where: str) -> None:
             "or turns NaN (the step size then shrinks until the step limit)."
         )
     raise RuntimeError(f"{where}: {name} failed{which} (diffrax result {result}).")
-
-
-_validated: set[tuple] = set()
-
-
-def _validate(problem: ODEProblem) -> None:
-    """`validate_problem`, with the costly part (tracing the vector field to check its output
-    shape) done once per vector field, time span and input shapes/dtypes; the values of `y0`
-    and `params` are still checked for NaN/inf on every call."""
-    leaves, treedef = jax.tree_util.tree_flatten(problem.params)
-    try:
-        key = (
-            problem.vector_field,
-            problem.t0,
-            problem.t1,
-            jnp.shape(problem.y0),
-            jnp.result_type(problem.y0),
-            treedef,
-            tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
-        )
-        hash(key)
-    except TypeError:  # unhashable vector field or params structure: validate every time
-        validate_problem(problem)
-        return
-    if key in _validated:
-        require_finite("y0", problem.y0)
-        require_finite("params", problem.params)
-        return
-    validate_problem(problem)
-    if len(_validated) > 256:
-        _validated.clear()
-    _validated.add(key)
 
 
 def _check_common(problem: ODEProblem, solver, rtol, atol, max_steps, dt0, saveat):
@@ -210,123 +172,73 @@ def _check_common(problem: ODEProblem, solver, rtol, atol, max_steps, dt0, savea
 # Host-side cost per call must stay small next to a compiled solve of ~0.1 ms (issue 13: every
 # entry point within 1.2x of the bare jitted call it wraps). What depends only on a call's
 # static configuration (vector field, time span, solver, max_steps, tolerances, dt0, and the
-# shapes and dtypes of y0 and params) is checked once; the entry keeps the tolerances as device
-# arrays and a jitted function of arrays only, so jax dispatches it as fast as a bare jit. Per
-# call only values are checked: y0 and params finite, and the save times (cached per immutable
-# jax array).
-_FAST_CACHE_SIZE = 64
-_NUMBER_TYPES = (float, int)
+# shapes and dtypes of y0 and params: `_solve.input_key`) is checked once; the entry keeps the
+# tolerances as device arrays and a jitted function of arrays only, so jax dispatches it as fast
+# as a bare jit. Per call only values are checked: y0 and params finite, and the save times
+# (`_solve.device_save_times`).
 _fast_entries: dict[tuple, list] = {}
 _fast_fns: dict[tuple, Callable] = {}
-_fast_ts: dict[tuple, tuple] = {}
-
-
-def _fast_key(vector_field, y0, leaves, treedef, t0, t1, solver, rtol, atol, dt0, max_steps):
-    """The static configuration of a call, or None when it holds something other than plain
-    numbers and concrete arrays (traced or array tolerances, ...): those take the checked path."""
-    if (
-        type(rtol) not in _NUMBER_TYPES
-        or type(atol) not in _NUMBER_TYPES
-        or type(max_steps) is not int
-        or (dt0 is not None and type(dt0) not in _NUMBER_TYPES)
-    ):
-        return None
-    arrays = (jax.Array, np.ndarray)
-    if not isinstance(y0, arrays) or isinstance(y0, jax.core.Tracer):
-        return None
-    struct = []
-    for x in leaves:
-        if not isinstance(x, arrays) or isinstance(x, jax.core.Tracer):
-            return None
-        struct.append((x.shape, x.dtype))
-    return (
-        vector_field,
-        t0,
-        t1,
-        solver,
-        max_steps,
-        rtol,
-        atol,
-        dt0,
-        y0.shape,
-        y0.dtype,
-        treedef,
-        *struct,
-    )
-
-
-def _finite(x) -> bool:
-    a = np.asarray(x)  # jax keeps this host copy on the array: a repeat is free
-    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
-
-
-def _fast_save_times(t0, t1, saveat, dtype):
-    """Checked save times on the device, cached: a jax array (immutable) by identity, a NumPy
-    array (mutable: a later call may hold other values) by its contents."""
-    if isinstance(saveat, jax.Array):
-        key, pin = ("id", id(saveat)), saveat  # holding the array pins its id
-    elif isinstance(saveat, np.ndarray) and saveat.size <= 4096:
-        key, pin = ("bytes", saveat.dtype.str, saveat.shape, saveat.tobytes()), None
-    else:
-        return jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
-    key = (*key, t0, t1, np.dtype(dtype).str)
-    hit = _fast_ts.get(key)
-    if hit is not None and hit[0] is pin:
-        return hit[1]
-    ts = jnp.asarray(_save_times_span(t0, t1, saveat, dtype))
-    if len(_fast_ts) >= _FAST_CACHE_SIZE:
-        _fast_ts.clear()
-    _fast_ts[key] = (pin, ts)
-    return ts
+_last_call = LastCall()
 
 
 def _fast_call(problem: ODEProblem, solver, rtol, atol, saveat, dt0, max_steps):
-    """A thunk running the solve with per-call checks only, or None for the checked path."""
+    """A thunk running the solve with per-call checks only, or None for the checked path
+    (array or traced tolerances or inputs, an unhashable vector field or solver)."""
+    if not plain_options(rtol, atol, dt0, max_steps):
+        return None
+    options = (rtol, atol, dt0, max_steps, save_times_token(saveat))
+    remembered = _last_call.repeat((problem, solver, saveat), options, (problem.y0, problem.params))
+    if remembered is not None:
+        return remembered
     vector_field, y0, params = problem.vector_field, problem.y0, problem.params
     t0, t1 = problem.t0, problem.t1
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    key = _fast_key(vector_field, y0, leaves, treedef, t0, t1, solver, rtol, atol, dt0, max_steps)
-    if key is None:
+    base, leaves, concrete = input_key(vector_field, t0, t1, y0, params)
+    if not concrete:
         return None
+    key = (base, solver, max_steps, rtol, atol, dt0)
     try:
         entry = _fast_entries.get(key)
     except TypeError:  # an unhashable vector field or solver
         return None
+    arrays = (y0, *leaves)
     if entry is None:
         # First call of this configuration: every check, then remember that it passed.
-        _validate(problem)
-        default_ts = jnp.asarray(_check_common(problem, solver, rtol, atol, max_steps, dt0, None))
+        validate_problem_once(problem)
+        default_ts = device_constant(
+            _check_common(problem, solver, rtol, atol, max_steps, dt0, None)
+        )
         fn_key = (vector_field, solver, t0, t1, max_steps)
         fn = _fast_fns.get(fn_key)
         if fn is None:
             fn = jax.jit(functools.partial(_diffeqsolve, *fn_key))
-            if len(_fast_fns) >= _FAST_CACHE_SIZE:
+            if len(_fast_fns) >= FAST_CACHE_SIZE:
                 _fast_fns.clear()
             _fast_fns[fn_key] = fn
         dtype = y0.dtype
         entry = [
             fn,
-            jnp.asarray(rtol, dtype),
-            jnp.asarray(atol, dtype),
-            None if dt0 is None else jnp.asarray(dt0, dtype),
+            device_constant(rtol, dtype),
+            device_constant(atol, dtype),
+            None if dt0 is None else device_constant(dt0, dtype),
             default_ts,
-            (y0, *leaves),  # the arrays last checked finite (jax arrays are immutable)
+            checked_arrays(arrays),
         ]
-        if len(_fast_entries) >= _FAST_CACHE_SIZE:
+        if len(_fast_entries) >= FAST_CACHE_SIZE:
             _fast_entries.clear()
         _fast_entries[key] = entry
-    else:
-        checked = entry[5]
-        arrays = (y0, *leaves)
-        if any(
-            x is not c or not isinstance(x, jax.Array) for x, c in zip(arrays, checked, strict=True)
-        ):
-            if not all(_finite(x) for x in arrays):
-                _validate(problem)  # raises, naming the leaf
-            entry[5] = arrays
+    elif any(x is not c for x, c in zip(arrays, entry[5], strict=True)):
+        if not known_finite(arrays, entry[5]):
+            validate_problem_once(problem)  # raises, naming the leaf
+        entry[5] = checked_arrays(arrays)
     fn, rtol_a, atol_a, dt0_a, default_ts, _ = entry
-    ts = default_ts if saveat is None else _fast_save_times(t0, t1, saveat, y0.dtype)
-    return lambda: fn(y0, params, rtol_a, atol_a, ts, dt0_a)
+    ts = default_ts if saveat is None else device_save_times(t0, t1, saveat, y0.dtype)
+
+    def thunk():
+        return fn(y0, params, rtol_a, atol_a, ts, dt0_a)
+
+    immutable = options[-1] is not NOT_REMEMBERED
+    _last_call.remember((problem, solver, saveat), options, (y0, params), immutable, thunk)
+    return thunk
 
 
 def solve_stiff(
@@ -385,21 +297,22 @@ def solve_stiff(
     else:
         sol = _checked_solve(problem, solver, rtol, atol, saveat, dt0, max_steps, adjoint)
     if throw:
-        if _traced(sol.result):  # under the caller's jit/vmap/grad
+        result = sol.result
+        if isinstance(result._value, jax.core.Tracer):  # under the caller's jit/vmap/grad
             return eqx.error_if(
                 sol,
                 sol.result != diffrax.RESULTS.successful,
                 f"solve_stiff: {type(solver).__name__} failed or reached max_steps={max_steps} "
                 "before t1 (pass throw=False and read sol.result to handle it yourself).",
             )
-        _raise_on_failure(sol.result, solver, max_steps, "solve_stiff")
+        _raise_on_failure(result, solver, max_steps, "solve_stiff")
     return sol
 
 
 def _checked_solve(problem, solver, rtol, atol, saveat, dt0, max_steps, adjoint):
     """`solve_stiff` with every host-side check, for calls the fast path does not take
     (array or traced tolerances, a user-chosen adjoint, ...)."""
-    _validate(problem)
+    validate_problem_once(problem)
     ts = _check_common(problem, solver, rtol, atol, max_steps, dt0, saveat)
     y0 = jnp.asarray(problem.y0)
     inputs = (
@@ -471,7 +384,7 @@ def solve_stiff_ensemble(
         >>> ks = jnp.stack([k1_grid, jnp.full(n, 3e7), jnp.full(n, 1e4)], axis=1)
         >>> ts, ys = solve_stiff_ensemble(prob, params=ks, rtol=1e-8, atol=1e-12)
     """
-    _validate(problem)
+    validate_problem_once(problem)
     y0s, batched_params, _ = broadcast_ensemble(problem, y0, params)
     dtype = jnp.asarray(problem.y0).dtype
     if y0s.dtype != dtype:
