@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_fit import LV_BOUNDS, LV_PROBLEM, LV_START, LV_TRUE, LV_TS, lv_field  # shared fixtures
 
 import simkit.fit._batch as batch_mod
 from simkit import SimkitInputError
@@ -68,16 +69,6 @@ def test_a_tail_runs_in_place_first_then_compacts_and_answers_do_not_depend_on_i
 # ode_model(method="adaptive")
 
 
-def lv_field(t, y, p):
-    x, z = y[0], y[1]
-    return jnp.stack([p["alpha"] * x - p["beta"] * x * z, p["delta"] * x * z - p["gamma"] * z])
-
-
-LV_TRUE = {"alpha": 1.0, "beta": 0.1, "gamma": 1.5, "delta": 0.075}
-LV_START = {"alpha": 0.8, "beta": 0.12, "gamma": 1.3, "delta": 0.09}
-LV_BOUNDS = {k: (0.0, None) for k in LV_TRUE}
-LV_TS = np.linspace(0.0, 15.0, 31)
-LV_PROBLEM = ODEProblem(lv_field, jnp.array([10.0, 5.0]), LV_TRUE, 0.0, 15.0)
 LV_ADAPTIVE = ode_model(LV_PROBLEM, LV_TS, method="adaptive")
 DECAY = ODEProblem(lambda t, y, p: -p["k"] * y, jnp.ones(1), {"k": 1.0}, 0.0, 3.0)
 

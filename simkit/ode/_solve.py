@@ -463,27 +463,25 @@ def solve_ensemble(
     )  # fmt: skip
     if fast is not None:
         return fast
-    from ._fused import solve_ensemble_fused
 
     engine, solver = _ensemble_plan(
         problem, y0, params, solver, stiff, fixed_step, rtol, atol, max_steps, method
     )
     if engine == "fused":
-        sol = solve_ensemble_fused(
+        return _fused_ts_ys(
             problem,
-            y0=y0,
-            params=params,
-            solver=solver,
-            dt0=dt0,
-            fixed_step=fixed_step,
-            rtol=rtol,
-            atol=atol,
-            saveat=saveat,
-            max_steps=max_steps,
-            shard=shard,
-            throw=throw,
+            y0,
+            params,
+            solver,
+            dt0,
+            fixed_step,
+            rtol,
+            atol,
+            saveat,
+            max_steps,
+            shard,
+            throw,
         )
-        return sol.ts, sol.ys
     validate_problem_once(problem)
     y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
     if dt0 is not None:
@@ -569,6 +567,29 @@ def _ensemble_plan(problem, y0, params, solver, stiff, fixed_step, rtol, atol, m
             )
         solver = named[solver.lower()]()
     return "diffrax", solver
+
+
+def _fused_ts_ys(
+    problem, y0, params, solver, dt0, fixed_step, rtol, atol, saveat, max_steps, shard, throw
+):
+    """`solve_ensemble`'s fused engine: `(ts, ys)` of `solve_ensemble_fused`."""
+    from ._fused import solve_ensemble_fused
+
+    sol = solve_ensemble_fused(
+        problem,
+        y0=y0,
+        params=params,
+        solver=solver,
+        dt0=dt0,
+        fixed_step=fixed_step,
+        rtol=rtol,
+        atol=atol,
+        saveat=saveat,
+        max_steps=max_steps,
+        shard=shard,
+        throw=throw,
+    )
+    return sol.ts, sol.ys
 
 
 @functools.lru_cache(maxsize=64)
@@ -796,24 +817,22 @@ def _ensemble_fast(
         entry[4] = checked_arrays(arrays)
     if entry[0] == "fused":
         fused_solver = entry[1]
-        from ._fused import solve_ensemble_fused
 
         def run_fused(throw):
-            sol = solve_ensemble_fused(
+            return _fused_ts_ys(
                 problem,
-                y0=y0,
-                params=params,
-                solver=fused_solver,
-                dt0=dt0,
-                fixed_step=fixed_step,
-                rtol=rtol,
-                atol=atol,
-                saveat=saveat,
-                max_steps=max_steps,
-                shard=shard,
-                throw=throw,
+                y0,
+                params,
+                fused_solver,
+                dt0,
+                fixed_step,
+                rtol,
+                atol,
+                saveat,
+                max_steps,
+                shard,
+                throw,
             )
-            return sol.ts, sol.ys
 
         # The fused solve checks its inputs' values itself, on every call.
         _ensemble_last.remember(same, options, tree, True, run_fused)
