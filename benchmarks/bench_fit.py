@@ -90,6 +90,19 @@ def scipy_fit(data, rtol=None):
     return least_squares(residuals, [START[k] for k in KEYS]).x
 
 
+def lm_fit(residuals, p0, data):
+    """Plain optimistix LM as a user would write it: forward-mode Jacobians, simkit's default
+    tolerances and step limit. Returns the fitted parameters."""
+    return optx.least_squares(
+        residuals,
+        optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
+        p0,
+        data,
+        options={"jac": "fwd"},
+        max_steps=256,
+    ).value
+
+
 def plain_optimistix():
     """Plain optimistix LM as a user would write it (diffrax inside, forward-mode adjoint)."""
 
@@ -108,33 +121,11 @@ def plain_optimistix():
         )
         return (sol.ys - data) / NOISE
 
-    @jax.jit
-    def solve(p0, data):
-        return optx.least_squares(
-            residuals,
-            optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
-            p0,
-            data,
-            options={"jac": "fwd"},
-            max_steps=256,
-        ).value
-
-    return solve
+    return jax.jit(lambda p0, data: lm_fit(residuals, p0, data))
 
 
 def plain_optimistix_rk4(model_rk4):
-    @jax.jit
-    def solve(p0, data):
-        return optx.least_squares(
-            lambda p, d: (model_rk4(p) - d) / NOISE,
-            optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8),
-            p0,
-            data,
-            options={"jac": "fwd"},
-            max_steps=256,
-        ).value
-
-    return solve
+    return jax.jit(lambda p0, data: lm_fit(lambda p, d: (model_rk4(p) - d) / NOISE, p0, data))
 
 
 def jacobian_ratio(model, params, n: int, reps: int = 7) -> dict:
@@ -255,15 +246,29 @@ def main() -> int:
     data_list = [jnp.asarray(d) for d in datas]
     opx_rk4 = plain_optimistix_rk4(model_rk4)
 
-    def batch():
-        return jax.block_until_ready(
-            fit_batch(model_rk4, starts, D, sigma=NOISE, bounds=BOUNDS).params
-        )
+    def batch_and_loop(model) -> list[Candidate]:
+        """`fit_batch` of all n data sets, and a loop of single fits on the fastest single-fit
+        path (`solver='simkit-lm'`), each compiled by its first call."""
 
-    def loop_simkit():
-        for d in data_list:
-            out = fit(model_rk4, START, d, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm")
-        return jax.block_until_ready(out.params)
+        def batch():
+            return jax.block_until_ready(
+                fit_batch(model, starts, D, sigma=NOISE, bounds=BOUNDS).params
+            )
+
+        def loop():
+            for d in data_list:
+                out = fit(model, START, d, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm")
+            return jax.block_until_ready(out.params)
+
+        return [
+            Candidate("simkit fit_batch", batch, setup=batch),
+            Candidate(
+                "loop of simkit fit",
+                loop,
+                setup=loop,
+                note="solver='simkit-lm': the fastest single-fit path",
+            ),
+        ]
 
     def loop_optimistix():
         for d in data_list:
@@ -280,13 +285,7 @@ def main() -> int:
     many = compare(
         f"{n} independent LV fits (RK4 model)",
         [
-            Candidate("simkit fit_batch", batch, setup=batch),
-            Candidate(
-                "loop of simkit fit",
-                loop_simkit,
-                setup=lambda: loop_simkit(),
-                note="solver='simkit-lm': the fastest single-fit path",
-            ),
+            *batch_and_loop(model_rk4),
             Candidate("loop of jitted optimistix LM", loop_optimistix, setup=loop_optimistix),
             Candidate("vmap optimistix LM (lockstep)", lockstep, setup=lockstep),
         ],
@@ -295,16 +294,6 @@ def main() -> int:
         work_unit="fits",
         baseline="loop of simkit fit",
     )
-
-    def batch_dfx():
-        return jax.block_until_ready(
-            fit_batch(model_dfx, starts, D, sigma=NOISE, bounds=BOUNDS).params
-        )
-
-    def loop_dfx():
-        for d in data_list:
-            out = fit(model_dfx, START, d, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm")
-        return jax.block_until_ready(out.params)
 
     def loop_dfx_default():
         for d in data_list:
@@ -316,13 +305,7 @@ def main() -> int:
     many_dfx = compare(
         f"{n} independent LV fits (adaptive diffrax model)",
         [
-            Candidate("simkit fit_batch", batch_dfx, setup=batch_dfx),
-            Candidate(
-                "loop of simkit fit",
-                loop_dfx,
-                setup=loop_dfx,
-                note="solver='simkit-lm': the fastest single-fit path",
-            ),
+            *batch_and_loop(model_dfx),
             Candidate(
                 "loop of simkit fit (default solver)",
                 loop_dfx_default,
@@ -336,28 +319,10 @@ def main() -> int:
         baseline="loop of simkit fit",
     )
 
-    def batch_ada():
-        return jax.block_until_ready(
-            fit_batch(model_ada, starts, D, sigma=NOISE, bounds=BOUNDS).params
-        )
-
-    def loop_ada():
-        for d in data_list:
-            out = fit(model_ada, START, d, sigma=NOISE, bounds=BOUNDS, solver="simkit-lm")
-        return jax.block_until_ready(out.params)
-
     res_ada = fit_batch(model_ada, starts, D, sigma=NOISE, bounds=BOUNDS)
     many_ada = compare(
         f"{n} independent LV fits (method='adaptive' model)",
-        [
-            Candidate("simkit fit_batch", batch_ada, setup=batch_ada),
-            Candidate(
-                "loop of simkit fit",
-                loop_ada,
-                setup=loop_ada,
-                note="solver='simkit-lm': the fastest single-fit path",
-            ),
-        ],
+        batch_and_loop(model_ada),
         rounds=3,
         work=n,
         work_unit="fits",
