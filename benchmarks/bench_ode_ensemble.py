@@ -6,7 +6,9 @@ Workload (the issue's): Lorenz-63 (sigma=10, rho=28, beta=8/3), float64, initial
 - adaptive: Tsit5, rtol = atol = 1e-8, state at t = 1.
 
 Candidates:
-- `simkit fused`: `simkit.ode.solve_ensemble_fused` (one device, no sharding);
+- `simkit fused`: `simkit.ode.solve_ensemble_fused` (one device, no sharding; the members split
+  over one host thread per core, the default) and `fused, 1 thread` (`threads=1`: one core, as
+  the peer uses);
 - `diffrax vmap`: `jax.jit(jax.vmap(diffrax.diffeqsolve ...))`, as a user would write it;
 - fixed step only, kernel checks: the same fused kernel with a hand-batched field (is vmap of the
   per-member field as fast?) and without cache blocking (`block=0`: the whole batch steps at
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _runner import Candidate, compare, write_report  # noqa: E402
 
+from simkit.ensemble._threads import chunk_count, host_cores  # noqa: E402
 from simkit.ode import (  # noqa: E402
     ODEProblem,
     _fused,  # noqa: E402
@@ -99,10 +102,13 @@ def fixed_workload(n: int, rounds: int) -> dict:
     prob = ODEProblem(lorenz, y0[0], p[0], 0.0, T1)
     dfx = diffrax_vmap(diffrax.ConstantStepSize(), DT)
 
-    def fused():
+    def fused(threads=None):
         return jax.block_until_ready(
-            solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=DT).ys
+            solve_ensemble_fused(prob, y0=y0, params=p, fixed_step=True, dt0=DT, threads=threads).ys
         )
+
+    def one_thread():
+        return fused(threads=1)
 
     def hand():
         return jax.block_until_ready(
@@ -126,8 +132,10 @@ def fixed_workload(n: int, rounds: int) -> dict:
             "simkit fused",
             fused,
             setup=fused,
-            note=f"vmap(field), blocks of {_fused.fixed_block_size(n, 3)} members",
+            note=f"vmap(field), blocks of {_fused.fixed_block_size(n, 3)} members, "
+            f"{_threads_note(n, _fused._MIN_CHUNK_FIXED)}",
         ),
+        Candidate("fused, 1 thread", one_thread, setup=one_thread, note="threads=1: one core"),
         Candidate("fused, hand-batched field", hand, setup=hand),
         Candidate(
             "fused, no cache blocking",
@@ -165,11 +173,14 @@ def adaptive_workload(n: int, rounds: int) -> dict:
     prob = ODEProblem(lorenz, y0[0], p[0], 0.0, T1)
     dfx = diffrax_vmap(diffrax.PIDController(rtol=TOL, atol=TOL), None)
 
-    def fused():
-        return solve_ensemble_fused(prob, y0=y0, params=p, rtol=TOL, atol=TOL)
+    def fused(threads=None):
+        return solve_ensemble_fused(prob, y0=y0, params=p, rtol=TOL, atol=TOL, threads=threads)
 
     def fused_run():
         return jax.block_until_ready(fused().ys)
+
+    def one_thread():
+        return jax.block_until_ready(fused(threads=1).ys)
 
     def no_regroup():
         return jax.block_until_ready(
@@ -181,8 +192,13 @@ def adaptive_workload(n: int, rounds: int) -> dict:
 
     cands = [
         Candidate(
-            "simkit fused", fused_run, setup=fused_run, note="regroup when it pays, segment 128"
+            "simkit fused",
+            fused_run,
+            setup=fused_run,
+            note="regroup when it pays, segment 128, "
+            + _threads_note(n, _fused._MIN_CHUNK_ADAPTIVE),
         ),
+        Candidate("fused, 1 thread", one_thread, setup=one_thread, note="threads=1: one core"),
         Candidate("fused, no regroup", no_regroup, setup=no_regroup),
         Candidate(
             "diffrax vmap",
@@ -246,10 +262,12 @@ def straggler_workload(n: int, rounds: int) -> dict:
 
     dfx = jax.jit(jax.vmap(one))
 
-    def fused(regroup):
+    def fused(regroup, threads=None):
         def run():
             return jax.block_until_ready(
-                solve_ensemble_fused(prob, y0=y0, params=p4, rtol=TOL, atol=TOL, regroup=regroup).ys
+                solve_ensemble_fused(
+                    prob, y0=y0, params=p4, rtol=TOL, atol=TOL, regroup=regroup, threads=threads
+                ).ys
             )
 
         return run
@@ -259,8 +277,13 @@ def straggler_workload(n: int, rounds: int) -> dict:
 
     cands = [
         Candidate(
-            "simkit fused", fused(True), setup=fused(True), note="regroup when it pays, segment 128"
+            "simkit fused",
+            fused(True),
+            setup=fused(True),
+            note="regroup when it pays, segment 128, "
+            + _threads_note(n, _fused._MIN_CHUNK_ADAPTIVE),
         ),
+        Candidate("fused, 1 thread", fused(True, 1), setup=fused(True, 1), note="threads=1"),
         Candidate("fused, no regroup", fused(False), setup=fused(False)),
         Candidate("diffrax vmap", diffrax_run, setup=diffrax_run),
     ]
@@ -320,8 +343,15 @@ def dgemm_flops_per_cpu_second(n: int = 2048, reps: int = 5) -> float:
     return 2.0 * n**3 / best
 
 
+def _threads_note(n: int, min_chunk: int) -> str:
+    chunks = chunk_count(n, min_chunk, None, jnp.zeros((1,)))
+    return f"{chunks} host thread(s) of {host_cores()} core(s)"
+
+
 def flop_fraction(results: list[dict]) -> dict:
-    """Achieved flop rate of each fixed-step `simkit fused` row, against the DGEMM bound."""
+    """Achieved flop rate of the fixed-step `simkit fused` rows against the DGEMM bound: the
+    one-thread row against one core's bound, the default (threaded) row against the bound of
+    the cores it used."""
     per_step = flops_per_member_step()
     peak = dgemm_flops_per_cpu_second()
     rows = {}
@@ -329,9 +359,15 @@ def flop_fraction(results: list[dict]) -> dict:
         if not r["workload"].startswith("Lorenz-63 fixed-step"):
             continue
         n = int(r["workload"].rsplit("N=", 1)[1])
-        row = next(x for x in r["rows"] if x["candidate"] == "simkit fused")
-        rate = per_step * n * round(T1 / DT) / row["median_s"]
-        rows[f"N={n}"] = {"gflop_s": rate / 1e9, "fraction_of_dgemm": rate / peak}
+        cores = chunk_count(n, _fused._MIN_CHUNK_FIXED, None, jnp.zeros((1,)))
+        for name, used in (("fused, 1 thread", 1), ("simkit fused", cores)):
+            row = next(x for x in r["rows"] if x["candidate"] == name)
+            rate = per_step * n * round(T1 / DT) / row["median_s"]
+            rows[f"N={n}, {name}"] = {
+                "gflop_s": rate / 1e9,
+                "cores": used,
+                "fraction_of_dgemm": rate / (peak * used),
+            }
     return {
         "flops_per_member_step": per_step,
         "dgemm_gflop_per_cpu_s": peak / 1e9,
@@ -402,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in flops["fixed_step"].items():
         print(
             f"  fixed step {key}: {v['gflop_s']:.1f} GFLOP/s = "
-            f"{100 * v['fraction_of_dgemm']:.0f}% of the DGEMM bound"
+            f"{100 * v['fraction_of_dgemm']:.0f}% of the DGEMM bound of {v['cores']} core(s)"
         )
     summary = {}
     for r in results:

@@ -24,6 +24,13 @@ import optimistix as optx
 from jaxtyping import ArrayLike, PyTree
 
 from .._checks import SimkitInputError, require_positive
+from ..ensemble._threads import (
+    check_threads,
+    chunk_count,
+    join_members,
+    run_chunks,
+    split_members,
+)
 from ._least_squares import (
     Jac,
     _check_jac,
@@ -42,6 +49,8 @@ _MIN_BUCKET = 16
 _GROWTH = 4  # buckets 16 * 4^j ...
 _COMPACT = 0.25  # ... compacted when the running members fit a batch <= 1/4 of the current
 _GRACE = 4  # iterations run in place first: a short tail never compiles a new shape
+# Fewest fits per host thread (`simkit.ensemble._threads`). TODO measured
+_MIN_CHUNK = 64
 
 
 @eqx.filter_jit
@@ -320,6 +329,7 @@ def fit_batch(
     jac: Jac = "fwd",
     segment_steps: int = 64,
     throw: bool = True,
+    threads: int | None = None,
 ) -> FitResult:
     """Many independent least-squares fits (e.g. one per experiment) solved as one batch.
 
@@ -349,6 +359,10 @@ def fit_batch(
             size (then, if they still run after a few more iterations, the finished members
             are dropped).
         throw: raise `FitError` if any member failed (the error carries the whole result).
+        threads: split the fits over this many host threads, each driving its own batch on
+            one core (one CPU device, concrete inputs). Default None: one per core this
+            process may use, when each thread keeps at least 64 fits; 1: no threads. A fit's
+            result does not depend on it.
 
     Returns:
         A batched `FitResult` (leading axis `n` on every array; `result.member(i)` for one).
@@ -360,6 +374,7 @@ def fit_batch(
         >>> res.params["k"].shape, res.member(3).stderr["k"]  # (50,), one fit's error
     """
     _check_common(jac, max_steps, rtol, atol, segment_steps)
+    check_threads(threads)
     n = _leading(data, "data")
     n_p = _leading(params0, "params0")
     if n_p != n:
@@ -411,6 +426,7 @@ def fit_batch(
         max_steps=max_steps,
         segment_steps=segment_steps,
         absolute_sigma=absolute_sigma,
+        threads=threads,
     )
     if throw:
         result.raise_if_failed()
@@ -451,41 +467,52 @@ def _run(
     max_steps,
     segment_steps,
     absolute_sigma,
+    threads=None,
 ) -> FitResult:
-    if solver is None:
-        return run_batched_lm(
-            model,
-            has_args,
-            transform,
-            jnp.asarray(x0s),
-            batched,
-            shared,
-            axes,
-            jac=jac,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            segment_steps=segment_steps,
-            absolute_sigma=absolute_sigma,
-        )
-    if not isinstance(solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
+    if solver is not None and not isinstance(
+        solver, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)
+    ):
         raise SimkitInputError(
             f"solver must be an optimistix least-squares solver or minimiser, "
             f"got {type(solver).__name__}."
         )
-    return _vmapped_optimistix(
-        model,
-        has_args,
-        transform,
-        jnp.asarray(x0s),
-        batched,
-        shared,
-        axes,
-        solver,
-        max_steps,
-        jac,
-        absolute_sigma,
-    )
+
+    def run(x0_c, batched_c):
+        if solver is None:
+            return run_batched_lm(
+                model,
+                has_args,
+                transform,
+                x0_c,
+                batched_c,
+                shared,
+                axes,
+                jac=jac,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                segment_steps=segment_steps,
+                absolute_sigma=absolute_sigma,
+            )
+        return _vmapped_optimistix(
+            model,
+            has_args,
+            transform,
+            x0_c,
+            batched_c,
+            shared,
+            axes,
+            solver,
+            max_steps,
+            jac,
+            absolute_sigma,
+        )
+
+    n = int(np.shape(x0s)[0])
+    x0s = jnp.asarray(x0s)
+    # One batch per core, each with its own compaction (members are independent).
+    chunks = chunk_count(n, _MIN_CHUNK, threads, x0s, batched)
+    return join_members(run_chunks(run, split_members((x0s, batched), n, chunks)), n)
 
 
 @eqx.filter_jit

@@ -67,6 +67,14 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .._checks import SimkitInputError
+from .._compile import with_cpu_options
+from ..ensemble._threads import (
+    check_threads,
+    chunk_count,
+    join_members,
+    run_chunks,
+    split_members,
+)
 from ._tableau import ButcherTableau
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +224,12 @@ def fixed_step_plan(t0: float, t1: float, dt: float, save_ts, max_steps: int):
 _BLOCK_ELEMENTS = 512
 # Below this many members per block the per-step loop overhead dominates: no blocking.
 _MIN_BLOCK = 8
+# Steps per iteration of the fixed-step scan (see `_fixed_kernel`). Re-measured on the 2-core
+# EPYC Zen 5 (AVX-512, L1d 48 KiB) with the kernels' 512-bit vectors (`simkit._compile`):
+# N = 1e3, blocks of 128, one core, wall time of one 1000-step solve: unroll 4 / 8 / 16 / 32:
+# 3.9 / 3.6 / 3.45 / 3.45 ms, compile 0.45 / 0.85 / 3.7 / 8.5 s. 8 is the compromise. Blocks of
+# 64 / 128 / 256 / 512 at unroll 8: 3.8 / 3.6 / 3.7 / 5.7 ms (128 kept).
+_FIXED_UNROLL = 8
 # Adaptive segments (see `_adaptive_segment`), measured separately (same machine, Lorenz-63,
 # rtol = atol = 1e-8, CPU-time throughput): N = 1e4 unblocked 103k trajectories/s, blocks of
 # 128 / 256 / 1024 members 142k / 141k / 123k; N = 1e3 unblocked 114k, blocks of 256: 116k.
@@ -233,7 +247,9 @@ def fixed_block_size(n: int, dim: int) -> int:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("vector_field", "tab", "t0", "dt", "save_steps", "batched", "block")
+    with_cpu_options,
+    jax.jit,
+    static_argnames=("vector_field", "tab", "t0", "dt", "save_steps", "batched", "block"),
 )
 def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, block=None):
     """Fixed-step solve of `y0_b (n, dim)`; returns the saved states `(n, n_save, dim)`.
@@ -249,8 +265,11 @@ def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, 
     that layout natively, so no transpose is left in the step. Measured at N = 1e5 (blocks of
     128, Lorenz-63): member-last 108k trajectories/s vs member-first 82k; a hand-batched field
     (member-first by contract) 102k. Each stage state is materialised (`materialize_stages`):
-    without it the member-last block ran 59k/s. The step scan is unrolled 4x (less loop
-    overhead per step for a small block): 135k/s vs 109k/s (unroll 1) and 125k/s (unroll 2).
+    without it the member-last block ran 59k/s (on the Zen 5 machine with 512-bit vectors:
+    3.6 ms vs 93 ms at N = 1e3; XLA then fuses every stage into the next and recomputes them).
+    The step scan is unrolled `_FIXED_UNROLL` steps per iteration (less loop overhead per step
+    for a small block): unroll 4: 135k/s vs 109k/s (unroll 1) and 125k/s (unroll 2); see
+    `_FIXED_UNROLL` for 8.
     """
     member_last = not batched
     F = _batched_field(vector_field, batched, t_batched=False, member_last=member_last)
@@ -280,7 +299,7 @@ def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, 
             return (i + 1, y1, k_last if tab.fsal else k1), None
 
         def chunk(carry, _):
-            carry, _ = jax.lax.scan(step, carry, None, length=g, unroll=min(4, g))
+            carry, _ = jax.lax.scan(step, carry, None, length=g, unroll=min(_FIXED_UNROLL, g))
             return carry, carry[1]
 
         k_init = F(t0_, y0_blk, p_blk) if tab.fsal else jnp.zeros_like(y0_blk)
@@ -551,6 +570,7 @@ def adaptive_block_size(n: int, dim: int) -> int:
 
 
 @functools.partial(
+    with_cpu_options,
     jax.jit,
     static_argnames=(
         "vector_field",
@@ -807,9 +827,28 @@ def _adaptive_loop(
         it, inner = carry
         return it + 1, step(inner)
 
+    t_end = stops[-1]
+    slack = max(1, segment_steps // 4)
+
+    def near_end(fl, active):
+        """Every running member of the block is predicted (its time left over its current
+        step) to reach t1 within `slack` more steps."""
+        left = jnp.where(active, (t_end - fl[0]) / (fl[1] - fl[0]), 0)
+        return jnp.max(left) <= slack
+
     def cond(carry):
         it, (_, _, _, flags, _) = carry
         return (it < segment_steps) & jnp.any(~flags[1])
+
+    def cond_extend(carry):
+        # Past `segment_steps` a block keeps going while its running members are about to
+        # finish: ending the segment there would cost a host round trip and another launch of
+        # every block for a few steps (1000 Lorenz-63 members at rtol 1e-8 take 120-133
+        # steps: 0.2 ms of a 2.4 ms solve). Stragglers still end the segment on time, so the
+        # host can regroup them. A second loop, so the first one's condition stays cheap.
+        it, (_, fl, _, flags, _) = carry
+        active = ~flags[1]
+        return (it < segment_steps + slack) & jnp.any(active) & near_end(fl, active)
 
     target, floor = next_stop(s0["stop_idx"])
     rows = {**s0, "target": target, "floor": floor}
@@ -820,7 +859,8 @@ def _adaptive_loop(
         jnp.stack([rows[r] for r in _BOOL_ROWS]),
         s0["ys"],
     )
-    _, (yk, fl, ints, flags, ys) = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), inner))
+    carry = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), inner))
+    _, (yk, fl, ints, flags, ys) = jax.lax.while_loop(cond_extend, body, carry)
     out = {"y": yk[0], "k1": yk[1], "ys": ys}
     for names, packed in ((_FLOAT_ROWS[:5], fl), (_INT_ROWS, ints), (_BOOL_ROWS, flags)):
         out.update({name: packed[i] for i, name in enumerate(names)})
@@ -859,6 +899,30 @@ def _fixed_fn(vector_field, tab, t0, dt, save_steps, batched):
         )
 
     return run
+
+
+@functools.lru_cache(maxsize=64)
+def _stop_plan(save_bytes: bytes, t0: float, t1: float, dtype: str):
+    """The stops of an adaptive solve, once per (save times, span, dtype): `(stops, floors,
+    inverse or None, n_initial, ts)`, arrays on the device (building them cost ~0.2 ms of host
+    work and transfers per call, a tenth of a 1000-member Lorenz-63 solve).
+
+    Stops are the unique save times plus t1; `inverse` maps each save time to its stop (None
+    when that is the identity); `n_initial` counts stops at or before t0 (saved at once).
+    """
+    save = np.frombuffer(save_bytes, np.float64)
+    np_dtype = np.dtype(dtype)
+    stops64, inverse = np.unique(np.concatenate([save, [t1]]), return_inverse=True)
+    inverse = inverse[: save.shape[0]]
+    stops = stops64.astype(np_dtype)
+    identity = np.array_equal(inverse, np.arange(stops.shape[0]))
+    return (
+        jnp.asarray(stops),
+        jnp.asarray(_stop_floors(stops)),
+        None if identity else jnp.asarray(inverse),
+        int(np.sum(stops64 <= t0)),
+        jnp.asarray(save.astype(np_dtype)),
+    )
 
 
 def _stop_floors(stops: np.ndarray) -> np.ndarray:
@@ -960,14 +1024,9 @@ def adaptive_solve(
         save = np.array([t1], np.float64)
     else:
         save = np.asarray(save_ts, np.float64)
-    # Stops: unique save times plus t1; `inverse` maps each save time to its stop.
-    stops64, inverse = np.unique(np.concatenate([save, [float(t1)]]), return_inverse=True)
-    inverse = inverse[: save.shape[0]]
-    stops = stops64.astype(np_dtype)
-    floors = _stop_floors(stops)
-    n_initial = int(np.sum(stops64 <= float(t0)))
-
-    stops_j, floors_j = jnp.asarray(stops), jnp.asarray(floors)
+    stops_j, floors_j, inverse_j, n_initial, ts_out = _stop_plan(
+        save.tobytes(), float(t0), float(t1), np_dtype.str
+    )
     state = _adaptive_init(
         vector_field, tab, cfg, batched, y0, params, float(t0), dt0, stops_j, n_initial
     )
@@ -1019,17 +1078,22 @@ def adaptive_solve(
         full = _put(full, work, work_idx)
     else:
         full = work
-    ys = full.ys
-    if not np.array_equal(inverse, np.arange(stops.shape[0])):
-        ys = _select_saves(ys, jnp.asarray(inverse))
+    ys = full.ys if inverse_j is None else _select_saves(full.ys, inverse_j)
     return FusedSolution(
-        ts=jnp.asarray(save.astype(np_dtype)),
+        ts=ts_out,
         ys=ys,
         num_steps=full.num_steps,
         num_accepted=full.num_accepted,
         num_rejected=full.num_rejected,
         success=full.success,
     )
+
+
+# Fewest members per host thread (`simkit.ensemble._threads`): starting a thread and a second
+# host call cost ~0.1-0.2 ms, a few percent of a 256-member Lorenz-63 solve of 1000 steps.
+# TODO measured
+_MIN_CHUNK_FIXED = 2048
+_MIN_CHUNK_ADAPTIVE = 2048
 
 
 # Host-side cost of regrouping the still-running members into a smaller batch (gather, scatter
@@ -1077,6 +1141,17 @@ def _put(full: AdaptiveState, work: AdaptiveState, idx):
     """Write working members back to their places in the full batch (padding, idx == n, is
     dropped)."""
     return jax.tree_util.tree_map(lambda f, w: f.at[idx].set(w, mode="drop"), full, work)
+
+
+def _per_member(sol: FusedSolution) -> dict:
+    """A fused solution's per-member fields (every one but `ts`)."""
+    return {
+        "ys": sol.ys,
+        "num_steps": sol.num_steps,
+        "num_accepted": sol.num_accepted,
+        "num_rejected": sol.num_rejected,
+        "success": sol.success,
+    }
 
 
 def raise_on_fused_failure(sol: FusedSolution, method: str, max_steps: int) -> None:
@@ -1129,6 +1204,7 @@ def solve_ensemble_fused(
     mesh: Any = None,
     throw: bool = True,
     batched_field: Callable | None = None,
+    threads: int | None = None,
 ) -> FusedSolution:
     """Solve many members of `problem` with a fused explicit Runge-Kutta kernel.
 
@@ -1169,6 +1245,11 @@ def solve_ensemble_fused(
             ~0.8x, benchmarks/bench_ode_ensemble.py), nor in the adaptive kernel, which also
             runs member-last and transposes a hand-batched field's input and output at every
             stage (0.66x at N = 1e4).
+        threads: split the members over this many host threads, each running its chunk's
+            compiled kernels on one core (one CPU device, concrete inputs, no `shard`).
+            Default None: one thread per core this process may use, when every chunk keeps at
+            least ~256 members (fewer: the start-up costs more than it saves); 1: no threads.
+            A member's result does not depend on it.
 
     Returns:
         `FusedSolution`: ts `(n_save,)`, ys `(n, n_save, dim)`, per-member step counts `(n,)`
@@ -1217,6 +1298,7 @@ def solve_ensemble_fused(
     if not jnp.issubdtype(y0s.dtype, jnp.floating):
         raise SimkitInputError(f"ensemble y0 must be floating point, got dtype {y0s.dtype}.")
     check_max_steps(max_steps)
+    check_threads(threads)
     if dt0 is not None:
         require_positive("dt0", dt0)
     # shape / range / order checks on the host, cached per jax array (issue 13)
@@ -1254,7 +1336,9 @@ def solve_ensemble_fused(
 
             ys = sharded_call(run, y0s, batched_params, mesh=mesh)
         else:
-            ys = run(y0s, batched_params)
+            chunks = chunk_count(n, _MIN_CHUNK_FIXED, threads, y0s, batched_params)
+            pieces = split_members((y0s, batched_params), n, chunks)
+            ys = join_members(run_chunks(run, pieces), n)
         # steps after the last save are skipped; cached constants: no dispatch per call
         full = constant_array((n,), max(save_steps), np.int32)
         return build_module(  # FusedSolution(...) without equinox's __init__ (~60 us)
@@ -1293,22 +1377,38 @@ def solve_ensemble_fused(
         if float(rtol) == 0 and float(atol) == 0:
             raise SimkitInputError("rtol and atol cannot both be 0; e.g. rtol=atol=1e-6.")
         cfg = ControllerConfig(rtol=float(rtol), atol=float(atol))
-    sol = adaptive_solve(
-        vf,
-        tab,
-        y0s,
-        batched_params,
-        t0=problem.t0,
-        t1=problem.t1,
-        cfg=cfg,
-        save_ts=None if saveat is None else np.asarray(saveat),
-        dt0=dt0,
-        max_steps=max_steps,
-        segment_steps=segment_steps,
-        regroup=regroup,
-        batched=is_batched,
-        shard=shard,
-        mesh=mesh,
+    save_ts = None if saveat is None else np.asarray(saveat)
+
+    def solve_chunk(y0_c, params_c):
+        return adaptive_solve(
+            vf,
+            tab,
+            y0_c,
+            params_c,
+            t0=problem.t0,
+            t1=problem.t1,
+            cfg=cfg,
+            save_ts=save_ts,
+            dt0=dt0,
+            max_steps=max_steps,
+            segment_steps=segment_steps,
+            regroup=regroup,
+            batched=is_batched,
+            shard=shard,
+            mesh=mesh,
+        )
+
+    # Sharded: the devices split the members. Otherwise one host loop per core (each chunk
+    # regroups its own stragglers).
+    chunks = 1 if shard else chunk_count(n, _MIN_CHUNK_ADAPTIVE, threads, y0s, batched_params)
+    parts = run_chunks(solve_chunk, split_members((y0s, batched_params), n, chunks))
+    sol = (
+        parts[0]
+        if chunks == 1
+        else FusedSolution(
+            ts=parts[0].ts,
+            **join_members([_per_member(p) for p in parts], n),
+        )
     )
     if throw:
         raise_on_fused_failure(sol, tab.name, max_steps)

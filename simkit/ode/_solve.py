@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._checks import SimkitInputError, require_positive
+from ..ensemble._threads import check_threads
 from ._fastpath import (
     FAST_CACHE_SIZE,
     NOT_REMEMBERED,
@@ -422,6 +423,7 @@ def solve_ensemble(
     shard: bool = True,
     throw: bool = True,
     method: str = "auto",
+    threads: int | None = None,
 ) -> tuple[Float[Array, " n_save"], Float[Array, "n n_save dim"]]:
     """Solve many members of `problem` at once, sharded over local devices.
 
@@ -446,6 +448,9 @@ def solve_ensemble(
             inputs are concrete; diffrax otherwise), "fused", or "diffrax". Adaptive fused solves
             run a host loop, so under `jax.grad`/`jit` "auto" picks diffrax.
         shard: spread members over all local devices with `simkit.ensemble` (padding handled).
+        threads: fused engine on one CPU device: split the members over this many host
+            threads, one core each (default None: one per core when each keeps ~256 members;
+            1: none). See `solve_ensemble_fused`.
 
     The other arguments are as in `solve` (rtol, atol > 0; max_steps <= 2**31 - 1; fixed-step
     fused solves need `t1 - t0` and the save times to be whole multiples of `dt0`).
@@ -457,9 +462,10 @@ def solve_ensemble(
         >>> prob = ODEProblem(lambda t, y, p: -p * y, jnp.ones(1), jnp.array(1.0), 0.0, 1.0)
         >>> ts, ys = solve_ensemble(prob, params=jnp.linspace(0.5, 2.0, 8))  # fused Tsit5
     """
+    check_threads(threads)
     fast = _ensemble_fast(
         problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps, shard,
-        throw, method,
+        throw, method, threads,
     )  # fmt: skip
     if fast is not None:
         return fast
@@ -481,6 +487,7 @@ def solve_ensemble(
             max_steps,
             shard,
             throw,
+            threads,
         )
     validate_problem_once(problem)
     y0s, batched_params, n = broadcast_ensemble(problem, y0, params)
@@ -570,8 +577,9 @@ def _ensemble_plan(problem, y0, params, solver, stiff, fixed_step, rtol, atol, m
 
 
 def _fused_ts_ys(
-    problem, y0, params, solver, dt0, fixed_step, rtol, atol, saveat, max_steps, shard, throw
-):
+    problem, y0, params, solver, dt0, fixed_step, rtol, atol, saveat, max_steps, shard, throw,
+    threads,
+):  # fmt: skip
     """`solve_ensemble`'s fused engine: `(ts, ys)` of `solve_ensemble_fused`."""
     from ._fused import solve_ensemble_fused
 
@@ -588,6 +596,7 @@ def _fused_ts_ys(
         max_steps=max_steps,
         shard=shard,
         throw=throw,
+        threads=threads,
     )
     return sol.ts, sol.ys
 
@@ -771,7 +780,7 @@ def _batched_struct(tree) -> tuple | None:
 
 def _ensemble_fast(
     problem, y0, params, solver, stiff, dt0, fixed_step, rtol, atol, saveat, max_steps, shard,
-    throw, method,
+    throw, method, threads,
 ):  # fmt: skip
     """`solve_ensemble` on its fast path: (ts, ys), or None for the checked path (array or
     traced options or inputs, several devices to shard over, unhashable configuration)."""
@@ -781,7 +790,9 @@ def _ensemble_fast(
         or (shard and _local_device_count() > 1)
     ):
         return None
-    options = (stiff, fixed_step, rtol, atol, dt0, max_steps, method, save_times_token(saveat))
+    options = (
+        stiff, fixed_step, rtol, atol, dt0, max_steps, method, threads, save_times_token(saveat)
+    )  # fmt: skip
     same = (problem, solver, saveat, y0, params)
     tree = (problem.y0, problem.params, y0, params)
     remembered = _ensemble_last.repeat(same, options, tree)
@@ -832,6 +843,7 @@ def _ensemble_fast(
                 max_steps,
                 shard,
                 throw,
+                threads,
             )
 
         # The fused solve checks its inputs' values itself, on every call.
