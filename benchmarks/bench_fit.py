@@ -155,6 +155,12 @@ def jacobian_ratio(model, params, n: int, reps: int = 7) -> dict:
     }
 
 
+def _ratio(result: dict, batch: str) -> float:
+    """Loop of single fits over `batch`'s median time, in one workload's result."""
+    med = {r["candidate"]: r["median_s"] for r in result["rows"]}
+    return med["loop of simkit fit"] / med[batch]
+
+
 def main() -> int:
     problem = ODEProblem(lv, jnp.asarray(Y0), TRUE, 0.0, 15.0)
     model_dfx = ode_model(problem, TS)  # defaults: adaptive Tsit5, rtol = atol = 1e-8
@@ -250,10 +256,13 @@ def main() -> int:
         """`fit_batch` of all n data sets, and a loop of single fits on the fastest single-fit
         path (`solver='simkit-lm'`), each compiled by its first call."""
 
-        def batch():
+        def batch(threads=None):
             return jax.block_until_ready(
-                fit_batch(model, starts, D, sigma=NOISE, bounds=BOUNDS).params
+                fit_batch(model, starts, D, sigma=NOISE, bounds=BOUNDS, threads=threads).params
             )
+
+        def batch_one_thread():
+            return batch(threads=1)
 
         def loop():
             for d in data_list:
@@ -261,7 +270,10 @@ def main() -> int:
             return jax.block_until_ready(out.params)
 
         return [
-            Candidate("simkit fit_batch", batch, setup=batch),
+            Candidate("simkit fit_batch", batch, setup=batch, note="threads: one per core"),
+            Candidate(
+                "fit_batch, 1 thread", batch_one_thread, setup=batch_one_thread, note="threads=1"
+            ),
             Candidate(
                 "loop of simkit fit",
                 loop,
@@ -368,8 +380,14 @@ def main() -> int:
     )
     base = {r["candidate"]: r["median_s"] for r in single["rows"]}
     loops = {r["candidate"]: r["median_s"] for r in many["rows"]}
+    one = "fit_batch, 1 thread"
     print(
-        f"\n1000 fits: fit_batch vs loop of simkit fit "
+        f"\n1000 fits, 1 thread: fit_batch vs loop of simkit fit: RK4 "
+        f"{loops['loop of simkit fit'] / loops[one]:.1f}x, adaptive diffrax model "
+        f"{_ratio(many_dfx, one):.1f}x, method='adaptive' model {_ratio(many_ada, one):.1f}x"
+    )
+    print(
+        f"1000 fits: fit_batch vs loop of simkit fit "
         f"{loops['loop of simkit fit'] / loops['simkit fit_batch']:.1f}x, vs loop of jitted "
         f"optimistix {loops['loop of jitted optimistix LM'] / loops['simkit fit_batch']:.1f}x"
     )

@@ -11,6 +11,13 @@ whole machine, without asking the user to start jax with several virtual CPU dev
 Members are independent, so a member's result does not depend on the chunk it ran in; chunks
 have equal sizes (the last one padded by repeating its last member, never zeros or NaN), so
 one compiled shape serves every chunk.
+
+Caveat (measured on a 2-core KVM guest): with jax's default asynchronous CPU dispatch, XLA runs
+each call on its own worker threads, and two calls issued together sometimes run one after the
+other, mostly right after other jax work. The gain is then reliable only for large chunks
+(several milliseconds each); callers set their `min_chunk` from measurements. With
+`jax_cpu_enable_async_dispatch=False` (set before jax starts) calls run on the calling thread
+and chunks run side by side every time.
 """
 
 from __future__ import annotations
@@ -64,6 +71,14 @@ def chunk_count(n: int, min_chunk: int, threads: int | None, *trees: PyTree) -> 
         the number of chunks, >= 1 (1: call once, no thread).
     """
     check_threads(threads)
+    # Cheapest tests first: most calls are small ensembles that never split (issue 13's
+    # entry-point overhead budget is a few microseconds).
+    if threads is None:
+        want = min(host_cores(), n // max(1, min_chunk))
+    else:
+        want = min(int(threads), n)
+    if want <= 1:
+        return 1
     if threading.current_thread().name.startswith(_WORKER_PREFIX):
         return 1  # inside a chunk already: a nested split would wait on its own pool
     for x in jax.tree_util.tree_leaves(trees):
@@ -73,16 +88,16 @@ def chunk_count(n: int, min_chunk: int, threads: int | None, *trees: PyTree) -> 
             devices = x.devices()
             if len(devices) != 1 or next(iter(devices)).platform != "cpu":
                 return 1
-    if threads is not None:
-        return max(1, min(int(threads), n))
-    if jax.default_backend() != "cpu":
+    if threads is None and jax.default_backend() != "cpu":
         return 1
-    return max(1, min(host_cores(), n // max(1, min_chunk)))
+    return want
 
 
 def split_members(tree: PyTree, n: int, chunks: int) -> list[PyTree]:
     """`tree` (every array leaf `(n, ...)`) cut into `chunks` pieces of `ceil(n / chunks)`
     members; the last piece is padded by repeating its last member."""
+    if chunks == 1:
+        return [tree]
     size = -(-n // chunks)
     pieces = []
     for c in range(chunks):

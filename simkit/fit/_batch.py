@@ -14,6 +14,7 @@ simkit's adaptive model 475 vs 480 ms, at the cost of more compiled shapes.)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -24,6 +25,7 @@ import optimistix as optx
 from jaxtyping import ArrayLike, PyTree
 
 from .._checks import SimkitInputError, require_positive
+from .._compile import with_cpu_options
 from ..ensemble._threads import (
     check_threads,
     chunk_count,
@@ -49,11 +51,14 @@ _MIN_BUCKET = 16
 _GROWTH = 4  # buckets 16 * 4^j ...
 _COMPACT = 0.25  # ... compacted when the running members fit a batch <= 1/4 of the current
 _GRACE = 4  # iterations run in place first: a short tail never compiles a new shape
-# Fewest fits per host thread (`simkit.ensemble._threads`). TODO measured
+# Fewest fits per host thread (`simkit.ensemble._threads`): a thread's start-up and host loop
+# cost well under a millisecond, ~10 single Lotka-Volterra fits' worth of batched work. 1000 LV
+# fits on the 2-core EPYC (benchmarks/bench_fit.py): two threads 1.5x (RK4 model, 32 vs 47 ms)
+# to 2.2x (adaptive diffrax model) one thread.
 _MIN_CHUNK = 64
 
 
-@eqx.filter_jit
+@functools.partial(with_cpu_options, eqx.filter_jit)
 def _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes):
     def one(x0, b):
         data, inv_sigma, args = _merge(b, shared, axes)
@@ -64,7 +69,7 @@ def _batch_init(model, has_args, transform, jac, x0s, batched, shared, axes):
     return jax.vmap(one)(x0s, batched)
 
 
-@eqx.filter_jit
+@functools.partial(with_cpu_options, eqx.filter_jit)
 def _batch_segment(
     model,
     has_args,
@@ -104,7 +109,7 @@ def _batch_segment(
     return states
 
 
-@eqx.filter_jit
+@functools.partial(with_cpu_options, eqx.filter_jit)
 def _batch_finalise(
     model,
     has_args,

@@ -16,12 +16,17 @@ members (`fixed_block_size`) and all steps of one block run before the next bloc
 streaming the whole batch through memory. Inside a block the state is member-last `(dim, B)`
 (the layout the vmapped `jnp.stack` produces natively, so no transposes are left), each stage
 state is materialised before the field reads it (else XLA recomputes the stage combination
-once per output component) and the step loop is unrolled 4x. On a 2-core AMD EPYC (one core
-used), Lorenz-63, float64, Tsit5, N = 1e5 this took the kernel from ~41k to ~130k
-trajectories/s; see `_fixed_kernel` for each factor. Adaptive segments are blocked the same way
-and also run member-last inside a block, with the loop state packed into one array per dtype
-(fewer XLA kernels per step) and the controller's `x ** (1/5)` taken as a refined float32 root
-(`_power`); see `_adaptive_loop`.
+once per output component) and the step loop is unrolled (`_FIXED_UNROLL`). On a 2-core AMD
+EPYC (one core used), Lorenz-63, float64, Tsit5, N = 1e5 this took the kernel from ~41k to
+~130k trajectories/s; see `_fixed_kernel` for each factor. Adaptive segments are blocked the
+same way and also run member-last inside a block, with the loop state packed into one array per
+dtype (fewer XLA kernels per step) and the controller's `x ** (1/5)` taken as a refined float32
+root (`_power`); see `_adaptive_loop`. A segment runs on past `segment_steps` while a block's
+members are about to finish.
+
+Both kernels are compiled with 512-bit vectors when called at top level (`simkit._compile`),
+and `solve_ensemble_fused` splits large ensembles over one host thread per core
+(`simkit.ensemble._threads`).
 
 Two kernels:
 
@@ -1089,9 +1094,13 @@ def adaptive_solve(
     )
 
 
-# Fewest members per host thread (`simkit.ensemble._threads`): starting a thread and a second
-# host call cost ~0.1-0.2 ms, a few percent of a 256-member Lorenz-63 solve of 1000 steps.
-# TODO measured
+# Fewest members per host thread (`simkit.ensemble._threads`). Measured on the 2-core EPYC
+# (Lorenz-63, Tsit5, benchmarks/bench_ode_ensemble.py, interleaved with the other candidates):
+# at N = 1e4 two threads gave 1.75x (fixed step) and 1.5x (adaptive) one thread; at N = 1e3 they
+# gave nothing or lost (fixed 7.7 vs 7.4 ms, adaptive 4.7 vs 3.2 ms), although the same call
+# repeated back to back ran 1.9x faster: XLA's CPU client runs each call on its own worker
+# threads (asynchronous dispatch), and right after other jax work the two chunks often ran
+# one after the other. So only chunks of at least 2048 members are split off.
 _MIN_CHUNK_FIXED = 2048
 _MIN_CHUNK_ADAPTIVE = 2048
 
