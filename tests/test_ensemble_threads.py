@@ -19,7 +19,7 @@ from simkit.ensemble._threads import (
     run_chunks,
     split_members,
 )
-from simkit.fit import fit_batch
+from simkit.fit import fit_batch, fit_multistart
 from simkit.ode import ODEProblem, solve_ensemble, solve_ensemble_fused
 
 
@@ -167,3 +167,20 @@ def test_nested_split_runs_inline():
         return chunk_count(1000, 1, 4, jnp.zeros((3,)))
 
     assert run_chunks(inner, [(0,), (1,)]) == [4, 1]  # this thread splits, the worker does not
+
+
+def test_fit_multistart_same_best_with_threads():
+    """Starts split over threads: the same best fit and the same per-start answers."""
+    rng = np.random.default_rng(6)
+    y = 2.0 * np.exp(-1.3 * T_EXP) + 0.01 * rng.normal(size=T_EXP.size)
+    starts = {"a": jnp.linspace(0.5, 3.0, 9), "k": jnp.linspace(0.2, 4.0, 9)}
+    bounds = {"a": (0.0, None), "k": (0.0, None)}
+    best1, all1 = fit_multistart(exp_model, starts, jnp.asarray(y), bounds=bounds,
+                                 threads=1, return_all=True)  # fmt: skip
+    best3, all3 = fit_multistart(exp_model, starts, jnp.asarray(y), bounds=bounds,
+                                 threads=3, return_all=True)  # fmt: skip
+    np.testing.assert_allclose(best3.params["k"], best1.params["k"], rtol=1e-10)
+    np.testing.assert_allclose(all3.chi2, all1.chi2, rtol=1e-9)
+    np.testing.assert_array_equal(all3.status, all1.status)
+    with pytest.raises(SimkitInputError, match="threads"):
+        fit_multistart(exp_model, starts, jnp.asarray(y), threads=0)

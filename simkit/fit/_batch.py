@@ -560,6 +560,7 @@ def fit_multistart(
     segment_steps: int = 64,
     return_all: bool = False,
     throw: bool = True,
+    threads: int | None = None,
 ) -> FitResult | tuple[FitResult, FitResult]:
     """Fit from many starting points at once (one batch) and keep the best converged fit.
 
@@ -578,6 +579,8 @@ def fit_multistart(
             drawn uniformly inside the bounds.
         return_all: also return the batched result of every start.
         throw: raise `FitError` if no start converged.
+        threads: as in `fit_batch` (the starts split over host threads, one per core, when
+            each thread keeps at least 64 starts).
 
     Returns:
         The best `FitResult` (lowest chi2 among converged starts), or `(best, all)`.
@@ -589,6 +592,7 @@ def fit_multistart(
         >>> best.params["w"]
     """
     _check_common(jac, max_steps, rtol, atol, segment_steps)
+    check_threads(threads)
     n = _leading(starts, "starts")
     transform, data, inv_sigma, has_args = prepare(
         model, starts, data, sigma=sigma, args=args, bounds=bounds, batch_axes_params=1
@@ -597,20 +601,22 @@ def fit_multistart(
     axes = (False, False, False)
     batched = (None, None, None)
     shared = (data, inv_sigma, args)
-    all_res = run_batched_lm(
+    all_res = _run(
         model,
         has_args,
         transform,
-        jnp.asarray(x0s),
+        x0s,
         batched,
         shared,
         axes,
+        solver=None,
         jac=jac,
         rtol=rtol,
         atol=atol,
         max_steps=max_steps,
         segment_steps=segment_steps,
         absolute_sigma=absolute_sigma,
+        threads=threads,
     )
     ok = np.asarray(all_res.success)
     chi2 = np.asarray(all_res.chi2)
