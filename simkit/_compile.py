@@ -14,7 +14,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-CPU_KERNEL_OPTIONS: dict[str, int] = {"xla_cpu_prefer_vector_width": 512}
+CPU_KERNEL_OPTIONS: dict[str, int | bool] = {"xla_cpu_prefer_vector_width": 512}
+
+# The fixed-step kernel also asks XLA's copy insertion for its region analysis (a finer alias
+# analysis of loop-carried buffers: fewer copies in the step loop). Same machine and workload:
+# 3.66 -> 3.33 ms, bit-identical. Not for the adaptive segments, where it measured 3-5% slower.
+FIXED_STEP_OPTIONS: dict[str, int | bool] = {
+    **CPU_KERNEL_OPTIONS,
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+}
 
 
 def at_top_level() -> bool:
@@ -32,11 +40,18 @@ def at_top_level() -> bool:
     return bool(trace_state_clean())
 
 
-def with_cpu_options(jit: Callable[..., Callable], fun: Callable, **jit_kwargs) -> Callable:
-    """`jit(fun, **jit_kwargs)` that runs a twin compiled with `CPU_KERNEL_OPTIONS` when called
-    at top level (see `at_top_level`), and the plain one inside a caller's transformation."""
+def with_cpu_options(
+    jit: Callable[..., Callable],
+    fun: Callable,
+    *,
+    options: dict[str, int | bool] = CPU_KERNEL_OPTIONS,
+    **jit_kwargs,
+) -> Callable:
+    """`jit(fun, **jit_kwargs)` that runs a twin compiled with `options` (default
+    `CPU_KERNEL_OPTIONS`) when called at top level (see `at_top_level`), and the plain one
+    inside a caller's transformation."""
     plain = jit(fun, **jit_kwargs)
-    tuned = jit(fun, compiler_options=CPU_KERNEL_OPTIONS, **jit_kwargs)
+    tuned = jit(fun, compiler_options=options, **jit_kwargs)
 
     @functools.wraps(fun)
     def call(*args, **kwargs):

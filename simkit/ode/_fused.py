@@ -72,7 +72,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from .._checks import SimkitInputError
-from .._compile import with_cpu_options
+from .._compile import FIXED_STEP_OPTIONS, with_cpu_options
 from ..ensemble._threads import (
     check_threads,
     chunk_count,
@@ -233,7 +233,9 @@ _MIN_BLOCK = 8
 # EPYC Zen 5 (AVX-512, L1d 48 KiB) with the kernels' 512-bit vectors (`simkit._compile`):
 # N = 1e3, blocks of 128, one core, wall time of one 1000-step solve: unroll 4 / 8 / 16 / 32:
 # 3.9 / 3.6 / 3.45 / 3.45 ms, compile 0.45 / 0.85 / 3.7 / 8.5 s. 8 is the compromise. Blocks of
-# 64 / 128 / 256 / 512 at unroll 8: 3.8 / 3.6 / 3.7 / 5.7 ms (128 kept).
+# 64 / 128 / 256 / 512 at unroll 8: 3.8 / 3.6 / 3.7 / 5.7 ms (128 kept). With copy insertion's
+# region analysis (`simkit._compile.FIXED_STEP_OPTIONS`) unroll 8 / 10 / 12: 3.24 / 3.24 / 3.0 ms,
+# compile 0.8 / 1.1 / 1.8 s.
 _FIXED_UNROLL = 8
 # Adaptive segments (see `_adaptive_segment`), measured separately (same machine, Lorenz-63,
 # rtol = atol = 1e-8, CPU-time throughput): N = 1e4 unblocked 103k trajectories/s, blocks of
@@ -254,6 +256,7 @@ def fixed_block_size(n: int, dim: int) -> int:
 @functools.partial(
     with_cpu_options,
     jax.jit,
+    options=FIXED_STEP_OPTIONS,
     static_argnames=("vector_field", "tab", "t0", "dt", "save_steps", "batched", "block"),
 )
 def _fixed_kernel(vector_field, tab, y0_b, params, t0, dt, save_steps, batched, block=None):
