@@ -133,7 +133,7 @@ def fixed_workload(n: int, rounds: int) -> dict:
             fused,
             setup=fused,
             note=f"vmap(field), blocks of {_fused.fixed_block_size(n, 3)} members, "
-            f"{_threads_note(n, _fused._MIN_CHUNK_FIXED)}",
+            f"{_threads_note(n, _fused._MIN_CHUNK)}",
         ),
         Candidate("fused, 1 thread", one_thread, setup=one_thread, note="threads=1: one core"),
         Candidate("fused, hand-batched field", hand, setup=hand),
@@ -195,8 +195,7 @@ def adaptive_workload(n: int, rounds: int) -> dict:
             "simkit fused",
             fused_run,
             setup=fused_run,
-            note="regroup when it pays, segment 128, "
-            + _threads_note(n, _fused._MIN_CHUNK_ADAPTIVE),
+            note="regroup when it pays, segment 128, " + _threads_note(n, _fused._MIN_CHUNK),
         ),
         Candidate("fused, 1 thread", one_thread, setup=one_thread, note="threads=1: one core"),
         Candidate("fused, no regroup", no_regroup, setup=no_regroup),
@@ -280,8 +279,7 @@ def straggler_workload(n: int, rounds: int) -> dict:
             "simkit fused",
             fused(True),
             setup=fused(True),
-            note="regroup when it pays, segment 128, "
-            + _threads_note(n, _fused._MIN_CHUNK_ADAPTIVE),
+            note="regroup when it pays, segment 128, " + _threads_note(n, _fused._MIN_CHUNK),
         ),
         Candidate("fused, 1 thread", fused(True, 1), setup=fused(True, 1), note="threads=1"),
         Candidate("fused, no regroup", fused(False), setup=fused(False)),
@@ -359,7 +357,7 @@ def flop_fraction(results: list[dict]) -> dict:
         if not r["workload"].startswith("Lorenz-63 fixed-step"):
             continue
         n = int(r["workload"].rsplit("N=", 1)[1])
-        cores = chunk_count(n, _fused._MIN_CHUNK_FIXED, None, jnp.zeros((1,)))
+        cores = chunk_count(n, _fused._MIN_CHUNK, None, jnp.zeros((1,)))
         for name, used in (("fused, 1 thread", 1), ("simkit fused", cores)):
             row = next(x for x in r["rows"] if x["candidate"] == name)
             rate = per_step * n * round(T1 / DT) / row["median_s"]

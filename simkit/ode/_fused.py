@@ -1104,8 +1104,7 @@ def adaptive_solve(
 # repeated back to back ran 1.9x faster: XLA's CPU client runs each call on its own worker
 # threads (asynchronous dispatch), and right after other jax work the two chunks often ran
 # one after the other. So only chunks of at least 2048 members are split off.
-_MIN_CHUNK_FIXED = 2048
-_MIN_CHUNK_ADAPTIVE = 2048
+_MIN_CHUNK = 2048
 
 
 # Host-side cost of regrouping the still-running members into a smaller batch (gather, scatter
@@ -1260,7 +1259,7 @@ def solve_ensemble_fused(
         threads: split the members over this many host threads, each running its chunk's
             compiled kernels on one core (one CPU device, concrete inputs, no `shard`).
             Default None: one thread per core this process may use, when every chunk keeps at
-            least ~256 members (fewer: the start-up costs more than it saves); 1: no threads.
+            least 2048 members (`_MIN_CHUNK`: below it the gain was not reliable); 1: no threads.
             A member's result does not depend on it.
 
     Returns:
@@ -1348,7 +1347,7 @@ def solve_ensemble_fused(
 
             ys = sharded_call(run, y0s, batched_params, mesh=mesh)
         else:
-            chunks = chunk_count(n, _MIN_CHUNK_FIXED, threads, y0s, batched_params)
+            chunks = chunk_count(n, _MIN_CHUNK, threads, y0s, batched_params)
             pieces = split_members((y0s, batched_params), n, chunks)
             ys = join_members(run_chunks(run, pieces), n)
         # steps after the last save are skipped; cached constants: no dispatch per call
@@ -1412,7 +1411,7 @@ def solve_ensemble_fused(
 
     # Sharded: the devices split the members. Otherwise one host loop per core (each chunk
     # regroups its own stragglers).
-    chunks = 1 if shard else chunk_count(n, _MIN_CHUNK_ADAPTIVE, threads, y0s, batched_params)
+    chunks = 1 if shard else chunk_count(n, _MIN_CHUNK, threads, y0s, batched_params)
     parts = run_chunks(solve_chunk, split_members((y0s, batched_params), n, chunks))
     sol = (
         parts[0]

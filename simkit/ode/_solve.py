@@ -449,7 +449,7 @@ def solve_ensemble(
             run a host loop, so under `jax.grad`/`jit` "auto" picks diffrax.
         shard: spread members over all local devices with `simkit.ensemble` (padding handled).
         threads: fused engine on one CPU device: split the members over this many host
-            threads, one core each (default None: one per core when each keeps ~256 members;
+            threads, one core each (default None: one per core when each keeps 2048 members;
             1: none). See `solve_ensemble_fused`.
 
     The other arguments are as in `solve` (rtol, atol > 0; max_steps <= 2**31 - 1; fixed-step
